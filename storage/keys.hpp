@@ -1,0 +1,48 @@
+#pragma once
+// The ONE module that knows every key layout (docs/storage.md has the table).
+// Every key except the meta keys starts with key_format (a format-version byte), strings
+// are be32-length-prefixed and integers big-endian, so byte order = the order we iterate in.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mscan::storage::keys {
+
+inline constexpr std::uint8_t key_format = 1;
+
+// meta CF: plain ASCII names (they are what tells the format, so they carry no prefix).
+inline constexpr std::string_view meta_format_version = "format_version";  // value: be32
+inline constexpr std::string_view meta_message_count = "message_count";    // value: be64
+
+// messages CF: [fmt][lp key]
+std::string message(std::string_view key);
+std::optional<std::string> decode_message(std::string_view k);
+
+// message_ids CF: [fmt][lp normalised Message-ID]  -> value: message key (raw bytes)
+std::string message_id(std::string_view normalised_id);
+
+// checkpoints CF: [fmt][lp user][lp folder]
+std::string checkpoint(std::string_view user, std::string_view folder);
+std::string checkpoint_prefix(std::string_view user);
+struct checkpoint_key {
+  std::string user, folder;
+};
+std::optional<checkpoint_key> decode_checkpoint(std::string_view k);
+
+// index_user / index_contact / index_account / index_item CFs:
+// [fmt][lp target][be64 ~order_preserving(date)][lp key] -> ""  (newest first in a scan)
+std::string index(std::string_view target, std::int64_t date, std::string_view key);
+std::string index_prefix(std::string_view target);
+struct index_key {
+  std::string target;
+  std::int64_t date = 0;
+  std::string key;
+};
+std::optional<index_key> decode_index(std::string_view k);
+
+// mailbox_state CF: [fmt][lp user]
+std::string mailbox_state(std::string_view user);
+std::optional<std::string> decode_mailbox_state(std::string_view k);
+
+}  // namespace mscan::storage::keys

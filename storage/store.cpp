@@ -1,0 +1,628 @@
+#include "storage/store.hpp"
+
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+#include "storage/codec.hpp"
+#include "storage/column_families.hpp"
+#include "storage/keys.hpp"
+
+namespace mscan::storage {
+
+namespace {
+
+using cf = column_family;
+
+error make_error(error::code c, std::string msg) { return error{c, std::move(msg)}; }
+
+// RocksDB Status -> our classification. Order matters: NoSpace is a sub-code of IOError.
+error from_status(const rocksdb::Status& s, std::string_view context) {
+  error::code c = error::code::io_error;
+  if (s.IsNoSpace())
+    c = error::code::no_space;
+  else if (s.IsCorruption())
+    c = error::code::corruption;
+  else if (s.IsNotFound())
+    c = error::code::not_found;
+  else if (s.IsInvalidArgument() || s.IsNotSupported())
+    c = error::code::invalid_argument;
+  return make_error(c, fmt::format("{}: {}", context, s.ToString()));
+}
+
+error from_exception(const std::exception& e, std::string_view context) {
+  return make_error(error::code::io_error, fmt::format("{}: {}", context, e.what()));
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool starts_with(const rocksdb::Slice& s, std::string_view prefix) {
+  return s.size() >= prefix.size() && std::string_view(s.data(), prefix.size()) == prefix;
+}
+
+std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+template <class T>
+bool add_unique(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) != v.end()) return false;
+  v.push_back(x);
+  return true;
+}
+
+template <class T>
+bool add_all(std::vector<T>& v, const std::vector<T>& xs) {
+  bool changed = false;
+  for (const auto& x : xs) changed |= add_unique(v, x);
+  return changed;
+}
+
+bool fill(std::string& dst, const std::string& src) {
+  if (!dst.empty() || src.empty()) return false;
+  dst = src;
+  return true;
+}
+
+struct merge_delta {
+  std::size_t sightings_added = 0;
+  bool changed = false;
+};
+
+// Merges an incoming record into the current one (see store::write for the rules).
+// Scalars keep the first non-empty value: the same key means the same message.
+merge_delta merge_into(message_record& cur, const message_record& in) {
+  merge_delta d;
+  d.changed |= fill(cur.message_id, in.message_id);
+  d.changed |= fill(cur.subject, in.subject);
+  d.changed |= fill(cur.from, in.from);
+  if (cur.date == 0 && in.date != 0) {
+    cur.date = in.date;
+    d.changed = true;
+  }
+  if (cur.size == 0 && in.size != 0) {
+    cur.size = in.size;
+    d.changed = true;
+  }
+  d.changed |= add_all(cur.to, in.to);
+  d.changed |= add_all(cur.cc, in.cc);
+  for (const auto& s : in.sightings) {
+    auto it = std::find_if(cur.sightings.begin(), cur.sightings.end(), [&](const sighting& x) {
+      return x.user == s.user && x.folder == s.folder;
+    });
+    if (it == cur.sightings.end()) {
+      cur.sightings.push_back(s);
+      ++d.sightings_added;
+    } else if (std::tie(s.uidvalidity, s.uid) > std::tie(it->uidvalidity, it->uid)) {
+      *it = s;
+      ++d.sightings_added;
+    }
+    d.changed |= add_unique(cur.users, s.user);
+  }
+  d.changed |= d.sightings_added > 0;
+  d.changed |= add_all(cur.users, in.users);
+  d.changed |= add_all(cur.contacts, in.contacts);
+  d.changed |= add_all(cur.accounts, in.accounts);
+  d.changed |= add_all(cur.items, in.items);
+  d.changed |= add_all(cur.tickets, in.tickets);
+  d.changed |= add_all(cur.attachments, in.attachments);
+  d.changed |= add_all(cur.reasons, in.reasons);
+  d.changed |= add_all(cur.warnings, in.warnings);
+  return d;
+}
+
+// The link-index entries a record owns: (column family, encoded key).
+std::set<std::pair<cf, std::string>> index_entries(const message_record& r) {
+  std::set<std::pair<cf, std::string>> out;
+  for (const auto& u : r.users) out.emplace(cf::index_user, keys::index(u, r.date, r.key));
+  for (const auto& c : r.contacts)
+    out.emplace(cf::index_contact, keys::index(ascii_lower(c), r.date, r.key));
+  for (const auto& a : r.accounts) out.emplace(cf::index_account, keys::index(a, r.date, r.key));
+  for (const auto& i : r.items) out.emplace(cf::index_item, keys::index(i, r.date, r.key));
+  return out;
+}
+
+std::string be32_value(std::uint32_t v) {
+  std::string s;
+  codec::put_be32(s, v);
+  return s;
+}
+
+std::string be64_value(std::uint64_t v) {
+  std::string s;
+  codec::put_be64(s, v);
+  return s;
+}
+
+// ---- format migrations ----------------------------------------------------------------
+// A migration moves the database from format `from` to `from + 1` by adding to `batch`; the
+// store appends the new format_version to the same batch, so an upgrade step is atomic.
+// Empty today (format 1 is the first); keep entries sorted by `from`.
+using migration_fn = expected<void, error> (*)(rocksdb::DB&,
+                                               const std::vector<rocksdb::ColumnFamilyHandle*>&,
+                                               rocksdb::WriteBatch&);
+struct migration {
+  std::uint32_t from;
+  std::string_view what;
+  migration_fn run;
+};
+const std::vector<migration>& migrations() {
+  static const std::vector<migration> table{};
+  return table;
+}
+
+}  // namespace
+
+struct store::impl {
+  // Declared first so it outlives the database that uses it.
+  std::shared_ptr<rocksdb::Env> env;
+  std::shared_ptr<const rocksdb::FilterPolicy> bloom;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // ours, indexed by column_family
+  std::vector<rocksdb::ColumnFamilyHandle*> foreign;  // families this build does not know
+  open_options opts;
+  rocksdb::WriteOptions write_options;
+  std::mutex write_mu;
+  bool needs_resume = false;  // a write failed: RocksDB may be in its background-error state
+  std::uint32_t version = 0;
+
+  rocksdb::ColumnFamilyHandle* h(cf c) const { return handles[index_of(c)]; }
+
+  ~impl() {
+    if (!db) return;
+    for (auto* x : handles)
+      if (x) db->DestroyColumnFamilyHandle(x);
+    for (auto* x : foreign)
+      if (x) db->DestroyColumnFamilyHandle(x);
+    db->Close();  // a failed close leaves nothing we could act on; RocksDB logs it
+    db.reset();
+  }
+
+  // Reads meta, creates/upgrades/refuses as the format version demands.
+  expected<void, error> check_format(bool fresh);
+  std::optional<std::string> get(cf c, const std::string& key) const;
+};
+
+std::optional<std::string> store::impl::get(cf c, const std::string& key) const {
+  std::string v;
+  auto s = db->Get(rocksdb::ReadOptions(), h(c), key, &v);
+  if (!s.ok()) return std::nullopt;
+  return v;
+}
+
+expected<void, error> store::impl::check_format(bool fresh) {
+  std::string v;
+  auto s = db->Get(rocksdb::ReadOptions(), h(cf::meta), std::string(keys::meta_format_version), &v);
+  if (s.IsNotFound()) {
+    // A crash between creating the files and writing meta leaves an empty database:
+    // initialise it when nothing else is there either.
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h(cf::messages)));
+    it->SeekToFirst();
+    const bool empty = !it->Valid() && it->status().ok();
+    if (!fresh && !empty)
+      return unexpected{make_error(error::code::corruption,
+                                   "not a mailscan database (no format_version in meta)")};
+    if (opts.read_only)
+      return unexpected{make_error(error::code::version_mismatch,
+                                   "database was never initialised; open it read-write once")};
+    rocksdb::WriteBatch b;
+    b.Put(h(cf::meta), std::string(keys::meta_format_version), be32_value(current_format_version));
+    b.Put(h(cf::meta), std::string(keys::meta_message_count), be64_value(0));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto ws = db->Write(wo, &b); !ws.ok()) return unexpected{from_status(ws, "initialise meta")};
+    version = current_format_version;
+    return {};
+  }
+  if (!s.ok()) return unexpected{from_status(s, "read format version")};
+  codec::reader r(v);
+  auto found = r.be32();
+  if (!r.ok() || !r.at_end())
+    return unexpected{make_error(error::code::corruption, "format_version in meta is malformed")};
+  if (found > current_format_version)
+    return unexpected{make_error(
+        error::code::version_mismatch,
+        fmt::format("database format version {} is newer than this build supports ({}); "
+                    "use a newer mailscan",
+                    found, current_format_version))};
+  if (found < current_format_version && opts.read_only)
+    return unexpected{make_error(
+        error::code::version_mismatch,
+        fmt::format("database format version {} needs an upgrade to {}; open it read-write once",
+                    found, current_format_version))};
+  while (found < current_format_version) {
+    const auto& table = migrations();
+    auto m = std::find_if(table.begin(), table.end(),
+                          [&](const migration& x) { return x.from == found; });
+    if (m == table.end())
+      return unexpected{make_error(
+          error::code::version_mismatch,
+          fmt::format("no migration from database format version {} (this build writes {})",
+                      found, current_format_version))};
+    rocksdb::WriteBatch b;
+    if (auto r2 = m->run(*db, handles, b); !r2) return unexpected{r2.error()};
+    b.Put(h(cf::meta), std::string(keys::meta_format_version), be32_value(found + 1));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto ws = db->Write(wo, &b); !ws.ok())
+      return unexpected{from_status(ws, fmt::format("migration {}", m->what))};
+    ++found;
+  }
+  version = found;
+  return {};
+}
+
+store::store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+store::~store() = default;
+
+expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path& dir,
+                                                    const open_options& o) try {
+  auto p = std::make_unique<impl>();
+  p->env = o.env;
+  p->opts = o;
+  p->write_options.sync = o.sync_writes;
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = o.create_if_missing && !o.read_only;
+  dbo.create_missing_column_families = !o.read_only;
+  dbo.max_background_jobs = 2;
+  dbo.keep_log_file_num = 4;
+  if (o.env) dbo.env = o.env.get();
+
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(dir / "CURRENT", ec);
+  if (!exists && (o.read_only || !o.create_if_missing))
+    return unexpected{make_error(error::code::not_found,
+                                 fmt::format("no database at {}", dir.string()))};
+
+  std::vector<std::string> existing;
+  if (exists) {
+    auto s = rocksdb::DB::ListColumnFamilies(dbo, dir.string(), &existing);
+    if (!s.ok()) return unexpected{from_status(s, fmt::format("open {}", dir.string()))};
+  }
+
+  // Point lookups (is this message new?) dominate writes: a bloom filter saves disk reads.
+  p->bloom.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy = p->bloom;
+  rocksdb::ColumnFamilyOptions cfo;
+  cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (auto name : column_family_names) {
+    if (o.read_only && std::find(existing.begin(), existing.end(), name) == existing.end())
+      return unexpected{make_error(
+          error::code::version_mismatch,
+          fmt::format("database has no column family '{}'; open it read-write once to upgrade",
+                      name))};
+    descs.emplace_back(std::string(name), cfo);
+  }
+  for (const auto& name : existing)
+    if (std::find(column_family_names.begin(), column_family_names.end(), name) ==
+        column_family_names.end())
+      descs.emplace_back(name, cfo);  // RocksDB refuses a read-write open that omits one
+
+  std::vector<rocksdb::ColumnFamilyHandle*> hs;
+  rocksdb::DB* raw = nullptr;
+  auto s = o.read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir.string(), descs, &hs, &raw)
+                       : rocksdb::DB::Open(dbo, dir.string(), descs, &hs, &raw);
+  if (!s.ok()) return unexpected{from_status(s, fmt::format("open {}", dir.string()))};
+  p->db.reset(raw);
+  p->handles.assign(hs.begin(), hs.begin() + column_family_count);
+  p->foreign.assign(hs.begin() + column_family_count, hs.end());
+
+  if (auto r = p->check_format(!exists); !r) return unexpected{r.error()};
+  return std::unique_ptr<store>(new store(std::move(p)));
+} catch (const std::exception& e) {
+  return unexpected{from_exception(e, "open database")};
+}
+
+expected<write_stats, error> store::write(std::span<const message_record> messages,
+                                          std::span<const checkpoint_update> checkpoints) try {
+  auto& d = *impl_;
+  if (d.opts.read_only)
+    return unexpected{make_error(error::code::invalid_argument, "store is open read-only")};
+  for (const auto& m : messages)
+    if (m.key.empty())
+      return unexpected{make_error(error::code::invalid_argument, "message record without key")};
+  for (const auto& c : checkpoints)
+    if (c.user.empty() || c.folder.empty())
+      return unexpected{
+          make_error(error::code::invalid_argument, "checkpoint without user or folder")};
+
+  std::lock_guard lock(d.write_mu);
+  if (d.needs_resume) {
+    // After a failed WAL write RocksDB refuses writes until resumed; Resume() on a healthy
+    // database is a cheap no-op.
+    if (auto s = d.db->Resume(); !s.ok())
+      return unexpected{from_status(s, "resume after a failed write")};
+    d.needs_resume = false;
+  }
+
+  // Current stored state of every distinct key, fetched in one MultiGet.
+  struct slot {
+    std::optional<message_record> stored;
+    std::optional<message_record> cur;
+  };
+  std::unordered_map<std::string, slot> slots;
+  std::vector<std::string> order;
+  for (const auto& m : messages)
+    if (slots.try_emplace(m.key).second) order.push_back(m.key);
+  if (!order.empty()) {
+    std::vector<std::string> db_keys;
+    db_keys.reserve(order.size());
+    for (const auto& k : order) db_keys.push_back(keys::message(k));
+    std::vector<rocksdb::Slice> key_slices(db_keys.begin(), db_keys.end());
+    std::vector<rocksdb::ColumnFamilyHandle*> cfs(order.size(), d.h(cf::messages));
+    std::vector<std::string> values;
+    auto sts = d.db->MultiGet(rocksdb::ReadOptions(), cfs, key_slices, &values);
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      if (sts[i].IsNotFound()) continue;
+      if (!sts[i].ok()) return unexpected{from_status(sts[i], "read stored message")};
+      auto rec = codec::decode_message(order[i], values[i]);
+      if (!rec) return unexpected{rec.error()};
+      slots[order[i]].stored = std::move(*rec);
+    }
+  }
+
+  write_stats stats;
+  for (const auto& m : messages) {
+    auto& sl = slots[m.key];
+    const bool brand_new = !sl.cur && !sl.stored;
+    if (!sl.cur) {
+      sl.cur = sl.stored ? *sl.stored : message_record{};
+      sl.cur->key = m.key;
+    }
+    auto delta = merge_into(*sl.cur, m);
+    stats.new_sightings += delta.sightings_added;
+    if (brand_new)
+      ++stats.new_messages;
+    else if (delta.changed)
+      ++stats.updated;
+    else
+      ++stats.unchanged;
+  }
+
+  rocksdb::WriteBatch batch;
+  std::map<std::string, std::uint64_t> bumps;  // user -> messages newly attached
+  std::uint64_t created = 0;
+  for (const auto& key : order) {
+    const auto& sl = slots[key];
+    if (sl.stored && *sl.stored == *sl.cur) continue;  // replay: nothing to write
+    const auto& cur = *sl.cur;
+    batch.Put(d.h(cf::messages), keys::message(key), codec::encode(cur));
+    if (!sl.stored) ++created;
+    if (auto id = normalise_message_id(cur.message_id);
+        !id.empty() && (!sl.stored || sl.stored->message_id != cur.message_id))
+      batch.Put(d.h(cf::message_ids), keys::message_id(id), key);
+    auto now = index_entries(cur);
+    if (sl.stored) {
+      for (auto& [c, k] : index_entries(*sl.stored))
+        if (!now.erase({c, k})) batch.Delete(d.h(c), k);  // date changed: old position goes
+    }
+    for (const auto& [c, k] : now) batch.Put(d.h(c), k, rocksdb::Slice());
+    for (const auto& u : cur.users)
+      if (!sl.stored || std::find(sl.stored->users.begin(), sl.stored->users.end(), u) ==
+                            sl.stored->users.end())
+        ++bumps[u];
+  }
+
+  for (const auto& [user, n] : bumps) {
+    mailbox_state st;
+    st.user = user;
+    if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(user))) {
+      auto decoded = codec::decode_mailbox_state(user, *v);
+      if (!decoded) return unexpected{decoded.error()};
+      st = std::move(*decoded);
+    }
+    st.messages_tracked += n;
+    batch.Put(d.h(cf::mailbox_state), keys::mailbox_state(user), codec::encode(st));
+  }
+  if (created > 0) {
+    auto count = message_count() + created;
+    batch.Put(d.h(cf::meta), std::string(keys::meta_message_count), be64_value(count));
+  }
+  for (const auto& c : checkpoints)
+    batch.Put(d.h(cf::checkpoints), keys::checkpoint(c.user, c.folder), codec::encode(c.cp));
+
+  if (batch.Count() > 0) {
+    if (auto s = d.db->Write(d.write_options, &batch); !s.ok()) {
+      d.needs_resume = true;
+      return unexpected{from_status(s, "write batch")};
+    }
+  }
+  return stats;
+} catch (const std::exception& e) {
+  return unexpected{from_exception(e, "write")};
+}
+
+std::optional<folder_checkpoint> store::checkpoint(std::string_view user,
+                                                   std::string_view folder) const try {
+  auto v = impl_->get(cf::checkpoints, keys::checkpoint(user, folder));
+  if (!v) return std::nullopt;
+  auto cp = codec::decode_checkpoint(*v);
+  if (!cp) return std::nullopt;
+  return *cp;
+} catch (const std::exception&) {
+  return std::nullopt;
+}
+
+std::map<std::string, folder_checkpoint> store::checkpoints(std::string_view user) const try {
+  std::map<std::string, folder_checkpoint> out;
+  const auto prefix = keys::checkpoint_prefix(user);
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::checkpoints)));
+  for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    auto k = keys::decode_checkpoint(view(it->key()));
+    auto cp = codec::decode_checkpoint(view(it->value()));
+    if (k && cp) out.emplace(std::move(k->folder), *cp);
+  }
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
+std::optional<message_record> store::find_by_key(std::string_view key) const try {
+  auto v = impl_->get(cf::messages, keys::message(key));
+  if (!v) return std::nullopt;
+  auto rec = codec::decode_message(key, *v);
+  if (!rec) return std::nullopt;
+  return std::move(*rec);
+} catch (const std::exception&) {
+  return std::nullopt;
+}
+
+std::optional<message_record> store::find_by_message_id(std::string_view message_id) const try {
+  auto id = normalise_message_id(message_id);
+  if (id.empty()) return std::nullopt;
+  auto key = impl_->get(cf::message_ids, keys::message_id(id));
+  if (!key) return std::nullopt;
+  return find_by_key(*key);
+} catch (const std::exception&) {
+  return std::nullopt;
+}
+
+std::vector<message_record> store::query_messages(const message_filter& f) const try {
+  const auto contact = ascii_lower(f.contact);
+  auto has = [](const std::vector<std::string>& v, const std::string& x) {
+    return x.empty() || std::find(v.begin(), v.end(), x) != v.end();
+  };
+  auto matches = [&](const message_record& r) {
+    if (!contact.empty() &&
+        std::none_of(r.contacts.begin(), r.contacts.end(),
+                     [&](const std::string& c) { return ascii_lower(c) == contact; }))
+      return false;
+    return has(r.users, f.user) && has(r.accounts, f.account) && has(r.items, f.item);
+  };
+  std::vector<message_record> out;
+  const auto full = [&] { return f.limit != 0 && out.size() >= f.limit; };
+
+  // Drive from the most selective index the filter names; check the rest on the record.
+  std::optional<std::pair<cf, std::string>> driver;
+  if (!f.item.empty())
+    driver.emplace(cf::index_item, f.item);
+  else if (!contact.empty())
+    driver.emplace(cf::index_contact, contact);
+  else if (!f.account.empty())
+    driver.emplace(cf::index_account, f.account);
+  else if (!f.user.empty())
+    driver.emplace(cf::index_user, f.user);
+
+  if (driver) {
+    const auto prefix = keys::index_prefix(driver->second);
+    std::unique_ptr<rocksdb::Iterator> it(
+        impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(driver->first)));
+    for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix) && !full(); it->Next()) {
+      auto k = keys::decode_index(view(it->key()));
+      if (!k) continue;
+      auto rec = find_by_key(k->key);
+      if (rec && matches(*rec)) out.push_back(std::move(*rec));
+    }
+    return out;
+  }
+
+  // No filter: every record, ordered exactly as an index scan would order them.
+  std::vector<std::pair<std::string, message_record>> all;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::messages)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = keys::decode_message(view(it->key()));
+    if (!key) continue;
+    auto rec = codec::decode_message(*key, view(it->value()));
+    if (!rec) continue;
+    auto order = keys::index("", rec->date, rec->key);
+    all.emplace_back(std::move(order), std::move(*rec));
+  }
+  std::sort(all.begin(), all.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [order, rec] : all) {
+    if (full()) break;
+    out.push_back(std::move(rec));
+  }
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
+expected<void, error> store::put_mailbox_state(const mailbox_state& s) try {
+  auto& d = *impl_;
+  if (d.opts.read_only)
+    return unexpected{make_error(error::code::invalid_argument, "store is open read-only")};
+  if (s.user.empty())
+    return unexpected{make_error(error::code::invalid_argument, "mailbox state without user")};
+  std::lock_guard lock(d.write_mu);
+  if (d.needs_resume) {
+    if (auto st = d.db->Resume(); !st.ok())
+      return unexpected{from_status(st, "resume after a failed write")};
+    d.needs_resume = false;
+  }
+  auto next = s;
+  next.messages_tracked = 0;
+  if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(s.user))) {
+    auto old = codec::decode_mailbox_state(s.user, *v);
+    if (!old) return unexpected{old.error()};
+    next.messages_tracked = old->messages_tracked;
+  }
+  auto st = d.db->Put(d.write_options, d.h(cf::mailbox_state), keys::mailbox_state(s.user),
+                      codec::encode(next));
+  if (!st.ok()) {
+    d.needs_resume = true;
+    return unexpected{from_status(st, "write mailbox state")};
+  }
+  return {};
+} catch (const std::exception& e) {
+  return unexpected{from_exception(e, "put mailbox state")};
+}
+
+std::optional<mailbox_state> store::mailbox_state_of(std::string_view user) const try {
+  auto v = impl_->get(cf::mailbox_state, keys::mailbox_state(user));
+  if (!v) return std::nullopt;
+  auto s = codec::decode_mailbox_state(user, *v);
+  if (!s) return std::nullopt;
+  return std::move(*s);
+} catch (const std::exception&) {
+  return std::nullopt;
+}
+
+std::vector<mailbox_state> store::mailbox_states() const try {
+  std::vector<mailbox_state> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::mailbox_state)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto user = keys::decode_mailbox_state(view(it->key()));
+    if (!user) continue;
+    auto s = codec::decode_mailbox_state(*user, view(it->value()));
+    if (s) out.push_back(std::move(*s));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.user < b.user; });
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
+std::uint64_t store::message_count() const try {
+  auto v = impl_->get(cf::meta, std::string(keys::meta_message_count));
+  if (!v) return 0;
+  codec::reader r(*v);
+  auto n = r.be64();
+  return r.ok() ? n : 0;
+} catch (const std::exception&) {
+  return 0;
+}
+
+std::uint32_t store::format_version() const { return impl_->version; }
+bool store::read_only() const { return impl_->opts.read_only; }
+
+}  // namespace mscan::storage

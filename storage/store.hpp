@@ -1,0 +1,66 @@
+#pragma once
+// The mailscan database: one RocksDB instance with the column families of
+// column_families.hpp. RocksDB types stay behind a pimpl so users of this header (the writer
+// actor, the CLI) do not compile RocksDB headers.
+//
+// Thread-safety: all const members may run concurrently with each other and with write();
+// write() and put_mailbox_state() serialise on an internal mutex (they read-modify-write).
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/expected.hpp"
+#include "storage/types.hpp"
+
+namespace mscan::storage {
+
+// Format of the whole database (meta CF "format_version"). Bump it together with an entry in
+// the migration table in store.cpp.
+inline constexpr std::uint32_t current_format_version = 1;
+
+class store {
+ public:
+  static expected<std::unique_ptr<store>, error> open(const std::filesystem::path& dir,
+                                                      const open_options& = {});
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  // One atomic WriteBatch: upsert messages (existing key => merge: union of sightings
+  // (one per user+folder, the greater (uidvalidity, uid) wins), users (sighting users
+  // included), contacts, accounts, items, tickets, reasons, attachments, warnings — never a
+  // second record), bump per-user messages_tracked for each user newly attached to a message,
+  // maintain the link indexes, and set the checkpoints. On error nothing is applied.
+  // Records with an empty key refuse the whole batch (invalid_argument).
+  expected<write_stats, error> write(std::span<const message_record> messages,
+                                     std::span<const checkpoint_update> checkpoints);
+
+  std::optional<folder_checkpoint> checkpoint(std::string_view user, std::string_view folder) const;
+  std::map<std::string, folder_checkpoint> checkpoints(std::string_view user) const;  // by folder
+
+  // Newest first (date descending, then key ascending); limit 0 = all.
+  std::vector<message_record> query_messages(const message_filter& f) const;
+  std::optional<message_record> find_by_message_id(std::string_view message_id) const;
+  std::optional<message_record> find_by_key(std::string_view key) const;
+
+  // Stores everything but messages_tracked, which write() owns (the stored count is kept).
+  expected<void, error> put_mailbox_state(const mailbox_state& s);
+  std::optional<mailbox_state> mailbox_state_of(std::string_view user) const;
+  std::vector<mailbox_state> mailbox_states() const;  // ordered by user
+
+  std::uint64_t message_count() const;
+  std::uint32_t format_version() const;
+  bool read_only() const;
+
+ private:
+  struct impl;
+  explicit store(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace mscan::storage

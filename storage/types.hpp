@@ -1,0 +1,120 @@
+#pragma once
+// Value types of the storage layer: what the writer actor hands in and what the CLI's
+// query/status commands read back. No RocksDB here (only a forward declaration for the
+// test hook in open_options), so every layer may include this header cheaply.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rocksdb {
+class Env;
+}
+
+namespace mscan::storage {
+
+struct error {
+  enum class code { io_error, no_space, corruption, version_mismatch, invalid_argument, not_found };
+  code kind = code::io_error;
+  std::string message;
+};
+
+// Stable text for logs and the CLI ("io_error", "no_space", ...).
+std::string_view to_string(error::code c) noexcept;
+
+// One place (user's folder) where a message was seen.
+struct sighting {
+  std::string user, folder;
+  std::uint32_t uidvalidity = 0, uid = 0;
+  friend bool operator==(const sighting&, const sighting&) = default;
+};
+
+struct attachment_info {
+  std::string name, type;
+  std::uint64_t size = 0;
+  friend bool operator==(const attachment_info&, const attachment_info&) = default;
+};
+
+struct link_reason {
+  std::string kind;    // "contact" | "account" | "item" | "ticket" | "user"
+  std::string target;  // e.g. "bob@acme.example", "Acme Ltd", "OPP-1042"
+  std::string cause;   // e.g. "From: bob@acme.example", "domain acme.example"
+  friend bool operator==(const link_reason&, const link_reason&) = default;
+};
+
+struct message_record {
+  std::string key;  // stable message key (caller computes; see message_key())
+  std::string message_id, subject, from;
+  std::vector<std::string> to, cc;
+  std::int64_t date = 0;  // unix seconds UTC
+  std::uint64_t size = 0;
+  std::vector<sighting> sightings;
+  std::vector<std::string> users, contacts, accounts, items, tickets;
+  std::vector<attachment_info> attachments;
+  std::vector<link_reason> reasons;
+  std::vector<std::string> warnings;
+  friend bool operator==(const message_record&, const message_record&) = default;
+};
+
+// Message-ID as stored in the message_ids index: whitespace (folding) removed, one pair of
+// enclosing angle brackets removed, the domain part (after the last '@') lower-cased.
+// Returns "" when nothing is left.
+std::string normalise_message_id(std::string_view message_id);
+
+// Stable key: "<" + normalise_message_id() + ">" when a Message-ID is present, else
+// "fp:" + 32 hex digits of a fingerprint of (date, size, lower-cased trimmed from, trimmed
+// subject). Same message in several mailboxes/folders = same key. The two forms cannot
+// collide (an id key always starts with '<').
+std::string message_key(std::string_view message_id, std::int64_t date, std::uint64_t size,
+                        std::string_view from, std::string_view subject);
+
+struct folder_checkpoint {
+  std::uint32_t uidvalidity = 0, last_uid = 0;
+  std::uint64_t highest_modseq = 0;
+  friend bool operator==(const folder_checkpoint&, const folder_checkpoint&) = default;
+};
+
+struct checkpoint_update {
+  std::string user, folder;
+  folder_checkpoint cp;
+};
+
+struct mailbox_state {
+  std::string user;
+  std::string state = "ok";  // ok|error|credentials_changed|disabled
+  std::int64_t last_scanned = 0;  // unix seconds, 0 = never
+  std::uint32_t consecutive_failures = 0;
+  std::string last_error_reason, last_error_detail;  // empty = none
+  // Owned by store::write() (bumped once per message newly attached to the user);
+  // put_mailbox_state() ignores the value passed in and keeps the stored count.
+  std::uint64_t messages_tracked = 0;
+  friend bool operator==(const mailbox_state&, const mailbox_state&) = default;
+};
+
+// Empty fields do not filter; all non-empty fields must match (contact: ASCII case-insensitive).
+// limit 0 = no limit.
+struct message_filter {
+  std::string user, contact, account, item;
+  std::size_t limit = 0;
+};
+
+// Per write(): new_messages = records created; new_sightings = (user, folder) sightings
+// added or moved to a newer uidvalidity/uid (those of new records included); updated =
+// existing records that changed; unchanged = incoming records that changed nothing
+// (a replayed batch counts every record here).
+struct write_stats {
+  std::size_t new_messages = 0, new_sightings = 0, unchanged = 0;
+  std::size_t updated = 0;
+};
+
+struct open_options {
+  bool create_if_missing = true;
+  bool read_only = false;   // OpenForReadOnly: works while another handle/process writes
+  bool sync_writes = true;  // sync = WAL fsync before ack
+  // Test hook (fault injection): RocksDB environment to use instead of the default one.
+  std::shared_ptr<rocksdb::Env> env;
+};
+
+}  // namespace mscan::storage
