@@ -80,7 +80,8 @@ TEST_CASE("gmail transcript: X-GM items, literal8, envelope, bodystructure", "[u
   CHECK(r.responses[18] == std::string("fetch 1 uid=605 date=05-Nov-2026 18:42:11 +0000 size=9 "
                                        "modseq=1234500 msgid=1278455344230334865 "
                                        "thrid=1278455344230334865 labels=\\Inbox,\\Sent,"
-                                       "Important,Muy Importante BINARY[]={bin\0ary!!}", 176));
+                                       "Important,Muy Importante BINARY[]={bin") +
+                                       std::string("\0", 1) + "ary!!}");
   CHECK(r.responses[19].find(" env=(\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" ") != std::string::npos);
   CHECK(r.responses[19].find(" bs=((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 1152 23)") !=
         std::string::npos);
