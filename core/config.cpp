@@ -1,0 +1,716 @@
+// Config loading with toml++ (a full TOML 1.0 parser with source positions, so every error
+// can name its line) and nlohmann-json / a small CSV reader for the bulk files of large tenants.
+#include "core/config.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace mscan::core {
+
+namespace {
+
+struct load_failure {
+  std::string message;
+};
+
+[[noreturn]] void fail(std::string msg) { throw load_failure{std::move(msg)}; }
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos)
+    return {};
+  auto e = s.find_last_not_of(" \t\r\n");
+  return std::string{s.substr(b, e - b + 1)};
+}
+
+// Reads one table, remembering which keys were used so that a misspelt key is an error
+// instead of a silently ignored setting.
+class table_reader {
+ public:
+  table_reader(const toml::table& t, std::string file, std::string where)
+    : t_(t), file_(std::move(file)), where_(std::move(where)) {}
+
+  [[noreturn]] void error_at(const toml::node* n, std::string_view key, std::string_view what) const {
+    auto line = n ? n->source().begin.line : t_.source().begin.line;
+    fail(fmt::format("{}:{}: {}: key '{}': {}", file_, line, where_, key, what));
+  }
+
+  const toml::node* node(std::string_view key) {
+    used_.insert(std::string{key});
+    return t_.get(key);
+  }
+
+  std::optional<std::string> str(std::string_view key) {
+    auto n = node(key);
+    if (!n)
+      return std::nullopt;
+    if (auto v = n->value<std::string>())
+      return *v;
+    error_at(n, key, "expected a string");
+  }
+  std::string req_str(std::string_view key) {
+    auto v = str(key);
+    if (!v || v->empty())
+      error_at(nullptr, key, "missing (required)");
+    return *v;
+  }
+  std::optional<bool> boolean(std::string_view key) {
+    auto n = node(key);
+    if (!n)
+      return std::nullopt;
+    if (auto v = n->value<bool>())
+      return *v;
+    error_at(n, key, "expected true or false");
+  }
+  template <class Int>
+  std::optional<Int> integer(std::string_view key, std::int64_t lo, std::int64_t hi) {
+    auto n = node(key);
+    if (!n)
+      return std::nullopt;
+    auto v = n->value<std::int64_t>();
+    if (!v || !n->is_integer())
+      error_at(n, key, "expected an integer");
+    if (*v < lo || *v > hi)
+      error_at(n, key, fmt::format("{} is out of range [{}, {}]", *v, lo, hi));
+    return static_cast<Int>(*v);
+  }
+  std::vector<std::string> str_list(std::string_view key) {
+    auto n = node(key);
+    std::vector<std::string> out;
+    if (!n)
+      return out;
+    if (auto s = n->value<std::string>()) {  // a single string is accepted as a one-element list
+      out.push_back(*s);
+      return out;
+    }
+    auto arr = n->as_array();
+    if (!arr)
+      error_at(n, key, "expected a list of strings");
+    for (auto& e : *arr) {
+      auto s = e.value<std::string>();
+      if (!s)
+        error_at(&e, key, "expected a list of strings");
+      out.push_back(*s);
+    }
+    return out;
+  }
+  template <class Enum>
+  std::optional<Enum> choice(std::string_view key, std::initializer_list<std::pair<const char*, Enum>> opts) {
+    auto n = node(key);
+    if (!n)
+      return std::nullopt;
+    auto s = n->value<std::string>();
+    std::string allowed;
+    for (auto& [name, val] : opts) {
+      if (s && lower(*s) == name)
+        return val;
+      allowed += allowed.empty() ? name : std::string{" | "} + name;
+    }
+    error_at(n, key, fmt::format("expected one of {}", allowed));
+  }
+
+  void reject_unknown() const {
+    for (auto& [k, v] : t_) {
+      if (!used_.count(std::string{k.str()}))
+        fail(fmt::format("{}:{}: {}: unknown key '{}'", file_, v.source().begin.line, where_, k.str()));
+    }
+  }
+
+  const std::string& file() const { return file_; }
+  const std::string& where() const { return where_; }
+
+ private:
+  const toml::table& t_;
+  std::string file_;
+  std::string where_;
+  std::set<std::string> used_;
+};
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::filesystem::path& p) {
+  if (p.empty() || p.is_absolute())
+    return p;
+  return base / p;
+}
+
+std::vector<std::string> split_folders(std::string_view spec) {
+  std::vector<std::string> out;
+  std::string s = trim(spec);
+  if (s.empty() || s == "*")
+    return out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    auto next = s.find(';', pos);
+    auto part = trim(std::string_view{s}.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (!part.empty())
+      out.push_back(part);
+    if (next == std::string::npos)
+      break;
+    pos = next + 1;
+  }
+  return out;
+}
+
+std::string read_file_text(const std::filesystem::path& p, std::string_view what) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in)
+    fail(fmt::format("{}: cannot read {}", p.string(), what));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Resolves the mailbox secret from password / password_env / password_file. A missing
+// secret is not a load error: the mailbox is "Not Set" and diagnostics say why.
+void resolve_secret(mailbox_config& m, std::optional<std::string> password,
+                    std::optional<std::string> env, std::optional<std::string> file,
+                    const std::filesystem::path& base, const std::function<void(std::string)>& err) {
+  int sources = (password ? 1 : 0) + (env ? 1 : 0) + (file ? 1 : 0);
+  if (sources > 1)
+    err("give only one of password, password_env, password_file");
+  if (password) {
+    m.secret = *password;
+  } else if (env) {
+    if (const char* v = std::getenv(env->c_str()); v && *v)
+      m.secret = v;
+    else
+      m.secret_problem = fmt::format("environment variable {} is not set", *env);
+  } else if (file) {
+    auto p = resolve(base, *file);
+    std::ifstream in(p, std::ios::binary);
+    if (!in) {
+      m.secret_problem = fmt::format("password file {} cannot be read", p.string());
+    } else {
+      std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+        s.pop_back();
+      m.secret = std::move(s);
+      if (m.secret.empty())
+        m.secret_problem = fmt::format("password file {} is empty", p.string());
+    }
+  } else {
+    m.secret_problem = "no password, password_env or password_file configured";
+  }
+}
+
+void validate_mailbox(const mailbox_config& m, const std::function<void(std::string)>& err) {
+  if (m.user.empty())
+    err("key 'user': missing (required)");
+  if (m.security == security_mode::tls && m.port == 143)
+    err("key 'port': 143 is the plain/STARTTLS port but security = \"tls\" (use 993, or security = \"starttls\")");
+}
+
+mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) {
+  mailbox_config m;
+  auto err = [&](std::string what) { r.error_at(nullptr, "", what); };
+  m.user = r.req_str("user");
+  m.address = r.str("address").value_or("");
+  m.host = r.str("host").value_or("");
+  m.security = r.choice<security_mode>("security", {{"tls", security_mode::tls},
+                                                    {"starttls", security_mode::starttls},
+                                                    {"none", security_mode::none}})
+                 .value_or(security_mode::tls);
+  m.port = r.integer<std::uint16_t>("port", 1, 65535).value_or(m.security == security_mode::tls ? 993 : 143);
+  m.verify_certificate = r.boolean("verify_certificate").value_or(true);
+  if (auto ca = r.str("ca_file"))
+    m.ca_file = resolve(base, *ca);
+  m.auth = r.choice<auth_kind>("auth", {{"password", auth_kind::password}, {"xoauth2", auth_kind::xoauth2}})
+             .value_or(auth_kind::password);
+  m.username = r.str("username").value_or(m.user);
+  auto password = r.str("password");
+  auto env = r.str("password_env");
+  auto file = r.str("password_file");
+  auto token = r.str("token");
+  auto token_env = r.str("token_env");
+  if (m.auth == auth_kind::xoauth2 && (token || token_env)) {
+    password = token;
+    env = token_env;
+  }
+  resolve_secret(m, password, env, file, base, err);
+  m.folders = split_folders(r.str("folders").value_or("*"));
+  m.scan = r.choice<scan_mode>("scan", {{"all", scan_mode::all}, {"unread", scan_mode::unread}})
+             .value_or(scan_mode::all);
+  m.disable_mail_scan = r.boolean("disable_mail_scan").value_or(false);
+  m.scan_emails = r.boolean("scan_emails").value_or(true);
+  r.reject_unknown();
+  validate_mailbox(m, err);
+  return m;
+}
+
+condition_config read_condition(const toml::node& n, const std::string& file, const std::string& where);
+
+condition_config read_group(const toml::array& arr, std::string group, const std::string& file,
+                            const std::string& where) {
+  condition_config g;
+  g.group = std::move(group);
+  for (auto& e : arr)
+    g.children.push_back(read_condition(e, file, where));
+  return g;
+}
+
+condition_config read_condition(const toml::node& n, const std::string& file, const std::string& where) {
+  auto t = n.as_table();
+  if (!t)
+    fail(fmt::format("{}:{}: {}: a condition must be a table {{ field = ..., op = ..., value = ... }}",
+                     file, n.source().begin.line, where));
+  for (const char* g : {"any", "all"}) {
+    if (auto arr = t->get_as<toml::array>(g)) {
+      if (t->size() != 1)
+        fail(fmt::format("{}:{}: {}: a group {{ {} = [...] }} takes no other keys", file,
+                         n.source().begin.line, where, g));
+      return read_group(*arr, g, file, where);
+    }
+  }
+  table_reader r(*t, file, where);
+  condition_config c;
+  static const std::set<std::string> fields{"from", "to", "cc", "bcc", "subject", "body",
+                                            "date", "has_attachment", "folder"};
+  static const std::set<std::string> ops{"contains", "not_contains", "equals", "not_equals",
+                                         "starts_with", "ends_with", "regex", "before", "after"};
+  c.field = lower(r.req_str("field"));
+  if (!fields.count(c.field))
+    r.error_at(r.node("field"), "field", fmt::format("unknown field '{}'", c.field));
+  c.op = lower(r.req_str("op"));
+  if (!ops.count(c.op))
+    r.error_at(r.node("op"), "op", fmt::format("unknown operator '{}'", c.op));
+  auto vn = r.node("value");
+  if (!vn)
+    r.error_at(nullptr, "value", "missing (required)");
+  if (auto s = vn->value<std::string>())
+    c.value = *s;
+  else if (auto b = vn->value<bool>())
+    c.value = *b ? "true" : "false";
+  else
+    r.error_at(vn, "value", "expected a string or boolean");
+  r.reject_unknown();
+  return c;
+}
+
+rule_config read_rule(table_reader& r, const toml::table& t) {
+  rule_config rule;
+  rule.name = r.req_str("name");
+  rule.active = r.boolean("active").value_or(true);
+  rule.users = r.str_list("users");
+  rule.folders = r.str_list("folders");
+  auto match = r.choice<std::string>("match", {{"all", "all"}, {"any", "any"}}).value_or("all");
+  std::string where = fmt::format("[[rule]] '{}'", rule.name);
+  rule.root.group = match;
+  if (auto n = r.node("conditions")) {
+    auto arr = n->as_array();
+    if (!arr)
+      r.error_at(n, "conditions", "expected a list of conditions");
+    rule.root = read_group(*arr, match, r.file(), where);
+  }
+  static const std::set<std::string> kinds{"create_contact", "create_or_update_ticket", "move",
+                                           "delete", "mark_read"};
+  if (auto n = r.node("actions")) {
+    auto arr = n->as_array();
+    if (!arr)
+      r.error_at(n, "actions", "expected a list of actions");
+    for (auto& e : *arr) {
+      auto at = e.as_table();
+      if (!at)
+        r.error_at(&e, "actions", "each action must be a table { type = ... }");
+      table_reader ar(*at, r.file(), where + " action");
+      action_config a;
+      a.type = lower(ar.req_str("type"));
+      if (!kinds.count(a.type))
+        ar.error_at(ar.node("type"), "type", fmt::format("unknown action '{}'", a.type));
+      a.folder = ar.str("folder").value_or("");
+      a.status = ar.str("status").value_or("Open");
+      a.assignee = ar.str("assignee").value_or("");
+      a.priority = ar.str("priority").value_or("");
+      a.ticket_regex = ar.str("ticket_regex").value_or("");
+      if (a.type == "move" && a.folder.empty())
+        ar.error_at(nullptr, "folder", "missing (required for a move action)");
+      ar.reject_unknown();
+      rule.actions.push_back(std::move(a));
+    }
+  }
+  r.reject_unknown();
+  (void)t;
+  return rule;
+}
+
+// --- bulk files (mailboxes_file, directory_file) ------------------------------------------
+
+std::vector<std::vector<std::string>> parse_csv(std::string_view text, const std::string& file) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  std::size_t line = 1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        if (c == '\n')
+          ++line;
+        field += c;
+      }
+      continue;
+    }
+    if (c == '"' && field.empty()) {
+      quoted = any = true;
+    } else if (c == ',') {
+      row.push_back(trim(field));
+      field.clear();
+      any = true;
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n')
+        ++i;
+      if (any || !field.empty()) {
+        row.push_back(trim(field));
+        rows.push_back(std::move(row));
+      }
+      row.clear();
+      field.clear();
+      any = false;
+      ++line;
+    } else {
+      field += c;
+      any = true;
+    }
+  }
+  if (quoted)
+    fail(fmt::format("{}:{}: unterminated quoted field", file, line));
+  if (any || !field.empty()) {
+    row.push_back(trim(field));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// Turns CSV rows or JSON objects into TOML tables so that one reader validates all sources.
+toml::table csv_row_table(const std::vector<std::string>& header, const std::vector<std::string>& row,
+                          const std::string& file, std::size_t line) {
+  if (row.size() != header.size())
+    fail(fmt::format("{}:{}: expected {} fields, found {}", file, line, header.size(), row.size()));
+  toml::table t;
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    const auto& k = header[i];
+    const auto& v = row[i];
+    if (v.empty())
+      continue;
+    if (k == "port") {
+      try {
+        std::size_t used = 0;
+        auto n = std::stoll(v, &used);
+        if (used != v.size())
+          throw std::invalid_argument("x");
+        t.insert(k, n);
+      } catch (const std::exception&) {
+        fail(fmt::format("{}:{}: key 'port': expected an integer, found '{}'", file, line, v));
+      }
+    } else if (v == "true" || v == "false") {
+      t.insert(k, v == "true");
+    } else if (k == "domains") {
+      toml::array arr;
+      std::stringstream ss(v);
+      std::string d;
+      while (std::getline(ss, d, ';'))
+        if (auto td = trim(d); !td.empty())
+          arr.push_back(td);
+      t.insert(k, std::move(arr));
+    } else {
+      t.insert(k, v);
+    }
+  }
+  return t;
+}
+
+toml::table json_object_table(const nlohmann::json& j, const std::string& file, std::string_view what) {
+  if (!j.is_object())
+    fail(fmt::format("{}: each entry of '{}' must be an object", file, what));
+  toml::table t;
+  for (auto& [k, v] : j.items()) {
+    if (v.is_string())
+      t.insert(k, v.get<std::string>());
+    else if (v.is_boolean())
+      t.insert(k, v.get<bool>());
+    else if (v.is_number_integer())
+      t.insert(k, v.get<std::int64_t>());
+    else if (v.is_array()) {
+      toml::array arr;
+      for (auto& e : v) {
+        if (!e.is_string())
+          fail(fmt::format("{}: '{}' key '{}': expected a list of strings", file, what, k));
+        arr.push_back(e.get<std::string>());
+      }
+      t.insert(k, std::move(arr));
+    } else if (!v.is_null()) {
+      fail(fmt::format("{}: '{}' key '{}': unsupported value type", file, what, k));
+    }
+  }
+  return t;
+}
+
+// Reads a bulk file into named lists of tables: CSV = one list (`csv_kind`), JSON = an array
+// (one list) or an object of arrays keyed by kind.
+std::map<std::string, std::vector<toml::table>> read_bulk(const std::filesystem::path& p,
+                                                          const std::string& csv_kind) {
+  std::map<std::string, std::vector<toml::table>> out;
+  auto text = read_file_text(p, "bulk file");
+  auto file = p.string();
+  auto ext = lower(p.extension().string());
+  if (ext == ".json") {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(fmt::format("{}: invalid JSON at byte {}", file, e.byte));
+    }
+    if (j.is_array()) {
+      for (auto& e : j)
+        out[csv_kind].push_back(json_object_table(e, file, csv_kind));
+    } else if (j.is_object()) {
+      for (auto& [k, v] : j.items()) {
+        if (!v.is_array())
+          fail(fmt::format("{}: '{}' must be a list", file, k));
+        for (auto& e : v)
+          out[k].push_back(json_object_table(e, file, k));
+      }
+    } else {
+      fail(fmt::format("{}: expected a JSON list or object", file));
+    }
+    return out;
+  }
+  auto rows = parse_csv(text, file);
+  if (rows.empty())
+    return out;
+  auto header = rows.front();
+  for (auto& h : header)
+    h = lower(h);
+  for (std::size_t i = 1; i < rows.size(); ++i)
+    out[csv_kind].push_back(csv_row_table(header, rows[i], file, i + 1));
+  return out;
+}
+
+account_config read_account(table_reader& r) {
+  account_config a;
+  a.name = r.req_str("name");
+  for (auto& d : r.str_list("domains"))
+    a.domains.push_back(lower(trim(d)));
+  r.reject_unknown();
+  return a;
+}
+
+contact_config read_contact(table_reader& r) {
+  contact_config c;
+  c.email = r.req_str("email");
+  if (c.email.find('@') == std::string::npos)
+    r.error_at(r.node("email"), "email", fmt::format("'{}' is not an e-mail address", c.email));
+  c.name = r.str("name").value_or("");
+  c.account = r.str("account").value_or("");
+  r.reject_unknown();
+  return c;
+}
+
+item_config read_item(table_reader& r) {
+  item_config i;
+  static const std::set<std::string> kinds{"activity", "opportunity", "quote", "project", "ticket"};
+  i.kind = lower(r.str("kind").value_or("activity"));
+  if (!kinds.count(i.kind))
+    r.error_at(r.node("kind"), "kind", "expected one of activity | opportunity | quote | project | ticket");
+  i.reference = r.req_str("reference");
+  r.reject_unknown();
+  return i;
+}
+
+template <class F>
+void for_each_table(const toml::table& root, std::string_view key, const std::string& file, F&& f) {
+  auto n = root.get(key);
+  if (!n)
+    return;
+  auto arr = n->as_array();
+  if (!arr)
+    fail(fmt::format("{}:{}: '{}' must be an array of tables ([[{}]])", file, n->source().begin.line,
+                     key, key));
+  std::size_t idx = 0;
+  for (auto& e : *arr) {
+    ++idx;
+    auto t = e.as_table();
+    if (!t)
+      fail(fmt::format("{}:{}: [[{}]] #{} must be a table", file, e.source().begin.line, key, idx));
+    f(*t, idx);
+  }
+}
+
+config parse_impl(std::string_view text, const std::filesystem::path& origin) {
+  config cfg;
+  cfg.file = origin;
+  auto file = origin.string();
+  auto base = origin.parent_path();
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
+  }
+  static const std::set<std::string> top{"engine", "mailbox", "account", "contact", "item", "rule"};
+  for (auto& [k, v] : root)
+    if (!top.count(std::string{k.str()}))
+      fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
+
+  if (auto et = root.get_as<toml::table>("engine")) {
+    table_reader r(*et, file, "[engine]");
+    auto& e = cfg.engine;
+    e.data_dir = resolve(base, r.str("data_dir").value_or("data"));
+    e.log_dir = resolve(base, r.str("log_dir").value_or("logs"));
+    e.info_logging = r.boolean("info_logging").value_or(e.info_logging);
+    e.warning_logging = r.boolean("warning_logging").value_or(e.warning_logging);
+    e.poll_interval_s = r.integer<std::uint32_t>("poll_interval_s", 1, 86400).value_or(e.poll_interval_s);
+    e.max_connections = r.integer<std::uint32_t>("max_connections", 1, 100000).value_or(e.max_connections);
+    e.max_connections_per_host =
+      r.integer<std::uint32_t>("max_connections_per_host", 1, 100000).value_or(e.max_connections_per_host);
+    e.days_back = r.integer<std::uint32_t>("days_back", 0, 36500).value_or(e.days_back);
+    e.notify_after_failures =
+      r.integer<std::uint32_t>("notify_after_failures", 1, 1000000).value_or(e.notify_after_failures);
+    e.batch_size = r.integer<std::uint32_t>("batch_size", 1, 10000).value_or(e.batch_size);
+    e.max_inflight_batches = r.integer<std::uint32_t>("max_inflight_batches", 1, 64).value_or(e.max_inflight_batches);
+    e.connect_timeout_s = r.integer<std::uint32_t>("connect_timeout_s", 1, 3600).value_or(e.connect_timeout_s);
+    e.command_timeout_s = r.integer<std::uint32_t>("command_timeout_s", 1, 3600).value_or(e.command_timeout_s);
+    e.matchers = r.integer<std::uint32_t>("matchers", 0, 256).value_or(0);
+    e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);
+    for (auto& d : r.str_list("internal_domains"))
+      e.internal_domains.push_back(lower(d));
+    if (auto f = r.str("mailboxes_file"))
+      e.mailboxes_file = resolve(base, *f);
+    if (auto f = r.str("directory_file"))
+      e.directory_file = resolve(base, *f);
+    r.reject_unknown();
+  } else if (root.get("engine")) {
+    fail(fmt::format("{}: [engine] must be a table", file));
+  }
+
+  for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {
+    auto user = t.get_as<std::string>("user");
+    table_reader r(t, file, fmt::format("[[mailbox]] #{}{}", idx, user ? " (" + user->get() + ")" : ""));
+    cfg.mailboxes.push_back(read_mailbox(r, base));
+  });
+  for_each_table(root, "account", file, [&](const toml::table& t, std::size_t idx) {
+    table_reader r(t, file, fmt::format("[[account]] #{}", idx));
+    cfg.accounts.push_back(read_account(r));
+  });
+  for_each_table(root, "contact", file, [&](const toml::table& t, std::size_t idx) {
+    table_reader r(t, file, fmt::format("[[contact]] #{}", idx));
+    cfg.contacts.push_back(read_contact(r));
+  });
+  for_each_table(root, "item", file, [&](const toml::table& t, std::size_t idx) {
+    table_reader r(t, file, fmt::format("[[item]] #{}", idx));
+    cfg.items.push_back(read_item(r));
+  });
+  for_each_table(root, "rule", file, [&](const toml::table& t, std::size_t idx) {
+    table_reader r(t, file, fmt::format("[[rule]] #{}", idx));
+    cfg.rules.push_back(read_rule(r, t));
+  });
+
+  if (!cfg.engine.mailboxes_file.empty()) {
+    auto p = cfg.engine.mailboxes_file;
+    auto bulk = read_bulk(p, "mailbox");
+    std::size_t idx = 0;
+    for (auto& [kind, tables] : bulk) {
+      if (kind != "mailbox" && kind != "mailboxes")
+        fail(fmt::format("{}: unexpected list '{}' (expected mailboxes)", p.string(), kind));
+      for (auto& t : tables) {
+        ++idx;
+        table_reader r(t, p.string(), fmt::format("mailbox row {}", idx));
+        cfg.mailboxes.push_back(read_mailbox(r, base));
+      }
+    }
+  }
+  if (!cfg.engine.directory_file.empty()) {
+    auto p = cfg.engine.directory_file;
+    auto bulk = read_bulk(p, "contacts");
+    for (auto& [kind, tables] : bulk) {
+      std::size_t idx = 0;
+      for (auto& t : tables) {
+        ++idx;
+        table_reader r(t, p.string(), fmt::format("{} #{}", kind, idx));
+        if (kind == "accounts" || kind == "account")
+          cfg.accounts.push_back(read_account(r));
+        else if (kind == "contacts" || kind == "contact")
+          cfg.contacts.push_back(read_contact(r));
+        else if (kind == "items" || kind == "item")
+          cfg.items.push_back(read_item(r));
+        else
+          fail(fmt::format("{}: unexpected list '{}' (expected accounts, contacts or items)", p.string(), kind));
+      }
+    }
+  }
+
+  std::set<std::string> users;
+  for (auto& m : cfg.mailboxes)
+    if (!users.insert(m.user).second)
+      fail(fmt::format("{}: mailbox user '{}' appears twice (users must be unique)", file, m.user));
+  std::set<std::string> account_names;
+  for (auto& a : cfg.accounts)
+    account_names.insert(a.name);
+  for (auto& c : cfg.contacts)
+    if (!c.account.empty() && !account_names.count(c.account))
+      fail(fmt::format("{}: contact '{}' names unknown account '{}'", file, c.email, c.account));
+  return cfg;
+}
+
+} // namespace
+
+const mailbox_config* config::find_mailbox(std::string_view user) const {
+  for (auto& m : mailboxes)
+    if (m.user == user)
+      return &m;
+  return nullptr;
+}
+
+expected<config, config_error> parse_config(std::string_view text, const std::filesystem::path& origin) {
+  try {
+    return parse_impl(text, origin);
+  } catch (const load_failure& f) {
+    return unexpected{config_error{f.message}};
+  } catch (const std::exception& e) {
+    return unexpected{config_error{fmt::format("{}: {}", origin.string(), e.what())}};
+  }
+}
+
+expected<config, config_error> load_config(const std::filesystem::path& file) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(file, ec);
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    return unexpected{config_error{fmt::format("{}: cannot read config file", file.string())}};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), ec ? file : abs);
+}
+
+std::string_view to_string(security_mode m) {
+  switch (m) {
+    case security_mode::tls: return "tls";
+    case security_mode::starttls: return "starttls";
+    case security_mode::none: return "none";
+  }
+  return "?";
+}
+
+std::string_view to_string(scan_mode m) { return m == scan_mode::unread ? "unread" : "all"; }
+
+} // namespace mscan::core

@@ -1,0 +1,126 @@
+#pragma once
+// The operator's configuration (TOML, see shared spec INTERFACE.md) as plain values.
+// Loading validates every key and reports the first problem as one line naming the file,
+// the line, the table and the key — a broken config never starts a half-configured engine.
+#include "common/expected.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mscan::core {
+
+enum class security_mode { tls, starttls, none };
+enum class auth_kind { password, xoauth2 };
+enum class scan_mode { all, unread };
+
+struct engine_config {
+  std::filesystem::path data_dir = "data";
+  std::filesystem::path log_dir = "logs";
+  bool info_logging = false;
+  bool warning_logging = true;
+  std::uint32_t poll_interval_s = 60;
+  std::uint32_t max_connections = 64;
+  std::uint32_t max_connections_per_host = 16;
+  std::uint32_t days_back = 14;
+  std::uint32_t notify_after_failures = 10;
+  std::uint32_t batch_size = 100;          // messages per UID FETCH batch
+  std::uint32_t max_inflight_batches = 2;  // per mailbox: credit between mailbox and writer
+  std::uint32_t connect_timeout_s = 20;
+  std::uint32_t command_timeout_s = 60;
+  std::uint32_t matchers = 0;              // 0 = one per core
+  bool strip_subaddress = false;
+  std::vector<std::string> internal_domains;  // the tenant's own: never an account link
+  std::filesystem::path mailboxes_file;
+  std::filesystem::path directory_file;
+};
+
+struct mailbox_config {
+  std::string user;
+  std::string address;
+  std::string host;
+  std::uint16_t port = 993;
+  security_mode security = security_mode::tls;
+  bool verify_certificate = true;
+  std::filesystem::path ca_file;
+  auth_kind auth = auth_kind::password;
+  std::string username;
+  // The resolved secret (password or token). Never printed: see redacted().
+  std::string secret;
+  // Where the secret should have come from when it could not be resolved (e.g. "environment
+  // variable ALICE_PW is not set"); empty when the secret is present.
+  std::string secret_problem;
+  std::vector<std::string> folders;  // empty = every selectable folder ("*")
+  scan_mode scan = scan_mode::all;
+  bool disable_mail_scan = false;
+  bool scan_emails = true;
+
+  // "Not Set" in diagnostics: nothing to connect to or nothing to log in with.
+  bool is_set() const { return !host.empty() && !username.empty() && !secret.empty(); }
+};
+
+struct account_config {
+  std::string name;
+  std::vector<std::string> domains;
+};
+
+struct contact_config {
+  std::string email;
+  std::string name;
+  std::string account;
+};
+
+struct item_config {
+  std::string kind;
+  std::string reference;
+};
+
+struct condition_config {
+  // Either a leaf (field/op/value) or a group (any/all of children).
+  std::string field, op, value;
+  std::string group;  // "" for a leaf, else "any" or "all"
+  std::vector<condition_config> children;
+};
+
+struct action_config {
+  std::string type;
+  std::string folder, status, assignee, priority, ticket_regex;
+};
+
+struct rule_config {
+  std::string name;
+  bool active = true;
+  std::vector<std::string> users;
+  std::vector<std::string> folders;
+  condition_config root;  // group "all" or "any" holding the conditions
+  std::vector<action_config> actions;
+};
+
+struct config {
+  std::filesystem::path file;  // the config file itself (absolute)
+  engine_config engine;
+  std::vector<mailbox_config> mailboxes;
+  std::vector<account_config> accounts;
+  std::vector<contact_config> contacts;
+  std::vector<item_config> items;
+  std::vector<rule_config> rules;
+
+  const mailbox_config* find_mailbox(std::string_view user) const;
+};
+
+struct config_error {
+  std::string message;  // one line: "FILE:LINE: [[mailbox]] #2 (alice): key 'port': ..."
+};
+
+// Reads and validates FILE. Relative paths inside it resolve against its directory.
+expected<config, config_error> load_config(const std::filesystem::path& file);
+// Same, from text (tests); `origin` names the source in messages and anchors relative paths.
+expected<config, config_error> parse_config(std::string_view text,
+                                            const std::filesystem::path& origin);
+
+std::string_view to_string(security_mode);
+std::string_view to_string(scan_mode);
+
+} // namespace mscan::core

@@ -1,0 +1,80 @@
+#include "core/directory.hpp"
+
+#include <algorithm>
+
+namespace mscan::core {
+
+std::string normalize_address(std::string_view email) {
+  std::string s{email};
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+const std::vector<std::string>& default_freemail_domains() {
+  static const std::vector<std::string> list{
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.co.uk", "live.com",
+    "msn.com", "yahoo.com", "yahoo.co.uk", "ymail.com", "aol.com", "icloud.com", "me.com",
+    "mac.com", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "proton.me",
+    "protonmail.com", "zoho.com", "yandex.com", "yandex.ru", "mail.ru", "qq.com", "163.com",
+    "126.com", "t-online.de", "orange.fr", "free.fr", "libero.it", "fastmail.com"};
+  return list;
+}
+
+directory::directory(const config& cfg)
+  : contact_store_(cfg.contacts),
+    account_store_(cfg.accounts),
+    item_store_(cfg.items),
+    mailbox_store_(cfg.mailboxes) {
+  contacts_.reserve(contact_store_.size());
+  for (auto& c : contact_store_)
+    contacts_[normalize_address(c.email)].push_back(&c);
+  for (auto& a : account_store_)
+    for (auto& d : a.domains)
+      domains_.emplace(normalize_address(d), &a);
+  for (auto& i : item_store_)
+    items_.emplace(normalize_address(i.reference), &i);
+  for (auto& m : mailbox_store_)
+    if (!m.address.empty())
+      users_.emplace(normalize_address(m.address), &m);
+  for (auto& d : cfg.engine.internal_domains)
+    internal_.insert(normalize_address(d));
+  for (auto& d : default_freemail_domains())
+    freemail_.insert(d);
+}
+
+const std::vector<const contact_config*>* directory::contacts_for(std::string_view email) const {
+  auto it = contacts_.find(std::string{email});
+  return it == contacts_.end() ? nullptr : &it->second;
+}
+
+const account_config* directory::account_for_domain(std::string_view domain) const {
+  // Exact domain first, then parents: mail.acme.example -> acme.example.
+  std::string d{domain};
+  while (!d.empty()) {
+    if (auto it = domains_.find(d); it != domains_.end())
+      return it->second;
+    auto dot = d.find('.');
+    if (dot == std::string::npos)
+      break;
+    d.erase(0, dot + 1);
+    if (d.find('.') == std::string::npos)
+      break;  // never match a bare TLD
+  }
+  return nullptr;
+}
+
+const item_config* directory::item_for(std::string_view reference) const {
+  auto it = items_.find(normalize_address(reference));
+  return it == items_.end() ? nullptr : it->second;
+}
+
+bool directory::is_internal(std::string_view domain) const { return internal_.count(std::string{domain}) > 0; }
+bool directory::is_freemail(std::string_view domain) const { return freemail_.count(std::string{domain}) > 0; }
+
+const mailbox_config* directory::user_for(std::string_view email) const {
+  auto it = users_.find(std::string{email});
+  return it == users_.end() ? nullptr : it->second;
+}
+
+} // namespace mscan::core

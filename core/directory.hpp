@@ -1,0 +1,48 @@
+#pragma once
+// The CRM directory the matcher consults: contacts by address, accounts by domain, items by
+// reference. Built once per config load; every lookup is a hash probe (O(1) per address).
+#include "core/config.hpp"
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace mscan::core {
+
+class directory {
+ public:
+  explicit directory(const config& cfg);
+
+  // Contacts whose address equals `normalized_email` (more than one = ambiguous; all are linked).
+  const std::vector<const contact_config*>* contacts_for(std::string_view normalized_email) const;
+  // The account owning `domain` (exact match, then parent domains), or null.
+  const account_config* account_for_domain(std::string_view domain) const;
+  const item_config* item_for(std::string_view reference) const;
+  bool is_internal(std::string_view domain) const;
+  bool is_freemail(std::string_view domain) const;
+  // The mailbox owner (CRM user) whose address this is, or null.
+  const mailbox_config* user_for(std::string_view normalized_email) const;
+
+  std::size_t contact_count() const { return contacts_.size(); }
+
+ private:
+  std::vector<contact_config> contact_store_;
+  std::vector<account_config> account_store_;
+  std::vector<item_config> item_store_;
+  std::vector<mailbox_config> mailbox_store_;
+  std::unordered_map<std::string, std::vector<const contact_config*>> contacts_;
+  std::unordered_map<std::string, const account_config*> domains_;
+  std::unordered_map<std::string, const item_config*> items_;
+  std::unordered_map<std::string, const mailbox_config*> users_;
+  std::unordered_set<std::string> internal_;
+  std::unordered_set<std::string> freemail_;
+};
+
+// Lower-cases an address for matching (the local part is compared case-insensitively too).
+std::string normalize_address(std::string_view email);
+// The shipped list of free-mail domains (never an account link by domain).
+const std::vector<std::string>& default_freemail_domains();
+
+} // namespace mscan::core

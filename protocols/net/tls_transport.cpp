@@ -1,0 +1,351 @@
+#include "protocols/net/tls_transport.hpp"
+
+#include <utility>  // before Asio: Boost 1.74 + g++ 12 under C++20 (TOOLCHAIN.md)
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace mscan::net {
+
+std::string_view to_string(failure_kind k) {
+  switch (k) {
+    case failure_kind::dns_failure: return "dns_failure";
+    case failure_kind::connection_refused: return "connection_refused";
+    case failure_kind::timeout: return "timeout";
+    case failure_kind::tls_handshake_failed: return "tls_handshake_failed";
+    case failure_kind::certificate_invalid: return "certificate_invalid";
+    case failure_kind::closed_by_peer: return "closed_by_peer";
+    case failure_kind::io_error: return "io_error";
+  }
+  return "io_error";
+}
+
+struct io_runtime::impl {
+  asio::io_context ctx;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
+  std::vector<std::thread> threads;
+  std::mutex mtx;
+  std::map<std::pair<bool, std::string>, std::shared_ptr<ssl::context>> tls_contexts;
+
+  // TLS contexts are costly (the system trust store is parsed once per context): share one
+  // per (verify, ca_file) across every connection.
+  std::shared_ptr<ssl::context> context_for(bool verify, const std::string& ca_file, std::string& err);
+};
+
+std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const std::string& ca_file,
+                                                                 std::string& err) {
+  std::lock_guard lock{mtx};
+  auto key = std::make_pair(verify, ca_file);
+  if (auto it = tls_contexts.find(key); it != tls_contexts.end())
+    return it->second;
+  auto c = std::make_shared<ssl::context>(ssl::context::tls_client);
+  boost::system::error_code ec;
+  c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                 ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  c->set_default_verify_paths(ec);
+  if (!ca_file.empty()) {
+    c->load_verify_file(ca_file, ec);
+    if (ec) {
+      err = fmt::format("cannot load ca_file {}: {}", ca_file, ec.message());
+      return nullptr;
+    }
+  }
+  c->set_verify_mode(verify ? ssl::verify_peer : ssl::verify_none);
+  tls_contexts.emplace(key, c);
+  return c;
+}
+
+io_runtime::io_runtime(std::size_t threads) : impl_(std::make_unique<impl>()) {
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i)
+    impl_->threads.emplace_back([this] { impl_->ctx.run(); });
+}
+
+io_runtime::~io_runtime() {
+  impl_->guard.reset();
+  impl_->ctx.stop();
+  for (auto& t : impl_->threads)
+    t.join();
+}
+
+namespace {
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+class connection_impl final : public connection, public std::enable_shared_from_this<connection_impl> {
+ public:
+  connection_impl(io_runtime& rt, endpoint_options opts, connection_callbacks cbs)
+    : rt_(rt),
+      strand_(asio::make_strand(rt.get().ctx)),
+      resolver_(strand_),
+      timer_(strand_),
+      opts_(std::move(opts)),
+      cbs_(std::move(cbs)) {}
+
+  void start() override {
+    asio::post(strand_, [self = shared_from_this()] { self->do_start(); });
+  }
+
+  void write(std::string bytes) override {
+    asio::post(strand_, [self = shared_from_this(), b = std::move(bytes)]() mutable {
+      if (self->closed_)
+        return;
+      self->out_.push_back(std::move(b));
+      if (self->out_.size() == 1 && !self->handshaking_)
+        self->do_write();
+    });
+  }
+
+  void start_tls() override {
+    asio::post(strand_, [self = shared_from_this()] { self->do_handshake(true); });
+  }
+
+  void close(bool graceful) override {
+    asio::post(strand_, [self = shared_from_this(), graceful] {
+      if (graceful && !self->out_.empty()) {
+        self->close_after_write_ = true;
+        return;
+      }
+      self->shutdown();
+    });
+  }
+
+ private:
+  void do_start() {
+    std::string err;
+    ctx_ = rt_.get().context_for(opts_.verify_certificate, opts_.ca_file, err);
+    if (!ctx_)
+      return fail({failure_kind::tls_handshake_failed, err});
+    stream_ = std::make_unique<ssl::stream<tcp::socket>>(tcp::socket{strand_}, *ctx_);
+    timer_.expires_after(std::chrono::milliseconds(opts_.connect_timeout_ms));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->closed_ || self->established_)
+        return;
+      self->fail({failure_kind::timeout,
+                  fmt::format("no connection to {}:{} within {} ms", self->opts_.host, self->opts_.port,
+                              self->opts_.connect_timeout_ms)});
+    });
+    resolver_.async_resolve(opts_.host, std::to_string(opts_.port),
+                            [self = shared_from_this()](boost::system::error_code ec, tcp::resolver::results_type r) {
+                              self->on_resolved(ec, std::move(r));
+                            });
+  }
+
+  void on_resolved(boost::system::error_code ec, tcp::resolver::results_type results) {
+    if (closed_)
+      return;
+    if (ec)
+      return fail({failure_kind::dns_failure, fmt::format("cannot resolve {}: {}", opts_.host, ec.message())});
+    asio::async_connect(stream_->next_layer(), results,
+                        [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
+                          self->on_connect(ec);
+                        });
+  }
+
+  void on_connect(boost::system::error_code ec) {
+    if (closed_)
+      return;
+    if (ec) {
+      auto kind = ec == asio::error::connection_refused ? failure_kind::connection_refused
+                  : ec == asio::error::timed_out       ? failure_kind::timeout
+                                                       : failure_kind::io_error;
+      return fail({kind, fmt::format("connect to {}:{}: {}", opts_.host, opts_.port, ec.message())});
+    }
+    stream_->next_layer().set_option(tcp::no_delay(true), ec);
+    if (opts_.implicit_tls)
+      return do_handshake(false);
+    established();
+  }
+
+  void do_handshake(bool upgrade) {
+    if (closed_)
+      return;
+    handshaking_ = true;
+    if (reading_) {
+      // The pending plain read must not swallow the server's first TLS bytes.
+      boost::system::error_code ignored;
+      stream_->next_layer().cancel(ignored);
+    }
+    auto* ssl_handle = stream_->native_handle();
+    if (!is_ip_literal(opts_.host))
+      SSL_set_tlsext_host_name(ssl_handle, opts_.host.c_str());
+    if (opts_.verify_certificate) {
+      auto check_name = ssl::host_name_verification(opts_.host);
+      stream_->set_verify_callback([self = shared_from_this(), check_name](bool preverified,
+                                                                           ssl::verify_context& vc) mutable {
+        auto* store = vc.native_handle();
+        int err = X509_STORE_CTX_get_error(store);
+        if (!preverified && err != X509_V_OK && self->verify_error_.empty())
+          self->verify_error_ = X509_verify_cert_error_string(err);
+        bool ok = check_name(preverified, vc);
+        if (preverified && !ok && self->verify_error_.empty())
+          self->verify_error_ = fmt::format("certificate does not match host name {}", self->opts_.host);
+        return ok;
+      });
+    }
+    if (upgrade) {
+      timer_.expires_after(std::chrono::milliseconds(opts_.connect_timeout_ms));
+      timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (ec || self->closed_ || !self->handshaking_)
+          return;
+        self->fail({failure_kind::timeout, "TLS handshake timed out"});
+      });
+    }
+    stream_->async_handshake(ssl::stream_base::client,
+                             [self = shared_from_this(), upgrade](boost::system::error_code ec) {
+                               self->on_handshake(ec, upgrade);
+                             });
+  }
+
+  void on_handshake(boost::system::error_code ec, bool upgrade) {
+    if (closed_)
+      return;
+    handshaking_ = false;
+    if (ec) {
+      if (!verify_error_.empty())
+        return fail({failure_kind::certificate_invalid,
+                     fmt::format("certificate of {} rejected: {}", opts_.host, verify_error_)});
+      return fail({failure_kind::tls_handshake_failed,
+                   fmt::format("TLS handshake with {}:{} failed: {}", opts_.host, opts_.port, ec.message())});
+    }
+    tls_ = true;
+    if (!upgrade)
+      return established();
+    timer_.cancel();
+    if (cbs_.on_tls_ready)
+      cbs_.on_tls_ready();
+    if (!out_.empty())
+      do_write();
+    if (!reading_)
+      do_read();
+  }
+
+  void established() {
+    established_ = true;
+    timer_.cancel();
+    if (cbs_.on_connected)
+      cbs_.on_connected();
+    do_read();
+  }
+
+  void do_read() {
+    if (closed_ || handshaking_) {
+      reading_ = false;
+      return;
+    }
+    reading_ = true;
+    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->on_read(ec, n);
+    };
+    if (tls_)
+      stream_->async_read_some(asio::buffer(buf_), handler);
+    else
+      stream_->next_layer().async_read_some(asio::buffer(buf_), handler);
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    reading_ = false;
+    if (closed_ || (ec == asio::error::operation_aborted && handshaking_))
+      return;
+    if (n > 0 && cbs_.on_data)
+      cbs_.on_data(std::string(buf_.data(), n));
+    if (closed_)
+      return;
+    if (ec) {
+      if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == ssl::error::stream_truncated)
+        return fail({failure_kind::closed_by_peer, "the server closed the connection"});
+      return fail({failure_kind::io_error, fmt::format("read: {}", ec.message())});
+    }
+    // A STARTTLS upgrade pauses reading until the handshake is done (the server's first TLS
+    // bytes must go to the handshake, not to the protocol).
+    if (!handshaking_)
+      do_read();
+  }
+
+  void do_write() {
+    if (closed_ || out_.empty())
+      return;
+    auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t) { self->on_write(ec); };
+    if (tls_)
+      asio::async_write(*stream_, asio::buffer(out_.front()), handler);
+    else
+      asio::async_write(stream_->next_layer(), asio::buffer(out_.front()), handler);
+  }
+
+  void on_write(boost::system::error_code ec) {
+    if (closed_)
+      return;
+    if (ec)
+      return fail({failure_kind::io_error, fmt::format("write: {}", ec.message())});
+    out_.pop_front();
+    if (!out_.empty())
+      return do_write();
+    if (close_after_write_)
+      shutdown();
+  }
+
+  void fail(failure f) {
+    if (closed_)
+      return;
+    auto cb = cbs_.on_failure;
+    shutdown();
+    if (cb)
+      cb(std::move(f));
+  }
+
+  void shutdown() {
+    if (closed_)
+      return;
+    closed_ = true;
+    timer_.cancel();
+    resolver_.cancel();
+    if (stream_) {
+      boost::system::error_code ec;
+      stream_->next_layer().shutdown(tcp::socket::shutdown_both, ec);
+      stream_->next_layer().close(ec);
+    }
+    out_.clear();
+    cbs_ = {};  // drop references (e.g. to actors) held by the callbacks
+  }
+
+  io_runtime& rt_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  tcp::resolver resolver_;
+  asio::steady_timer timer_;
+  endpoint_options opts_;
+  connection_callbacks cbs_;
+  std::shared_ptr<ssl::context> ctx_;
+  std::unique_ptr<ssl::stream<tcp::socket>> stream_;
+  std::deque<std::string> out_;
+  std::array<char, 64 * 1024> buf_{};
+  std::string verify_error_;
+  bool closed_ = false;
+  bool established_ = false;
+  bool handshaking_ = false;
+  bool reading_ = false;
+  bool tls_ = false;
+  bool close_after_write_ = false;
+};
+
+} // namespace
+
+std::shared_ptr<connection> connection::create(io_runtime& rt, endpoint_options opts, connection_callbacks cbs) {
+  return std::make_shared<connection_impl>(rt, std::move(opts), std::move(cbs));
+}
+
+} // namespace mscan::net
