@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <shared_mutex>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -169,31 +170,69 @@ struct store::impl {
   // Declared first so it outlives the database that uses it.
   std::shared_ptr<rocksdb::Env> env;
   std::shared_ptr<const rocksdb::FilterPolicy> bloom;
-  std::unique_ptr<rocksdb::DB> db;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // ours, indexed by column_family
-  std::vector<rocksdb::ColumnFamilyHandle*> foreign;  // families this build does not know
+  std::filesystem::path dir;
   open_options opts;
   rocksdb::WriteOptions write_options;
+  // Readers hold db_mu shared; recover() swaps the database under it exclusively. Writers
+  // serialise on write_mu (they read-modify-write) and only they ever call recover().
+  mutable std::shared_mutex db_mu;
   std::mutex write_mu;
-  bool needs_resume = false;  // a write failed: RocksDB may be in its background-error state
+  std::unique_ptr<rocksdb::DB> db;                    // null after a failed recovery
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // ours, indexed by column_family
+  std::vector<rocksdb::ColumnFamilyHandle*> foreign;  // families this build does not know
+  bool db_read_only = false;    // what db was opened as (a failed recovery falls back to it)
+  bool needs_recovery = false;  // a write failed: RocksDB may refuse writes until recovered
   std::uint32_t version = 0;
 
   rocksdb::ColumnFamilyHandle* h(cf c) const { return handles[index_of(c)]; }
 
-  ~impl() {
-    if (!db) return;
-    for (auto* x : handles)
-      if (x) db->DestroyColumnFamilyHandle(x);
-    for (auto* x : foreign)
-      if (x) db->DestroyColumnFamilyHandle(x);
-    db->Close();  // a failed close leaves nothing we could act on; RocksDB logs it
-    db.reset();
-  }
+  ~impl() { close_db(); }
 
+  expected<void, error> open_db(bool fresh, bool read_only);
+  void close_db();
+  expected<void, error> recover();
   // Reads meta, creates/upgrades/refuses as the format version demands.
-  expected<void, error> check_format(bool fresh);
+  expected<void, error> check_format(bool fresh, bool read_only);
   std::optional<std::string> get(cf c, const std::string& key) const;
+  std::optional<message_record> find_record(std::string_view key) const;
+  std::uint64_t count() const;
 };
+
+void store::impl::close_db() {
+  if (!db) return;
+  for (auto* x : handles)
+    if (x) db->DestroyColumnFamilyHandle(x);
+  for (auto* x : foreign)
+    if (x) db->DestroyColumnFamilyHandle(x);
+  handles.clear();
+  foreign.clear();
+  db->Close();  // a failed close leaves nothing we could act on; RocksDB logs it
+  db.reset();
+}
+
+// After a failed write RocksDB keeps refusing writes (its background-error state): a full
+// disk starts its own slow recovery (Resume() says Busy meanwhile) and a failed WAL fsync is
+// fatal for the instance. Resume() first; if that does not clear it, close and reopen, which
+// replays whatever the WAL holds (a batch whose fsync failed may come back: that outcome was
+// unknown to the caller, and replaying an upsert is harmless).
+expected<void, error> store::impl::recover() {
+  if (!needs_recovery) return {};
+  if (db && !db_read_only && db->Resume().ok()) {
+    needs_recovery = false;
+    return {};
+  }
+  std::unique_lock lock(db_mu);
+  close_db();
+  if (auto r = open_db(false, opts.read_only); !r) {
+    close_db();
+    // Keep answering readers while writing is impossible (e.g. the disk is still full);
+    // the next write tries read-write again. If even this fails readers get empty answers.
+    if (!open_db(false, true)) close_db();
+    return unexpected{r.error()};
+  }
+  needs_recovery = false;
+  return {};
+}
 
 std::optional<std::string> store::impl::get(cf c, const std::string& key) const {
   std::string v;
@@ -202,7 +241,7 @@ std::optional<std::string> store::impl::get(cf c, const std::string& key) const 
   return v;
 }
 
-expected<void, error> store::impl::check_format(bool fresh) {
+expected<void, error> store::impl::check_format(bool fresh, bool read_only) {
   std::string v;
   auto s = db->Get(rocksdb::ReadOptions(), h(cf::meta), std::string(keys::meta_format_version), &v);
   if (s.IsNotFound()) {
@@ -214,7 +253,7 @@ expected<void, error> store::impl::check_format(bool fresh) {
     if (!fresh && !empty)
       return unexpected{make_error(error::code::corruption,
                                    "not a mailscan database (no format_version in meta)")};
-    if (opts.read_only)
+    if (read_only)
       return unexpected{make_error(error::code::version_mismatch,
                                    "database was never initialised; open it read-write once")};
     rocksdb::WriteBatch b;
@@ -237,7 +276,7 @@ expected<void, error> store::impl::check_format(bool fresh) {
         fmt::format("database format version {} is newer than this build supports ({}); "
                     "use a newer mailscan",
                     found, current_format_version))};
-  if (found < current_format_version && opts.read_only)
+  if (found < current_format_version && read_only)
     return unexpected{make_error(
         error::code::version_mismatch,
         fmt::format("database format version {} needs an upgrade to {}; open it read-write once",
@@ -267,42 +306,30 @@ expected<void, error> store::impl::check_format(bool fresh) {
 store::store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 store::~store() = default;
 
-expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path& dir,
-                                                    const open_options& o) try {
-  auto p = std::make_unique<impl>();
-  p->env = o.env;
-  p->opts = o;
-  p->write_options.sync = o.sync_writes;
-
+expected<void, error> store::impl::open_db(bool fresh, bool read_only) {
   rocksdb::DBOptions dbo;
-  dbo.create_if_missing = o.create_if_missing && !o.read_only;
-  dbo.create_missing_column_families = !o.read_only;
+  dbo.create_if_missing = opts.create_if_missing && !read_only;
+  dbo.create_missing_column_families = !read_only;
   dbo.max_background_jobs = 2;
   dbo.keep_log_file_num = 4;
-  if (o.env) dbo.env = o.env.get();
-
-  std::error_code ec;
-  const bool exists = std::filesystem::exists(dir / "CURRENT", ec);
-  if (!exists && (o.read_only || !o.create_if_missing))
-    return unexpected{make_error(error::code::not_found,
-                                 fmt::format("no database at {}", dir.string()))};
+  if (env) dbo.env = env.get();
 
   std::vector<std::string> existing;
-  if (exists) {
+  if (!fresh) {
     auto s = rocksdb::DB::ListColumnFamilies(dbo, dir.string(), &existing);
     if (!s.ok()) return unexpected{from_status(s, fmt::format("open {}", dir.string()))};
   }
 
   // Point lookups (is this message new?) dominate writes: a bloom filter saves disk reads.
-  p->bloom.reset(rocksdb::NewBloomFilterPolicy(10));
+  if (!bloom) bloom.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::BlockBasedTableOptions table;
-  table.filter_policy = p->bloom;
+  table.filter_policy = bloom;
   rocksdb::ColumnFamilyOptions cfo;
   cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (auto name : column_family_names) {
-    if (o.read_only && std::find(existing.begin(), existing.end(), name) == existing.end())
+    if (read_only && std::find(existing.begin(), existing.end(), name) == existing.end())
       return unexpected{make_error(
           error::code::version_mismatch,
           fmt::format("database has no column family '{}'; open it read-write once to upgrade",
@@ -316,14 +343,30 @@ expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path&
 
   std::vector<rocksdb::ColumnFamilyHandle*> hs;
   rocksdb::DB* raw = nullptr;
-  auto s = o.read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir.string(), descs, &hs, &raw)
-                       : rocksdb::DB::Open(dbo, dir.string(), descs, &hs, &raw);
+  auto s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir.string(), descs, &hs, &raw)
+                          : rocksdb::DB::Open(dbo, dir.string(), descs, &hs, &raw);
   if (!s.ok()) return unexpected{from_status(s, fmt::format("open {}", dir.string()))};
-  p->db.reset(raw);
-  p->handles.assign(hs.begin(), hs.begin() + column_family_count);
-  p->foreign.assign(hs.begin() + column_family_count, hs.end());
+  db.reset(raw);
+  db_read_only = read_only;
+  handles.assign(hs.begin(), hs.begin() + column_family_count);
+  foreign.assign(hs.begin() + column_family_count, hs.end());
+  return check_format(fresh, read_only);
+}
 
-  if (auto r = p->check_format(!exists); !r) return unexpected{r.error()};
+expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path& dir,
+                                                    const open_options& o) try {
+  auto p = std::make_unique<impl>();
+  p->env = o.env;
+  p->dir = dir;
+  p->opts = o;
+  p->write_options.sync = o.sync_writes;
+
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(dir / "CURRENT", ec);
+  if (!exists && (o.read_only || !o.create_if_missing))
+    return unexpected{make_error(error::code::not_found,
+                                 fmt::format("no database at {}", dir.string()))};
+  if (auto r = p->open_db(!exists, o.read_only); !r) return unexpected{r.error()};
   return std::unique_ptr<store>(new store(std::move(p)));
 } catch (const std::exception& e) {
   return unexpected{from_exception(e, "open database")};
@@ -343,13 +386,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
           make_error(error::code::invalid_argument, "checkpoint without user or folder")};
 
   std::lock_guard lock(d.write_mu);
-  if (d.needs_resume) {
-    // After a failed WAL write RocksDB refuses writes until resumed; Resume() on a healthy
-    // database is a cheap no-op.
-    if (auto s = d.db->Resume(); !s.ok())
-      return unexpected{from_status(s, "resume after a failed write")};
-    d.needs_resume = false;
-  }
+  if (auto r = d.recover(); !r) return unexpected{r.error()};
 
   // Current stored state of every distinct key, fetched in one MultiGet.
   struct slot {
@@ -431,7 +468,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     batch.Put(d.h(cf::mailbox_state), keys::mailbox_state(user), codec::encode(st));
   }
   if (created > 0) {
-    auto count = message_count() + created;
+    auto count = d.count() + created;
     batch.Put(d.h(cf::meta), std::string(keys::meta_message_count), be64_value(count));
   }
   for (const auto& c : checkpoints)
@@ -439,7 +476,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
 
   if (batch.Count() > 0) {
     if (auto s = d.db->Write(d.write_options, &batch); !s.ok()) {
-      d.needs_resume = true;
+      d.needs_recovery = true;
       return unexpected{from_status(s, "write batch")};
     }
   }
@@ -450,6 +487,8 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
 
 std::optional<folder_checkpoint> store::checkpoint(std::string_view user,
                                                    std::string_view folder) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return std::nullopt;
   auto v = impl_->get(cf::checkpoints, keys::checkpoint(user, folder));
   if (!v) return std::nullopt;
   auto cp = codec::decode_checkpoint(*v);
@@ -460,6 +499,8 @@ std::optional<folder_checkpoint> store::checkpoint(std::string_view user,
 }
 
 std::map<std::string, folder_checkpoint> store::checkpoints(std::string_view user) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
   std::map<std::string, folder_checkpoint> out;
   const auto prefix = keys::checkpoint_prefix(user);
   std::unique_ptr<rocksdb::Iterator> it(
@@ -474,12 +515,18 @@ std::map<std::string, folder_checkpoint> store::checkpoints(std::string_view use
   return {};
 }
 
-std::optional<message_record> store::find_by_key(std::string_view key) const try {
-  auto v = impl_->get(cf::messages, keys::message(key));
+std::optional<message_record> store::impl::find_record(std::string_view key) const {
+  auto v = get(cf::messages, keys::message(key));
   if (!v) return std::nullopt;
   auto rec = codec::decode_message(key, *v);
   if (!rec) return std::nullopt;
   return std::move(*rec);
+}
+
+std::optional<message_record> store::find_by_key(std::string_view key) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return std::nullopt;
+  return impl_->find_record(key);
 } catch (const std::exception&) {
   return std::nullopt;
 }
@@ -487,14 +534,18 @@ std::optional<message_record> store::find_by_key(std::string_view key) const try
 std::optional<message_record> store::find_by_message_id(std::string_view message_id) const try {
   auto id = normalise_message_id(message_id);
   if (id.empty()) return std::nullopt;
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return std::nullopt;
   auto key = impl_->get(cf::message_ids, keys::message_id(id));
   if (!key) return std::nullopt;
-  return find_by_key(*key);
+  return impl_->find_record(*key);
 } catch (const std::exception&) {
   return std::nullopt;
 }
 
 std::vector<message_record> store::query_messages(const message_filter& f) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
   const auto contact = ascii_lower(f.contact);
   auto has = [](const std::vector<std::string>& v, const std::string& x) {
     return x.empty() || std::find(v.begin(), v.end(), x) != v.end();
@@ -527,7 +578,7 @@ std::vector<message_record> store::query_messages(const message_filter& f) const
     for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix) && !full(); it->Next()) {
       auto k = keys::decode_index(view(it->key()));
       if (!k) continue;
-      auto rec = find_by_key(k->key);
+      auto rec = impl_->find_record(k->key);
       if (rec && matches(*rec)) out.push_back(std::move(*rec));
     }
     return out;
@@ -563,11 +614,7 @@ expected<void, error> store::put_mailbox_state(const mailbox_state& s) try {
   if (s.user.empty())
     return unexpected{make_error(error::code::invalid_argument, "mailbox state without user")};
   std::lock_guard lock(d.write_mu);
-  if (d.needs_resume) {
-    if (auto st = d.db->Resume(); !st.ok())
-      return unexpected{from_status(st, "resume after a failed write")};
-    d.needs_resume = false;
-  }
+  if (auto r = d.recover(); !r) return unexpected{r.error()};
   auto next = s;
   next.messages_tracked = 0;
   if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(s.user))) {
@@ -578,7 +625,7 @@ expected<void, error> store::put_mailbox_state(const mailbox_state& s) try {
   auto st = d.db->Put(d.write_options, d.h(cf::mailbox_state), keys::mailbox_state(s.user),
                       codec::encode(next));
   if (!st.ok()) {
-    d.needs_resume = true;
+    d.needs_recovery = true;
     return unexpected{from_status(st, "write mailbox state")};
   }
   return {};
@@ -587,6 +634,8 @@ expected<void, error> store::put_mailbox_state(const mailbox_state& s) try {
 }
 
 std::optional<mailbox_state> store::mailbox_state_of(std::string_view user) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return std::nullopt;
   auto v = impl_->get(cf::mailbox_state, keys::mailbox_state(user));
   if (!v) return std::nullopt;
   auto s = codec::decode_mailbox_state(user, *v);
@@ -597,6 +646,8 @@ std::optional<mailbox_state> store::mailbox_state_of(std::string_view user) cons
 }
 
 std::vector<mailbox_state> store::mailbox_states() const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
   std::vector<mailbox_state> out;
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::mailbox_state)));
@@ -612,12 +663,18 @@ std::vector<mailbox_state> store::mailbox_states() const try {
   return {};
 }
 
-std::uint64_t store::message_count() const try {
-  auto v = impl_->get(cf::meta, std::string(keys::meta_message_count));
+std::uint64_t store::impl::count() const {
+  auto v = get(cf::meta, std::string(keys::meta_message_count));
   if (!v) return 0;
   codec::reader r(*v);
   auto n = r.be64();
   return r.ok() ? n : 0;
+}
+
+std::uint64_t store::message_count() const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return 0;
+  return impl_->count();
 } catch (const std::exception&) {
   return 0;
 }

@@ -15,10 +15,13 @@ class Env;
 
 namespace mscan::storage {
 
+// Every member has a default initializer so callers can use designated initializers
+// (`message_filter{.user = "alice"}`) without g++'s -Wmissing-field-initializers.
+
 struct error {
   enum class code { io_error, no_space, corruption, version_mismatch, invalid_argument, not_found };
   code kind = code::io_error;
-  std::string message;
+  std::string message{};
 };
 
 // Stable text for logs and the CLI ("io_error", "no_space", ...).
@@ -26,35 +29,35 @@ std::string_view to_string(error::code c) noexcept;
 
 // One place (user's folder) where a message was seen.
 struct sighting {
-  std::string user, folder;
+  std::string user{}, folder{};
   std::uint32_t uidvalidity = 0, uid = 0;
   friend bool operator==(const sighting&, const sighting&) = default;
 };
 
 struct attachment_info {
-  std::string name, type;
+  std::string name{}, type{};
   std::uint64_t size = 0;
   friend bool operator==(const attachment_info&, const attachment_info&) = default;
 };
 
 struct link_reason {
-  std::string kind;    // "contact" | "account" | "item" | "ticket" | "user"
-  std::string target;  // e.g. "bob@acme.example", "Acme Ltd", "OPP-1042"
-  std::string cause;   // e.g. "From: bob@acme.example", "domain acme.example"
+  std::string kind{};    // "contact" | "account" | "item" | "ticket" | "user"
+  std::string target{};  // e.g. "bob@acme.example", "Acme Ltd", "OPP-1042"
+  std::string cause{};   // e.g. "From: bob@acme.example", "domain acme.example"
   friend bool operator==(const link_reason&, const link_reason&) = default;
 };
 
 struct message_record {
-  std::string key;  // stable message key (caller computes; see message_key())
-  std::string message_id, subject, from;
-  std::vector<std::string> to, cc;
+  std::string key{};  // stable message key (caller computes; see message_key())
+  std::string message_id{}, subject{}, from{};
+  std::vector<std::string> to{}, cc{};
   std::int64_t date = 0;  // unix seconds UTC
   std::uint64_t size = 0;
-  std::vector<sighting> sightings;
-  std::vector<std::string> users, contacts, accounts, items, tickets;
-  std::vector<attachment_info> attachments;
-  std::vector<link_reason> reasons;
-  std::vector<std::string> warnings;
+  std::vector<sighting> sightings{};
+  std::vector<std::string> users{}, contacts{}, accounts{}, items{}, tickets{};
+  std::vector<attachment_info> attachments{};
+  std::vector<link_reason> reasons{};
+  std::vector<std::string> warnings{};
   friend bool operator==(const message_record&, const message_record&) = default;
 };
 
@@ -77,16 +80,16 @@ struct folder_checkpoint {
 };
 
 struct checkpoint_update {
-  std::string user, folder;
-  folder_checkpoint cp;
+  std::string user{}, folder{};
+  folder_checkpoint cp{};
 };
 
 struct mailbox_state {
-  std::string user;
+  std::string user{};
   std::string state = "ok";  // ok|error|credentials_changed|disabled
   std::int64_t last_scanned = 0;  // unix seconds, 0 = never
   std::uint32_t consecutive_failures = 0;
-  std::string last_error_reason, last_error_detail;  // empty = none
+  std::string last_error_reason{}, last_error_detail{};  // empty = none
   // Owned by store::write() (bumped once per message newly attached to the user);
   // put_mailbox_state() ignores the value passed in and keeps the stored count.
   std::uint64_t messages_tracked = 0;
@@ -96,7 +99,7 @@ struct mailbox_state {
 // Empty fields do not filter; all non-empty fields must match (contact: ASCII case-insensitive).
 // limit 0 = no limit.
 struct message_filter {
-  std::string user, contact, account, item;
+  std::string user{}, contact{}, account{}, item{};
   std::size_t limit = 0;
 };
 
@@ -114,7 +117,7 @@ struct open_options {
   bool read_only = false;   // OpenForReadOnly: works while another handle/process writes
   bool sync_writes = true;  // sync = WAL fsync before ack
   // Test hook (fault injection): RocksDB environment to use instead of the default one.
-  std::shared_ptr<rocksdb::Env> env;
+  std::shared_ptr<rocksdb::Env> env{};
 };
 
 }  // namespace mscan::storage

@@ -12,9 +12,6 @@
 #include "storage/keys.hpp"
 #include "temp_dir.hpp"
 
-// Designated initializers below leave defaulted filter fields out on purpose; g++ 12 warns.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 using namespace mscan::storage;
 using mscan::storage::test::temp_dir;
 
