@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <utility>
 
 namespace mscan::imap {
 
@@ -64,6 +65,10 @@ const body_section* fetch_data::find_section(std::string_view section) const {
   for (const auto& s : sections)
     if (!s.binary && iequals(s.section, section)) return &s;
   return nullptr;
+}
+
+body_section* fetch_data::find_section(std::string_view section) {
+  return const_cast<body_section*>(std::as_const(*this).find_section(section));
 }
 
 std::optional<std::int64_t> parse_internaldate(std::string_view s) {

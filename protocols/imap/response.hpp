@@ -98,6 +98,7 @@ struct fetch_data {
   std::optional<std::uint64_t> gm_msgid, gm_thrid;
   std::optional<std::vector<std::string>> gm_labels;
   const body_section* find_section(std::string_view section) const;  // BODY[...] only
+  body_section* find_section(std::string_view section);
 };
 
 // Any other untagged response (NAMESPACE, ID, METADATA, ...): kept as its keyword.

@@ -1,0 +1,599 @@
+#include "protocols/imap/scan_session.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "protocols/imap/utf7.hpp"
+
+namespace mscan::imap {
+
+namespace {
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  return lower_ascii(hay).find(lower_ascii(needle)) != std::string::npos;
+}
+
+// First decimal number after `after` in text (case-insensitive); 0 if none.
+std::uint32_t number_after(std::string_view text, std::string_view after) {
+  const std::string low = lower_ascii(text);
+  std::size_t p = low.find(lower_ascii(after));
+  if (p == std::string::npos) return 0;
+  p += after.size();
+  while (p < low.size() && (low[p] == ' ' || low[p] == ':' || low[p] == '=')) ++p;
+  std::uint32_t n = 0;
+  while (p < low.size() && low[p] >= '0' && low[p] <= '9' && n < 100000)
+    n = n * 10 + static_cast<std::uint32_t>(low[p++] - '0');
+  return n;
+}
+
+constexpr std::uint32_t default_backoff_s = 60;
+
+// Office 365 style throttling is only visible in the text ("Server Unavailable. 15",
+// "Request is throttled"); the number after "Server Unavailable." is a server error code,
+// not seconds, so only explicit "retry after N" / "N seconds" texts set the back-off.
+bool throttle_text(std::string_view text) {
+  return icontains(text, "server unavailable") || icontains(text, "throttl") ||
+         icontains(text, "too many");
+}
+
+std::uint32_t backoff_from_text(std::string_view text) {
+  for (auto key : {"retry after", "try again in", "backoff", "back off", "wait"}) {
+    const auto n = number_after(text, key);
+    if (n > 0) return n;
+  }
+  return default_backoff_s;
+}
+
+} // namespace
+
+std::string_view to_string(error_kind k) {
+  switch (k) {
+    case error_kind::dns_failure: return "dns_failure";
+    case error_kind::connection_refused: return "connection_refused";
+    case error_kind::timeout: return "timeout";
+    case error_kind::tls_handshake_failed: return "tls_handshake_failed";
+    case error_kind::certificate_invalid: return "certificate_invalid";
+    case error_kind::starttls_unavailable: return "starttls_unavailable";
+    case error_kind::login_failed: return "login_failed";
+    case error_kind::auth_method_unsupported: return "auth_method_unsupported";
+    case error_kind::account_unavailable: return "account_unavailable";
+    case error_kind::folder_not_found: return "folder_not_found";
+    case error_kind::server_bye: return "server_bye";
+    case error_kind::protocol_error: return "protocol_error";
+    case error_kind::throttled: return "throttled";
+  }
+  return "protocol_error";
+}
+
+scan_session::scan_session(session_options opts) : opts_(std::move(opts)) {
+  if (opts_.batch_size == 0) opts_.batch_size = 1;
+  // The largest literal we accept: a full message we asked for (at most max_message_bytes,
+  // plus a message that grew past the limit between SEARCH and FETCH) or a header block.
+  parser_limits l;
+  l.max_literal_size = std::max<std::size_t>(8u << 20, opts_.max_message_bytes * 4);
+  l.max_response_size = l.max_literal_size * 2 + (1u << 20);
+  parser_.set_limits(l);
+  for (const auto& f : opts_.folders) folders_.push_back({f, {}, true});
+}
+
+std::optional<session_output> scan_session::poll() {
+  if (out_.empty()) return std::nullopt;
+  auto o = std::move(out_.front());
+  out_.pop_front();
+  return o;
+}
+
+bool scan_session::awaiting_resume() const { return phase_ == phase::await_resume; }
+bool scan_session::finished() const { return phase_ == phase::done; }
+const std::vector<std::string>& scan_session::capabilities() const { return caps_; }
+
+void scan_session::on_bytes(std::string_view bytes) {
+  while (!bytes.empty() && phase_ != phase::done) {
+    if (phase_ == phase::tls_handshake) {
+      // Bytes after the STARTTLS OK and before the handshake would be plaintext injected
+      // ahead of TLS (the classic STARTTLS command injection): refuse them.
+      fail_protocol(fmt::format("data after STARTTLS response: {}", response_parser::excerpt(bytes)));
+      return;
+    }
+    const auto r = parser_.feed(bytes);
+    bytes.remove_prefix(r.consumed);
+    if (r.status == feed_status::failed) {
+      fail_protocol(fmt::format("{}: {}", parser_.error().message, parser_.error().excerpt));
+      return;
+    }
+    if (r.status == feed_status::ready) {
+      auto resp = parser_.take();
+      handle(resp);
+    }
+  }
+}
+
+void scan_session::on_tls_established() {
+  if (phase_ != phase::tls_handshake) return;
+  tls_done_ = true;
+  caps_.clear();  // pre-TLS capabilities are not trusted
+  phase_ = phase::capability;
+  send(writer_.begin("CAPABILITY").finish(), cmd_kind::capability);
+}
+
+void scan_session::on_eof() {
+  if (phase_ == phase::done) return;
+  if (!parser_.at_boundary()) {
+    fail(error_kind::protocol_error, "connection closed by the server in the middle of a response");
+    return;
+  }
+  fail(error_kind::server_bye, "connection closed by the server without BYE");
+}
+
+void scan_session::resume() {
+  if (phase_ != phase::await_resume) return;
+  if (batch_pos_ < uids_.size()) next_batch();
+  else finish_folder();
+}
+
+void scan_session::send(command c, cmd_kind kind) {
+  pending_.push_back({c.tag, kind});
+  for (std::size_t i = 1; i < c.parts.size(); ++i) literal_parts_.push_back(std::move(c.parts[i]));
+  out_.push_back(write_bytes{std::move(c.parts[0])});
+}
+
+void scan_session::fail(error_kind kind, std::string detail, std::uint32_t retry_after_s) {
+  if (phase_ == phase::done) return;
+  // Defence in depth: a server echoing our credentials must not put them in an error.
+  if (opts_.secret.size() >= 4) {
+    for (std::size_t p; (p = detail.find(opts_.secret)) != std::string::npos;)
+      detail.replace(p, opts_.secret.size(), "***");
+  }
+  phase_ = phase::done;
+  out_.push_back(scan_failed{error{kind, std::move(detail), retry_after_s}});
+}
+
+void scan_session::fail_protocol(std::string_view what) {
+  fail(error_kind::protocol_error, fmt::format("protocol error: {}", what));
+}
+
+bool scan_session::fail_if_throttled(const status_response& s) {
+  const auto k = s.code.kind;
+  if (k == code_kind::limit || k == code_kind::unavailable || k == code_kind::inuse ||
+      k == code_kind::overquota || throttle_text(s.text)) {
+    const auto secs = backoff_from_text(s.text);
+    const std::string code = s.code.kind == code_kind::none ? "" : "[" + s.code.name + "] ";
+    fail(error_kind::throttled,
+         fmt::format("server is throttling: {}{}; retry after {} s", code, s.text, secs), secs);
+    return true;
+  }
+  return false;
+}
+
+void scan_session::fail_login(const status_response& s) {
+  const auto k = s.code.kind;
+  const std::string code = k == code_kind::none ? "" : "[" + s.code.name + "] ";
+  if (throttle_text(s.text) || k == code_kind::limit || k == code_kind::inuse ||
+      k == code_kind::overquota) {
+    fail_if_throttled(s);
+    return;
+  }
+  if (k == code_kind::authenticationfailed) {
+    fail(error_kind::login_failed, fmt::format("login rejected: {}{}", code, s.text));
+    return;
+  }
+  if (k == code_kind::unavailable || k == code_kind::expired || k == code_kind::contactadmin ||
+      k == code_kind::authorizationfailed || icontains(s.text, "disabled") ||
+      icontains(s.text, "locked") || icontains(s.text, "suspended") ||
+      icontains(s.text, "not connected")) {
+    fail(error_kind::account_unavailable, fmt::format("account unavailable: {}{}", code, s.text));
+    return;
+  }
+  fail(error_kind::login_failed, fmt::format("login rejected: {}{}", code, s.text));
+}
+
+void scan_session::set_capabilities(std::vector<std::string> caps) {
+  caps_ = std::move(caps);
+  writer_caps wc = writer_.caps();
+  wc.literal_plus = has_cap("LITERAL+");
+  wc.literal_minus = has_cap("LITERAL-");
+  writer_.set_caps(wc);
+}
+
+bool scan_session::has_cap(std::string_view cap) const {
+  for (const auto& c : caps_)
+    if (iequals(c, cap)) return true;
+  return false;
+}
+
+void scan_session::handle(response& r) {
+  if (auto* s = std::get_if<status_response>(&r)) {
+    if (!s->tag.empty()) handle_tagged(*s);
+    else handle_untagged_status(*s);
+    return;
+  }
+  if (auto* k = std::get_if<continuation>(&r)) {
+    if (!literal_parts_.empty()) {
+      out_.push_back(write_bytes{std::move(literal_parts_.front())});
+      literal_parts_.pop_front();
+    } else if (phase_ == phase::authenticate && !auth_ir_sent_) {
+      auth_ir_sent_ = true;
+      const std::string ir = opts_.auth == auth_method::xoauth2
+                                 ? sasl_xoauth2(opts_.username, opts_.secret)
+                                 : sasl_plain(opts_.username, opts_.secret);
+      out_.push_back(write_bytes{ir + "\r\n"});
+    } else if (phase_ == phase::authenticate) {
+      // XOAUTH2 failure: the server sends an error challenge and waits for an empty reply
+      // before its tagged NO.
+      out_.push_back(write_bytes{"\r\n"});
+    } else {
+      fail_protocol(fmt::format("unexpected continuation request: {}",
+                                response_parser::excerpt(k->text)));
+    }
+    return;
+  }
+  if (phase_ == phase::greeting) {
+    fail_protocol("server did not start with a greeting");
+    return;
+  }
+  if (auto* c = std::get_if<capability_data>(&r)) {
+    set_capabilities(std::move(c->capabilities));
+  } else if (auto* l = std::get_if<list_data>(&r)) {
+    if (phase_ != phase::list || l->lsub) return;
+    if (l->has_flag("\\Noselect") || l->has_flag("\\NonExistent")) return;
+    auto utf8 = utf7_decode(l->mailbox);
+    std::string name = utf8 ? std::move(*utf8) : l->mailbox;
+    folders_.push_back({std::move(name), std::move(l->mailbox), false});
+  } else if (auto* e = std::get_if<exists_data>(&r)) {
+    if (phase_ == phase::select) exists_ = e->count;
+  } else if (auto* s = std::get_if<search_data>(&r)) {
+    if (phase_ != phase::search) return;
+    // Answers come in command order: the first pending search owns this result.
+    for (const auto& p : pending_) {
+      if (p.kind == cmd_kind::search_all || p.kind == cmd_kind::search_large) {
+        auto& into = p.kind == cmd_kind::search_all ? uids_ : large_uids_;
+        into.insert(into.end(), s->ids.begin(), s->ids.end());
+        break;
+      }
+    }
+  } else if (auto* f = std::get_if<fetch_data>(&r)) {
+    handle_fetch(*f);
+  }
+  // FLAGS, EXPUNGE, VANISHED, RECENT, STATUS, ...: nothing the scan depends on.
+}
+
+void scan_session::handle_untagged_status(const status_response& s) {
+  if (s.code.kind == code_kind::capability) set_capabilities(s.code.list);
+  switch (s.status) {
+    case status_kind::bye:
+      if (logout_sent_) return;
+      if (fail_if_throttled(s)) return;
+      fail(error_kind::server_bye, fmt::format("server said BYE: {}", s.text));
+      return;
+    case status_kind::preauth:
+      if (phase_ != phase::greeting) {
+        fail_protocol("PREAUTH after the greeting");
+        return;
+      }
+      if (opts_.starttls) {
+        fail(error_kind::starttls_unavailable,
+             "server pre-authenticated the connection; STARTTLS is not possible");
+        return;
+      }
+      authenticated();
+      return;
+    case status_kind::ok:
+      if (phase_ == phase::greeting) {
+        after_capabilities();
+        return;
+      }
+      if (phase_ == phase::select) {
+        if (s.code.kind == code_kind::uidvalidity) uidvalidity_ = static_cast<std::uint32_t>(s.code.number);
+        else if (s.code.kind == code_kind::uidnext) uidnext_ = static_cast<std::uint32_t>(s.code.number);
+        else if (s.code.kind == code_kind::highestmodseq) highest_modseq_ = s.code.number;
+      }
+      return;
+    case status_kind::no:
+    case status_kind::bad:
+      if (phase_ == phase::greeting) fail_protocol(fmt::format("greeting was {}", s.text));
+      return;  // warnings
+  }
+}
+
+void scan_session::after_capabilities() {
+  if (caps_.empty()) {
+    phase_ = phase::capability;
+    send(writer_.begin("CAPABILITY").finish(), cmd_kind::capability);
+    return;
+  }
+  if (opts_.starttls && !tls_done_) {
+    if (!has_cap("STARTTLS")) {
+      fail(error_kind::starttls_unavailable, "server does not offer STARTTLS");
+      return;
+    }
+    phase_ = phase::starttls;
+    send(writer_.begin("STARTTLS").finish(), cmd_kind::starttls);
+    return;
+  }
+  authenticate();
+}
+
+void scan_session::authenticate() {
+  phase_ = phase::authenticate;
+  auth_ir_sent_ = false;
+  const bool sasl_ir = has_cap("SASL-IR");
+  if (opts_.auth == auth_method::xoauth2) {
+    if (!has_cap("AUTH=XOAUTH2")) {
+      fail(error_kind::auth_method_unsupported, "server does not offer AUTH=XOAUTH2");
+      return;
+    }
+    auto b = writer_.begin("AUTHENTICATE").atom("XOAUTH2");
+    if (sasl_ir) {
+      b.atom(sasl_xoauth2(opts_.username, opts_.secret));
+      auth_ir_sent_ = true;
+    }
+    send(b.finish(), cmd_kind::authenticate);
+    return;
+  }
+  if (has_cap("LOGINDISABLED")) {
+    if (!has_cap("AUTH=PLAIN")) {
+      fail(error_kind::auth_method_unsupported,
+           "server disables LOGIN and offers no AUTH=PLAIN");
+      return;
+    }
+    auto b = writer_.begin("AUTHENTICATE").atom("PLAIN");
+    if (sasl_ir) {
+      b.atom(sasl_plain(opts_.username, opts_.secret));
+      auth_ir_sent_ = true;
+    }
+    send(b.finish(), cmd_kind::authenticate);
+    return;
+  }
+  send(writer_.begin("LOGIN").astring(opts_.username).astring(opts_.secret).finish(),
+       cmd_kind::login);
+}
+
+void scan_session::authenticated() {
+  if (folders_.empty()) {
+    phase_ = phase::list;
+    send(writer_.begin("LIST").string("").string("*").finish(), cmd_kind::list);
+    return;
+  }
+  folder_index_ = 0;
+  open_folder();
+}
+
+const folder_checkpoint* scan_session::checkpoint() const {
+  const auto it = opts_.checkpoints.find(folders_[folder_index_].name);
+  return it == opts_.checkpoints.end() ? nullptr : &it->second;
+}
+
+void scan_session::open_folder() {
+  if (folder_index_ >= folders_.size()) {
+    logout();
+    return;
+  }
+  phase_ = phase::select;
+  uidvalidity_ = uidnext_ = exists_ = 0;
+  highest_modseq_ = 0;
+  uids_.clear();
+  large_uids_.clear();
+  batch_pos_ = 0;
+  highest_uid_ = 0;
+  const auto& f = folders_[folder_index_];
+  // SELECT (read-write) when scanning unread mail, so that \Seen can be set later on this
+  // connection; EXAMINE otherwise, so that fetching never changes the mailbox.
+  auto b = writer_.begin(opts_.unread_only ? "SELECT" : "EXAMINE");
+  if (f.configured) b.mailbox(f.name);
+  else b.astring(f.wire);
+  send(b.finish(), cmd_kind::select);
+}
+
+void scan_session::folder_selected() {
+  const auto* cp = checkpoint();
+  const bool changed = cp && cp->uidvalidity != 0 && cp->uidvalidity != uidvalidity_;
+  const auto& f = folders_[folder_index_];
+  out_.push_back(folder_opened{f.name, uidvalidity_, uidnext_, exists_, changed});
+  if (cp && !changed) highest_uid_ = cp->last_uid;
+  if (exists_ == 0) {
+    finish_folder();
+    return;
+  }
+  start_search();
+}
+
+void scan_session::start_search() {
+  phase_ = phase::search;
+  const auto* cp = checkpoint();
+  const bool resume_from_checkpoint = cp && cp->uidvalidity == uidvalidity_ && cp->last_uid > 0;
+  std::string criteria;
+  if (resume_from_checkpoint) {
+    criteria = fmt::format("UID {}:*", static_cast<std::uint64_t>(cp->last_uid) + 1);
+  } else if (opts_.since_unix > 0) {
+    criteria = "SINCE " + format_search_date(opts_.since_unix);
+  }
+  if (opts_.unread_only) criteria += criteria.empty() ? "UNSEEN" : " UNSEEN";
+  if (criteria.empty()) criteria = "ALL";
+  // Two pipelined searches tell which messages are too large for a whole-body fetch.
+  std::string bytes;
+  auto c1 = writer_.begin("UID SEARCH").atom(criteria).finish();
+  pending_.push_back({c1.tag, cmd_kind::search_all});
+  bytes += c1.parts[0];
+  searches_left_ = 1;
+  if (opts_.max_message_bytes > 0) {
+    auto c2 = writer_.begin("UID SEARCH").atom(criteria).atom("LARGER").atom(
+        std::to_string(opts_.max_message_bytes)).finish();
+    pending_.push_back({c2.tag, cmd_kind::search_large});
+    bytes += c2.parts[0];
+    ++searches_left_;
+  }
+  out_.push_back(write_bytes{std::move(bytes)});
+}
+
+void scan_session::next_batch() {
+  phase_ = phase::fetch;
+  const std::size_t end = std::min(uids_.size(), batch_pos_ + opts_.batch_size);
+  batch_.assign(uids_.begin() + static_cast<std::ptrdiff_t>(batch_pos_),
+                uids_.begin() + static_cast<std::ptrdiff_t>(end));
+  batch_pos_ = end;
+  std::vector<std::uint32_t> small, large;
+  for (auto u : batch_)
+    (std::binary_search(large_uids_.begin(), large_uids_.end(), u) ? large : small).push_back(u);
+  std::string bytes;
+  fetches_left_ = 0;
+  if (!small.empty()) {
+    auto c = writer_.begin("UID FETCH").atom(sequence_set(small))
+                 .atom("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])").finish();
+    pending_.push_back({c.tag, cmd_kind::fetch});
+    bytes += c.parts[0];
+    ++fetches_left_;
+  }
+  if (!large.empty()) {
+    auto c = writer_.begin("UID FETCH").atom(sequence_set(large))
+                 .atom(fmt::format("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] "
+                                   "BODY.PEEK[TEXT]<0.{}>)", opts_.max_message_bytes))
+                 .finish();
+    pending_.push_back({c.tag, cmd_kind::fetch});
+    bytes += c.parts[0];
+    ++fetches_left_;
+  }
+  out_.push_back(write_bytes{std::move(bytes)});
+}
+
+void scan_session::handle_fetch(fetch_data& f) {
+  if (phase_ != phase::fetch || !f.uid) return;
+  if (!std::binary_search(batch_.begin(), batch_.end(), *f.uid)) return;
+  message_fetched m;
+  m.truncated = false;
+  if (auto* whole = f.find_section(""); whole && whole->data) {
+    m.raw = std::move(*whole->data);
+  } else {
+    auto* header = f.find_section("HEADER");
+    auto* text = f.find_section("TEXT");
+    if (!header || !header->data) return;  // a flags-only update, not our answer
+    m.raw = std::move(*header->data);
+    if (text && text->data) m.raw += *text->data;
+    m.truncated = true;
+  }
+  m.folder = folders_[folder_index_].name;
+  m.uidvalidity = uidvalidity_;
+  m.uid = *f.uid;
+  m.size = f.rfc822_size.value_or(m.raw.size());
+  m.internaldate = f.internaldate ? parse_internaldate(*f.internaldate).value_or(0) : 0;
+  if (f.flags) m.flags = std::move(*f.flags);
+  out_.push_back(std::move(m));
+}
+
+void scan_session::finish_folder() {
+  const auto& f = folders_[folder_index_];
+  // Everything below UIDNEXT (as of SELECT) was considered by the search.
+  if (uidnext_ > 0) highest_uid_ = std::max(highest_uid_, uidnext_ - 1);
+  out_.push_back(folder_complete{f.name, uidvalidity_, highest_uid_, highest_modseq_});
+  ++folder_index_;
+  open_folder();
+}
+
+void scan_session::logout() {
+  auto c = writer_.begin("LOGOUT").finish();
+  out_.push_back(write_bytes{std::move(c.parts[0])});
+  logout_sent_ = true;
+  phase_ = phase::done;
+  out_.push_back(scan_complete{});
+}
+
+void scan_session::handle_tagged(const status_response& s) {
+  const auto it = std::find_if(pending_.begin(), pending_.end(),
+                               [&](const pending_cmd& p) { return p.tag == s.tag; });
+  if (it == pending_.end()) {
+    fail_protocol(fmt::format("response for unknown tag {}", response_parser::excerpt(s.tag, 40)));
+    return;
+  }
+  const cmd_kind kind = it->kind;
+  pending_.erase(it);
+  literal_parts_.clear();
+  const bool ok = s.status == status_kind::ok;
+  if (s.code.kind == code_kind::capability) set_capabilities(s.code.list);
+  switch (kind) {
+    case cmd_kind::capability:
+      if (!ok) return fail_protocol(fmt::format("CAPABILITY failed: {}", s.text));
+      if (caps_.empty()) return fail_protocol("server announced no capabilities");
+      after_capabilities();
+      return;
+    case cmd_kind::starttls:
+      if (!ok) {
+        fail(error_kind::starttls_unavailable, fmt::format("STARTTLS refused: {}", s.text));
+        return;
+      }
+      phase_ = phase::tls_handshake;
+      out_.push_back(start_tls{});
+      return;
+    case cmd_kind::login:
+    case cmd_kind::authenticate:
+      if (!ok) return fail_login(s);
+      // Capabilities may differ after login; ask again only if the OK did not carry them.
+      authenticated();
+      return;
+    case cmd_kind::list:
+      if (!ok) {
+        if (fail_if_throttled(s)) return;
+        return fail_protocol(fmt::format("LIST failed: {}", s.text));
+      }
+      folder_index_ = 0;
+      open_folder();
+      return;
+    case cmd_kind::select:
+      if (!ok) {
+        if (fail_if_throttled(s)) return;
+        if (folders_[folder_index_].configured) {
+          fail(error_kind::folder_not_found,
+               fmt::format("folder \"{}\" cannot be opened: {}", folders_[folder_index_].name, s.text));
+          return;
+        }
+        ++folder_index_;  // a listed folder vanished or is not ours to open: skip it
+        open_folder();
+        return;
+      }
+      folder_selected();
+      return;
+    case cmd_kind::search_all:
+    case cmd_kind::search_large:
+      if (!ok) {
+        if (fail_if_throttled(s)) return;
+        return fail_protocol(fmt::format("UID SEARCH failed: {}", s.text));
+      }
+      if (--searches_left_ > 0) return;
+      {
+        std::sort(uids_.begin(), uids_.end());
+        uids_.erase(std::unique(uids_.begin(), uids_.end()), uids_.end());
+        std::sort(large_uids_.begin(), large_uids_.end());
+        // "UID n:*" always matches the highest UID, even when it is below n.
+        const auto* cp = checkpoint();
+        if (cp && cp->uidvalidity == uidvalidity_) {
+          const auto floor = cp->last_uid;
+          uids_.erase(std::remove_if(uids_.begin(), uids_.end(),
+                                     [&](std::uint32_t u) { return u <= floor; }),
+                      uids_.end());
+        }
+      }
+      if (uids_.empty()) finish_folder();
+      else next_batch();
+      return;
+    case cmd_kind::fetch:
+      if (!ok) {
+        if (fail_if_throttled(s)) return;
+        return fail_protocol(fmt::format("UID FETCH failed: {}", s.text));
+      }
+      if (--fetches_left_ > 0) return;
+      if (!batch_.empty()) highest_uid_ = std::max(highest_uid_, batch_.back());
+      out_.push_back(batch_complete{folders_[folder_index_].name, uidvalidity_, highest_uid_});
+      phase_ = phase::await_resume;
+      return;
+    case cmd_kind::logout:
+      return;
+  }
+}
+
+} // namespace mscan::imap

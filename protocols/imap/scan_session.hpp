@@ -1,0 +1,144 @@
+#pragma once
+// The sans-I/O IMAP scan session: one mailbox, one connection, from greeting to LOGOUT.
+// The mailbox actor feeds it bytes and carries out what poll() returns (write, STARTTLS);
+// it never touches a socket, a timer or a thread.
+//
+//   greeting --OK--> [CAPABILITY] --> [STARTTLS -> start_tls -> on_tls_established -> CAPABILITY]
+//      |                                   |
+//      +--PREAUTH----------------------+   v
+//      +--BYE--> failed                |  LOGIN | AUTHENTICATE PLAIN | AUTHENTICATE XOAUTH2
+//                                      v   v
+//                              [LIST "" "*"]  (only when no folders are configured)
+//                                      v
+//   +--> EXAMINE/SELECT folder --> folder_opened --(0 messages)--------------------+
+//   |        |                                                                     |
+//   |        v                                                                     |
+//   |    UID SEARCH <window> + UID SEARCH <window> LARGER max  (pipelined)         |
+//   |        v                                                                     |
+//   |    UID FETCH batch (small: BODY.PEEK[]; large: HEADER + TEXT<0.N>)            |
+//   |        v    message_fetched ...                                              |
+//   |    batch_complete --(owner calls resume())--> next batch | folder_complete <--+
+//   +---------------------------------------------------------- next folder
+//                                      v
+//                                LOGOUT --> scan_complete
+//
+// Any BYE, unparseable input or failing command ends in scan_failed with a classified error.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "protocols/imap/command_writer.hpp"
+#include "protocols/imap/response_parser.hpp"
+
+namespace mscan::imap {
+
+enum class error_kind { dns_failure, connection_refused, timeout, tls_handshake_failed,
+  certificate_invalid, starttls_unavailable, login_failed, auth_method_unsupported,
+  account_unavailable, folder_not_found, server_bye, protocol_error, throttled };
+std::string_view to_string(error_kind);   // exactly the INTERFACE.md reason codes
+struct error {
+  error_kind kind;
+  std::string detail;                     // human text, never a secret
+  std::uint32_t retry_after_s = 0;        // throttled: the suggested back-off in seconds
+};
+struct folder_checkpoint { std::uint32_t uidvalidity = 0; std::uint32_t last_uid = 0;
+                           std::uint64_t highest_modseq = 0; };
+enum class auth_method { password, xoauth2 };
+struct session_options {
+  std::string username; std::string secret;          // password or bearer token
+  auth_method auth = auth_method::password;
+  bool starttls = false;      // issue STARTTLS; if not offered -> starttls_unavailable (no downgrade)
+  std::vector<std::string> folders;  // UTF-8 names; empty = every selectable folder (LIST "" "*")
+  bool unread_only = false;          // scan = unread: only messages without \Seen
+  std::int64_t since_unix = 0;       // first scan of a folder without checkpoint: UID SEARCH SINCE
+  std::map<std::string, folder_checkpoint> checkpoints;   // by UTF-8 folder name
+  std::size_t batch_size = 200;      // messages per UID FETCH
+  std::size_t max_message_bytes = 2 * 1024 * 1024; // larger: header + first part of body only
+};
+struct write_bytes { std::string data; };   // send these bytes to the server
+struct start_tls {};  // transport: TLS handshake now, then call on_tls_established()
+struct folder_opened { std::string folder; std::uint32_t uidvalidity; std::uint32_t uidnext;
+                       std::uint32_t exists; bool uidvalidity_changed; };
+struct message_fetched { std::string folder; std::uint32_t uidvalidity; std::uint32_t uid;
+  std::uint64_t size; std::int64_t internaldate; std::vector<std::string> flags;
+  std::string raw; bool truncated; };
+struct batch_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid; };
+struct folder_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid;
+                         std::uint64_t highest_modseq; };
+struct scan_complete {};               // LOGOUT was written; owner closes after sending it
+struct scan_failed { error err; };
+using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
+  batch_complete, folder_complete, scan_complete, scan_failed>;
+
+class scan_session {
+ public:
+  explicit scan_session(session_options opts);
+  void on_bytes(std::string_view bytes);  // any chunking
+  void on_tls_established();
+  void on_eof();            // peer closed: scan_failed{server_bye or protocol_error} unless done
+  void resume();            // after batch_complete: the owner has capacity for the next batch
+  std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
+  bool awaiting_resume() const; bool finished() const;
+  const std::vector<std::string>& capabilities() const;
+
+ private:
+  enum class phase { greeting, capability, starttls, tls_handshake, authenticate, list, select,
+                     search, fetch, await_resume, done };
+  enum class cmd_kind { capability, starttls, login, authenticate, list, select, search_all,
+                        search_large, fetch, logout };
+  struct pending_cmd { std::string tag; cmd_kind kind; };
+  struct folder { std::string name; std::string wire; bool configured; };
+
+  void handle(response& r);
+  void handle_tagged(const status_response& s);
+  void handle_untagged_status(const status_response& s);
+  void handle_fetch(fetch_data& f);
+  void send(command c, cmd_kind kind);
+  void set_capabilities(std::vector<std::string> caps);
+  bool has_cap(std::string_view cap) const;
+  void after_capabilities();
+  void authenticate();
+  void authenticated();
+  void open_folder();
+  void folder_selected();
+  void start_search();
+  void next_batch();
+  void finish_folder();
+  void logout();
+  void fail(error_kind kind, std::string detail, std::uint32_t retry_after_s = 0);
+  void fail_protocol(std::string_view what);
+  bool fail_if_throttled(const status_response& s);
+  void fail_login(const status_response& s);
+  const folder_checkpoint* checkpoint() const;
+
+  session_options opts_;
+  response_parser parser_;
+  command_writer writer_;
+  std::deque<session_output> out_;
+  std::vector<std::string> caps_;
+  std::vector<pending_cmd> pending_;
+  std::deque<std::string> literal_parts_;  // rest of a command waiting for '+'
+  phase phase_ = phase::greeting;
+  bool tls_done_ = false;
+  bool auth_ir_sent_ = false;
+  bool logout_sent_ = false;
+  std::vector<folder> folders_;
+  std::size_t folder_index_ = 0;
+  // Per-folder state.
+  std::uint32_t uidvalidity_ = 0, uidnext_ = 0, exists_ = 0;
+  std::uint64_t highest_modseq_ = 0;
+  std::vector<std::uint32_t> uids_, large_uids_;
+  std::size_t searches_left_ = 0;
+  std::size_t batch_pos_ = 0;
+  std::vector<std::uint32_t> batch_;       // UIDs of the batch in flight (sorted)
+  std::size_t fetches_left_ = 0;
+  std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
+};
+
+} // namespace mscan::imap
