@@ -79,6 +79,7 @@ class client {
 
  private:
   bool read_more(std::chrono::milliseconds timeout) {
+    if (eof_) return false;  // edge-triggered epoll reports EOF only once
     std::array<char, 65536> tmp;
     bool done = false;
     boost::system::error_code ec;
