@@ -296,6 +296,8 @@ std::string to_utf8(std::string_view bytes, std::string_view charset, bool* loss
   std::string out;
   bool lossy = false;
   std::string_view cs = trim(charset);
+  while (!cs.empty() && (cs.front() == '"' || cs.front() == '\'')) cs.remove_prefix(1);
+  while (!cs.empty() && (cs.back() == '"' || cs.back() == '\'')) cs.remove_suffix(1);
   auto finish = [&]() {
     if (lossy_out) *lossy_out = lossy;
     return out;

@@ -145,6 +145,16 @@ std::string decode_text(const text_candidate& c) {
   std::string bytes = transfer_decode(c.body, c.cte);
   std::string charset = c.charset;
   if (charset.empty() && c.html) charset = sniff_html_charset(bytes);
+  // Mislabelled bodies are common: 8-bit text that is valid UTF-8 is UTF-8 (random text in
+  // a legacy 8-bit or CJK charset almost never is), and 8-bit "ISO-2022-JP" is EUC-JP.
+  bool eight_bit = false;
+  for (char ch : bytes)
+    if (static_cast<unsigned char>(ch) >= 0x80) {
+      eight_bit = true;
+      break;
+    }
+  if (eight_bit && istarts_with(charset, "iso-2022-jp")) charset = "euc-jp";
+  else if (eight_bit && !charset.empty() && is_valid_utf8(bytes)) charset = "utf-8";
   std::string text = to_utf8(bytes, charset);
   strip_cr(text);
   if (c.flowed) text = unflow(text, c.delsp);
@@ -314,7 +324,7 @@ void walker::walk_multipart(std::string_view body, std::string_view boundary, st
   if (!find_delim(0, h)) {
     warn("multipart boundary never found; body read as text");
     text_candidate& slot = plain[attached ? 1 : 0];
-    if (!slot.found) {
+    if (!slot.found && !trim(body).empty()) {
       slot.found = true;
       slot.body = body;
     }
@@ -359,6 +369,7 @@ void walker::parse_delivery_status(std::string_view body) {
   std::size_t pos = 0;
   std::string scratch;
   header_block hb;
+  std::string decoded;
   std::string_view rest = body;
   for (int guard = 0; guard < 1000 && !rest.empty(); ++guard) {
     hb = split_headers(rest, opts.max_headers);
@@ -386,6 +397,13 @@ void walker::parse_delivery_status(std::string_view body) {
     }
     if (hb.body.empty() || hb.body.size() >= rest.size()) break;
     rest = hb.body;
+    // Some MTAs (seen from Postfix behind Exchange) base64-encode the per-recipient block
+    // and announce it with a Content-Transfer-Encoding field inside the report itself.
+    if (const header_field* cte = hb.find("content-transfer-encoding");
+        cte && decoded.empty() && iequals(trim(cte->value), "base64")) {
+      decode_base64(rest, decoded);
+      rest = decoded;
+    }
     while (!rest.empty() && (rest.front() == '\n' || rest.front() == '\r')) rest.remove_prefix(1);
     groups.emplace_back();
   }
@@ -482,8 +500,12 @@ std::vector<std::string> parse_msg_ids(std::string_view v, std::size_t limit) {
       std::size_t e = v.find('>', i + 1);
       std::string_view inner = v.substr(i + 1, (e == std::string_view::npos ? v.size() : e) - i - 1);
       std::string id = "<";
-      for (char ch : inner)
-        if (!is_space(ch)) id.push_back(ch);
+      int depth = 0;
+      for (char ch : inner) {
+        if (ch == '(') ++depth;
+        else if (ch == ')' && depth > 0) --depth;
+        else if (depth == 0 && !is_space(ch)) id.push_back(ch);
+      }
       id.push_back('>');
       if (id.size() > 2) out.push_back(std::move(id));
       i = e == std::string_view::npos ? v.size() : e + 1;

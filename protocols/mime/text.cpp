@@ -105,6 +105,7 @@ std::optional<std::int64_t> parse_date(std::string_view value) {
   }
   int year = -1, month = 0, day = -1, h = -1, mi = 0, se = 0, zone = 0;
   bool have_zone = false;
+  int pm = -1; // -1: 24-hour clock, 0: AM, 1: PM
   for (std::size_t k = 0; k < nw; ++k) {
     std::string_view w = words[k];
     // ISO 8601: 2024-04-11T08:00:00Z / 2024-04-11 08:00:00
@@ -150,6 +151,14 @@ std::optional<std::int64_t> parse_date(std::string_view value) {
       month = m;
       continue;
     }
+    if (iequals(w, "pm")) {
+      pm = 1;
+      continue;
+    }
+    if (iequals(w, "am")) {
+      pm = 0;
+      continue;
+    }
     int zm = 0;
     if (!have_zone && zone_of(w, zm)) {
       zone = zm;
@@ -158,6 +167,7 @@ std::optional<std::int64_t> parse_date(std::string_view value) {
   }
   if (year < 1900 || year > 9999 || month < 1 || month > 12 || day < 1 || day > 31) return std::nullopt;
   if (h < 0) h = 0;
+  if (pm >= 0 && h >= 1 && h <= 12) h = (h % 12) + (pm ? 12 : 0);
   if (h > 23 || mi > 59 || se > 60) return std::nullopt;
   static constexpr int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (day > mdays[month - 1]) return std::nullopt;
@@ -258,7 +268,9 @@ constexpr entity entities[] = {
     {"egrave", 0xE8}, {"ecirc", 0xEA},   {"aacute", 0xE1},  {"agrave", 0xE0},  {"acirc", 0xE2},
     {"ccedil", 0xE7}, {"oacute", 0xF3},  {"iacute", 0xED},  {"uacute", 0xFA},  {"ntilde", 0xF1},
     {"Eacute", 0xC9}, {"zwnj", 0x200C},  {"shy", 0xAD},     {"ensp", 0x2002},  {"emsp", 0x2003},
-    {"thinsp", 0x2009}};
+    {"thinsp", 0x2009}, {"bdquo", 0x201E}, {"sbquo", 0x201A}, {"iexcl", 0xA1},
+    {"iquest", 0xBF}, {"aring", 0xE5},  {"oslash", 0xF8},  {"aelig", 0xE6},   {"atilde", 0xE3},
+    {"otilde", 0xF5}, {"ocirc", 0xF4},  {"ucirc", 0xFB},   {"euml", 0xEB},    {"iuml", 0xEF}};
 
 bool tag_is(std::string_view tag, std::string_view name) {
   return tag.size() == name.size() && iequals(tag, name);
@@ -402,6 +414,13 @@ bool ends_with_wrote(std::string_view line) {
   return false;
 }
 
+bool quote_verb(std::string_view line) {
+  for (std::string_view v : {"wrote", "schrieb", "écrit", "escribió", "scritto", "schreef", "skrev",
+                             "napisał", "escreveu", "написал", "kirjoitti"})
+    if (contains_ci(line, v)) return true;
+  return false;
+}
+
 bool starts_quote_intro(std::string_view line) {
   line = trim(line);
   for (std::string_view w : {"on ", "am ", "le ", "el ", "il ", "op ", "den ", "w dniu ",
@@ -433,8 +452,20 @@ std::string extract_reply_above(std::string_view body, std::string_view marker) 
       bool hit = false;
       std::size_t at = pos;
       if (!t.empty() && t.front() != '>') {
-        if (ends_with_wrote(t) && (starts_quote_intro(t) || t.size() > 20)) hit = true;
-        else if (ends_with_wrote(t) && starts_quote_intro(prev)) { hit = true; at = prev_start; }
+        bool quoted_next = false;
+        if (ends_with_wrote(t) && end < body.size()) {
+          std::size_t q = end + 1;
+          while (q < body.size() && is_space(body[q])) ++q;
+          quoted_next = q < body.size() && body[q] == '>';
+        }
+        if (ends_with_wrote(t) && !starts_quote_intro(t) && starts_quote_intro(prev)) {
+          hit = true; // "On ... Bob Smith" / "<bob@x> wrote:" wrapped over two lines
+          at = prev_start;
+        } else if (ends_with_wrote(t) && (starts_quote_intro(t) || t.size() > 20 || quoted_next)) {
+          hit = true;
+        } else if (t.back() == ':' && starts_quote_intro(t) && quote_verb(t)) {
+          hit = true; // "Am 01.01.2024 um 10:00 schrieb Bob <bob@x>:"
+        }
         else if (t.size() >= 10 && t.front() == '-' &&
                  (contains_ci(t, "original message") || contains_ci(t, "ursprüngliche nachricht") ||
                   contains_ci(t, "message d'origine") || contains_ci(t, "forwarded message") ||
