@@ -1,0 +1,124 @@
+#pragma once
+// A private, real Dovecot 2.3 instance for integration tests.
+//
+// Each fixture owns a unique directory MAILSCAN_BINARY_DIR/test-tmp/dovecot.XXXXXX holding its
+// config, CA + server certificate (openssl CLI, EC P-256), passdb, users' Maildirs, log
+// and (when the path is short enough for unix sockets) base_dir/state_dir. Dovecot runs in the
+// foreground (`dovecot -F -c CONF`) as our child in its own process group; the destructor
+// stops that pid (SIGTERM, then SIGKILL after 5 s) and kills stragglers of that group only.
+// The test process makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) so it can reap
+// those stragglers; PR_SET_PDEATHSIG makes dovecot die with the test process if it crashes.
+//
+// Mail storage: `maildir:~/Maildir:LAYOUT=fs:UTF-8`, hierarchy separator "/".
+//   INBOX      = <home>/Maildir/{cur,new,tmp}
+//   "Sent"     = <home>/Maildir/Sent/{cur,new,tmp}
+//   "Archive/2024" = <home>/Maildir/Archive/2024/{cur,new,tmp}
+//   Folder names are stored on disk in UTF-8 (the wire shows them in modified UTF-7, e.g.
+//   "Résumé" is listed as "R&AOk-sum&AOk-"). Names "cur", "new", "tmp" cannot be folders.
+// Mail processes run as the system user `mail` (Dovecot refuses mail access as root); seeded
+// files are chowned to it. Auth runs as root so the passdb file may stay mode 0600.
+// Anvil's auth penalty is off (see dovecot_options::auth_penalty), auth_failure_delay = 0.
+//
+// Counting what the server did (for "a second scan fetched no bodies"):
+//   every IMAP session end is logged with `imap_logout_format` as one line
+//     "... Disconnected: <reason> mscan_stats in=.. out=.. fetch_hdr_count=.. fetch_hdr_bytes=..
+//      fetch_body_count=.. fetch_body_bytes=.. expunged=.. appended=.."
+//   (fetch_hdr_count = messages whose header was fetched, fetch_body_count = messages whose
+//   body was fetched, Dovecot's own counters), POP3 likewise with top=/retr=/del=.
+//   imap_stats() sums those lines; the line is written when the session ends, so wait with
+//   wait_for_log("mscan_stats", n) for n finished sessions first. With options.rawlog every
+//   IMAP session's raw traffic is also kept (<home>/rawlog/*.in); count_in_rawlog(" FETCH ")
+//   counts commands the server received.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mscan::test {
+
+struct dovecot_user {
+  std::string name, password;
+};
+
+struct dovecot_options {
+  std::vector<dovecot_user> users;
+  bool pop3 = false;
+  std::size_t max_connections = 4000;
+  bool rawlog = false;  // keep raw IMAP traffic per session under <home>/rawlog
+  // Dovecot's anvil auth penalty (2..15 s delay after failed logins from one IP). Off by
+  // default: every test client comes from 127.0.0.1.
+  bool auth_penalty = false;
+  // Where the fixture directory is created; empty = MAILSCAN_BINARY_DIR/test-tmp.
+  std::filesystem::path parent_dir = {};
+  // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1).
+  bool keep_dir = false;
+};
+
+// Sums of the "mscan_stats" session-end lines (see above).
+struct imap_session_stats {
+  std::size_t sessions = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0;
+  std::uint64_t fetch_hdr_count = 0, fetch_hdr_bytes = 0;
+  std::uint64_t fetch_body_count = 0, fetch_body_bytes = 0;
+  std::uint64_t expunged = 0, appended = 0;
+};
+
+class dovecot_fixture {
+ public:
+  // Starts; throws std::runtime_error with the dovecot log tail if it cannot start.
+  explicit dovecot_fixture(dovecot_options);
+  // Stops ONLY its own instance (its own pid and process group), also during unwinding.
+  ~dovecot_fixture();
+  dovecot_fixture(const dovecot_fixture&) = delete;
+  dovecot_fixture& operator=(const dovecot_fixture&) = delete;
+
+  std::uint16_t imap_port() const;   // plain + STARTTLS
+  std::uint16_t imaps_port() const;  // implicit TLS
+  std::uint16_t pop3_port() const;   // 0 unless options.pop3
+  std::uint16_t pop3s_port() const;  // 0 unless options.pop3
+  std::string ca_file() const;        // PEM of the CA that signed the server cert
+  std::string wrong_ca_file() const;  // another CA (for certificate_invalid tests)
+  std::filesystem::path root() const;
+  std::filesystem::path config_file() const;
+  int pid() const;  // the dovecot master's pid (our child)
+
+  // Users live in <root>/passdb.dict (dovecot's dict passdb over a file dict, {PLAIN.b64}
+  // passwords), not passwd-file: passwd-file is stat()ed at most once per second, the file
+  // dict on every lookup (inode compare; we rename a new file in). So a change is seen by
+  // the very next LOGIN. Homes come from a static userdb: <root>/home/<user>.
+  void add_user(const dovecot_user&);
+  void set_password(const std::string& user, const std::string& password);
+
+  // Seeds a folder ("INBOX", "Sent", "Archive/2024", UTF-8 names) by writing Maildir files
+  // directly (tmp/ then rename into new/, or cur/ with ":2,S" when seen); creates the folder.
+  // Works while dovecot runs. UIDs follow seeding order.
+  void seed(const std::string& user, const std::string& folder, std::string_view raw_message,
+            bool seen = false);
+  void seed_files(const std::string& user, const std::string& folder,
+                  const std::vector<std::filesystem::path>& eml_files);
+  // Removes the folder and its index (and its subfolders); recreating it gives a new
+  // UIDVALIDITY. "INBOX" removes only the INBOX messages/index, not the other folders.
+  void delete_folder(const std::string& user, const std::string& folder);
+  std::filesystem::path maildir_path(const std::string& user, const std::string& folder) const;
+
+  std::string log_tail(std::size_t lines = 50) const;  // dovecot log + startup stderr
+  std::size_t count_in_log(std::string_view needle) const;  // occurrences in the log
+  // Waits (polling the log, bounded) until count_in_log(needle) >= count.
+  bool wait_for_log(std::string_view needle, std::size_t count,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  imap_session_stats imap_stats(std::string_view user = {}) const;  // {} = all users
+  std::size_t count_in_rawlog(std::string_view needle) const;  // options.rawlog only
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+bool dovecot_available();  // /usr/sbin/dovecot exists
+std::vector<std::filesystem::path> corpus_files();  // sorted *.eml in MAILSCAN_CORPUS_DIR
+
+}  // namespace mscan::test
