@@ -1,0 +1,327 @@
+#include "actors/mailbox_actor.hpp"
+
+#include "protocols/imap/scan_session.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+
+namespace mscan::actors {
+
+using namespace mscan::atoms;
+
+namespace {
+
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+struct mailbox_state {
+  mailbox_settings s;
+  caf::actor scheduler;
+  std::unique_ptr<imap::scan_session> session;
+  std::shared_ptr<net::connection> conn;
+  std::uint64_t generation = 0;  // one per pass: stale network events of an old pass are ignored
+  std::uint64_t next_seq = 0;
+  std::size_t inflight = 0;
+  std::vector<raw_message> batch;
+  bool server_done = false;  // the IMAP part of the pass is over (complete or failed)
+  bool running = false;
+  std::optional<scan_result> failure;
+  scan_result result;
+  std::chrono::steady_clock::time_point last_activity;
+  storage::mailbox_state stored;
+
+  static inline const char* name = "mailbox";
+};
+
+using mailbox_actor_t = caf::stateful_actor<mailbox_state>;
+
+std::string_view reason_of(net::failure_kind k) {
+  switch (k) {
+    case net::failure_kind::dns_failure: return "dns_failure";
+    case net::failure_kind::connection_refused: return "connection_refused";
+    case net::failure_kind::timeout: return "timeout";
+    case net::failure_kind::tls_handshake_failed: return "tls_handshake_failed";
+    case net::failure_kind::certificate_invalid: return "certificate_invalid";
+    case net::failure_kind::closed_by_peer: return "server_bye";
+    case net::failure_kind::io_error: return "protocol_error";
+  }
+  return "protocol_error";
+}
+
+void finish_if_drained(mailbox_actor_t* self);
+
+void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
+  auto& st = self->state;
+  if (!st.failure)
+    st.failure = scan_result{st.s.cfg.user, false, std::move(reason), std::move(detail), 0, 0, 0};
+  st.server_done = true;
+  if (st.conn) {
+    st.conn->close(false);
+    st.conn.reset();
+  }
+  st.session.reset();
+  finish_if_drained(self);
+}
+
+void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> cps) {
+  auto& st = self->state;
+  fetched_batch b;
+  b.user = st.s.cfg.user;
+  b.seq = st.next_seq++;
+  b.reply_to = caf::actor_cast<caf::actor>(self);
+  b.messages = std::move(st.batch);
+  b.checkpoints = std::move(cps);
+  st.batch.clear();
+  ++st.inflight;
+  self->send(st.s.matcher, match_atom::value, std::move(b));
+}
+
+// Runs the session until it needs bytes, credit or is finished.
+void pump(mailbox_actor_t* self) {
+  auto& st = self->state;
+  while (st.session) {
+    auto out = st.session->poll();
+    if (!out)
+      return;
+    bool stop = false;
+    std::visit(
+      [&](auto& ev) {
+        using T = std::decay_t<decltype(ev)>;
+        if constexpr (std::is_same_v<T, imap::write_bytes>) {
+          st.conn->write(std::move(ev.data));
+        } else if constexpr (std::is_same_v<T, imap::start_tls>) {
+          st.conn->start_tls();
+        } else if constexpr (std::is_same_v<T, imap::folder_opened>) {
+          // nothing to do yet: the checkpoint moves with the batches
+        } else if constexpr (std::is_same_v<T, imap::message_fetched>) {
+          ++st.result.fetched;
+          st.batch.push_back(raw_message{std::move(ev.folder), ev.uidvalidity, ev.uid, ev.size, ev.internaldate,
+                                         std::move(ev.flags), std::move(ev.raw), ev.truncated});
+        } else if constexpr (std::is_same_v<T, imap::batch_complete>) {
+          storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
+          send_batch(self, {cp});
+          if (st.inflight < st.s.engine.max_inflight_batches)
+            st.session->resume();
+        } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
+          storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, ev.highest_modseq}};
+          send_batch(self, {cp});
+        } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
+          st.server_done = true;
+          st.conn->close(true);
+          st.conn.reset();
+          stop = true;
+        } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
+          stop = true;
+          fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
+        }
+      },
+      *out);
+    if (stop)
+      break;
+  }
+  if (st.server_done) {
+    st.session.reset();
+    finish_if_drained(self);
+  }
+}
+
+void finish_if_drained(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (!st.running || !st.server_done || st.inflight > 0)
+    return;
+  st.running = false;
+  auto res = st.failure ? *st.failure : st.result;
+  if (!st.failure) {
+    res.ok = true;
+    res.user = st.s.cfg.user;
+  } else {
+    res.fetched = st.result.fetched;
+    res.new_messages = st.result.new_messages;
+    res.new_sightings = st.result.new_sightings;
+  }
+  // Persist the mailbox's operational state (last scanned, failures) for `status`.
+  auto& ms = st.stored;
+  ms.user = st.s.cfg.user;
+  if (res.ok) {
+    ms.state = "ok";
+    ms.last_scanned = now_unix();
+    ms.consecutive_failures = 0;
+    ms.last_error_reason.clear();
+    ms.last_error_detail.clear();
+  } else {
+    ms.state = "error";
+    ms.consecutive_failures += 1;
+    ms.last_error_reason = res.reason;
+    ms.last_error_detail = res.detail;
+  }
+  self->send(st.s.writer, state_atom::value, ms);
+  if (st.s.log) {
+    auto host = fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port);
+    if (res.ok)
+      st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
+                      fmt::format("fetched={} new={} new_sightings={}", res.fetched, res.new_messages,
+                                  res.new_sightings));
+    else
+      st.s.log->write(core::log_level::error, "scan_failed", res.user, host, "",
+                      fmt::format("reason={} {}", res.reason, res.detail));
+  }
+  self->send(st.scheduler, scan_done_atom::value, res);
+}
+
+void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps) {
+  auto& st = self->state;
+  auto& cfg = st.s.cfg;
+  imap::session_options o;
+  o.username = cfg.username;
+  o.secret = cfg.secret;
+  o.auth = cfg.auth == core::auth_kind::xoauth2 ? imap::auth_method::xoauth2 : imap::auth_method::password;
+  o.starttls = cfg.security == core::security_mode::starttls;
+  o.folders = cfg.folders;
+  o.unread_only = cfg.scan == core::scan_mode::unread;
+  o.since_unix = st.s.engine.days_back == 0 ? 0 : now_unix() - std::int64_t{st.s.engine.days_back} * 86400;
+  for (auto& [folder, cp] : cps)
+    o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
+  o.batch_size = st.s.engine.batch_size;
+  st.session = std::make_unique<imap::scan_session>(std::move(o));
+
+  net::endpoint_options eo;
+  eo.host = cfg.host;
+  eo.port = cfg.port;
+  eo.implicit_tls = cfg.security == core::security_mode::tls;
+  eo.verify_certificate = cfg.verify_certificate;
+  eo.ca_file = cfg.ca_file.string();
+  eo.connect_timeout_ms = st.s.engine.connect_timeout_s * 1000;
+
+  // The transport calls back on its io thread: turn each event into a message to this actor.
+  // A weak reference: a connection outliving the actor must not keep it alive.
+  caf::weak_actor_ptr weak = self->ctrl();
+  auto gen = st.generation;
+  auto post = [weak, gen](auto... xs) {
+    if (auto strong = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(strong), xs..., gen);
+  };
+  net::connection_callbacks cbs;
+  cbs.on_connected = [post] { post(net_up_atom::value); };
+  cbs.on_data = [post](std::string bytes) { post(net_data_atom::value, std::move(bytes)); };
+  cbs.on_tls_ready = [post] { post(net_tls_atom::value); };
+  cbs.on_failure = [post](net::failure f) {
+    post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
+  };
+  st.last_activity = std::chrono::steady_clock::now();
+  st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
+  st.conn->start();
+  self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+}
+
+} // namespace
+
+caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settings s) {
+  auto sched = caf::actor_cast<caf::actor>(scheduler);
+  return scheduler->spawn<caf::monitored>([s = std::move(s), sched](mailbox_actor_t* self) -> caf::behavior {
+    self->state.s = s;
+    self->state.scheduler = sched;
+    auto stale = [self](std::uint64_t gen) { return gen != self->state.generation || !self->state.session; };
+    return {
+      [=](lease_atom) {
+        auto& st = self->state;
+        if (st.running)
+          return;
+        st.running = true;
+        st.server_done = false;
+        st.failure.reset();
+        st.result = scan_result{st.s.cfg.user, false, {}, {}, 0, 0, 0};
+        ++st.generation;
+        if (!st.s.cfg.is_set()) {
+          st.server_done = true;
+          st.failure = scan_result{st.s.cfg.user, false, "login_failed",
+                                   st.s.cfg.host.empty() ? "no host configured" : st.s.cfg.secret_problem, 0, 0, 0};
+          finish_if_drained(self);
+          return;
+        }
+        // Checkpoints and the stored state come from the writer, which owns the database.
+        self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg.user)
+          .then([=](storage::mailbox_state& ms) {
+            self->state.stored = std::move(ms);
+            self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg.user)
+              .then([=](std::map<std::string, storage::folder_checkpoint>& cps) { start_pass(self, std::move(cps)); });
+          });
+      },
+      [=](net_up_atom, std::uint64_t gen) {
+        if (!stale(gen))
+          self->state.last_activity = std::chrono::steady_clock::now();
+      },
+      [=](net_data_atom, std::string& bytes, std::uint64_t gen) {
+        if (stale(gen))
+          return;
+        self->state.last_activity = std::chrono::steady_clock::now();
+        self->state.session->on_bytes(bytes);
+        pump(self);
+      },
+      [=](net_tls_atom, std::uint64_t gen) {
+        if (stale(gen))
+          return;
+        self->state.session->on_tls_established();
+        pump(self);
+      },
+      [=](net_fail_atom, std::int32_t kind, std::string& detail, std::uint64_t gen) {
+        if (stale(gen))
+          return;
+        auto k = static_cast<net::failure_kind>(kind);
+        self->state.conn.reset();
+        if (k == net::failure_kind::closed_by_peer) {
+          // Let the protocol say what an early close means (BYE seen, mid-literal, ...).
+          self->state.session->on_eof();
+          pump(self);
+          if (self->state.session && !self->state.server_done)
+            fail_pass(self, "server_bye", detail);
+          return;
+        }
+        fail_pass(self, std::string{reason_of(k)}, std::move(detail));
+      },
+      [=](timeout_atom, std::uint64_t gen) {
+        auto& st = self->state;
+        if (stale(gen) || st.server_done)
+          return;
+        auto idle = std::chrono::steady_clock::now() - st.last_activity;
+        if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine.command_timeout_s)) {
+          fail_pass(self, "timeout",
+                    fmt::format("no answer from {}:{} for {} s", st.s.cfg.host, st.s.cfg.port,
+                                st.s.engine.command_timeout_s));
+          return;
+        }
+        self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+      },
+      [=](durable_atom, std::uint64_t, std::uint64_t new_messages, std::uint64_t new_sightings) {
+        auto& st = self->state;
+        if (st.inflight > 0)
+          --st.inflight;
+        st.result.new_messages += new_messages;
+        st.result.new_sightings += new_sightings;
+        if (st.session && st.session->awaiting_resume() && st.inflight < st.s.engine.max_inflight_batches) {
+          st.session->resume();
+          pump(self);
+        }
+        finish_if_drained(self);
+      },
+      [=](write_failed_atom, std::uint64_t, std::string& reason, std::string& detail) {
+        auto& st = self->state;
+        if (st.inflight > 0)
+          --st.inflight;
+        // Nothing of this batch was applied and its checkpoint did not move: stop the pass;
+        // the next pass starts again from the last durable checkpoint.
+        fail_pass(self, reason, "storage: " + detail);
+      },
+      [=](stop_atom) {
+        auto& st = self->state;
+        if (st.running && !st.server_done)
+          fail_pass(self, "stopped", "shutdown requested");
+      },
+    };
+  });
+}
+
+} // namespace mscan::actors

@@ -1,0 +1,35 @@
+#pragma once
+// One mailbox: scans when the scheduler grants it a connection lease, feeds fetched batches
+// into the pipeline within its credit, and reports one scan_result per pass.
+//
+//            (lease_atom)                 scan_complete / scan_failed
+//   idle ----------------> loading ----> connected/scanning ---------------> draining
+//    ^                     (checkpoints    (bytes <-> scan_session;            (waits for the
+//    |                      from writer)    batches out within credit)          last durable ack)
+//    +--------------------------------- (scan_done_atom, scan_result) to scheduler <--+
+//
+// The connection is closed as soon as the server part is over; the lease goes back with the
+// scan_done report once every batch of the pass is durable (or refused).
+#include "actors/messages.hpp"
+#include "core/config.hpp"
+#include "core/event_log.hpp"
+#include "protocols/net/tls_transport.hpp"
+
+namespace mscan::actors {
+
+struct mailbox_settings {
+  core::mailbox_config cfg;
+  core::engine_config engine;
+  net::io_runtime* io = nullptr;
+  caf::actor matcher;
+  caf::actor writer;
+  std::shared_ptr<core::event_log> log;
+};
+
+// Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send
+//          (scan_done_atom, scan_result) to the scheduler (the lease returns with it).
+//          (stop_atom): abandon the pass (nothing durable is lost; the checkpoint stays).
+// Spawned and monitored by the scheduler.
+caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settings s);
+
+} // namespace mscan::actors

@@ -1,0 +1,31 @@
+#include "actors/matcher_actor.hpp"
+
+#include "core/matcher.hpp"
+
+namespace mscan::actors {
+
+using namespace mscan::atoms;
+
+caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings settings, caf::actor writer) {
+  return {
+    [=](match_atom, fetched_batch& in) {
+      matched_batch out;
+      out.user = in.user;
+      out.seq = in.seq;
+      out.reply_to = in.reply_to;
+      out.checkpoints = std::move(in.checkpoints);
+      out.records.reserve(in.messages.size());
+      for (auto& m : in.messages) {
+        auto parsed = mime::parse_message(m.raw, settings.parse);
+        core::fetch_context ctx{in.user, m.folder, m.uidvalidity, m.uid, m.size, m.internaldate};
+        auto rec = core::match_message(*settings.dir, parsed, ctx);
+        if (m.truncated)
+          rec.warnings.push_back("message larger than the fetch limit: body read in part");
+        out.records.push_back(std::move(rec));
+      }
+      self->send(writer, write_atom::value, std::move(out));
+    },
+  };
+}
+
+} // namespace mscan::actors

@@ -1,0 +1,155 @@
+#pragma once
+// Every message that crosses an actor boundary, its atoms and its type IDs, in one place.
+// Types that may cross nodes (cluster) have an `inspect` so CAF can serialise them.
+//
+// Pipeline and credit (backpressure):
+//   scheduler --lease--> mailbox --fetched_batch--> matcher --matched_batch--> writer
+//        ^                  ^                                                    |
+//        +---scan_done------+<------------------durable / write_failed----------+
+// A mailbox holds at most `max_inflight_batches` batches between itself and the writer's
+// durable acknowledgement; it resumes fetching only when credit returns, so a slow disk slows
+// fetching instead of growing memory. Checkpoints ride in the batch and are written in the
+// same RocksDB WriteBatch as its messages; a mailbox always uses the same matcher, so its
+// batches reach the writer in order.
+#include "storage/store.hpp"
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mscan::actors {
+
+// One message as fetched from the server (raw bytes, not yet parsed).
+struct raw_message {
+  std::string folder;
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t uid = 0;
+  std::uint64_t size = 0;
+  std::int64_t internaldate = 0;
+  std::vector<std::string> flags;
+  std::string raw;
+  bool truncated = false;
+};
+
+struct fetched_batch {
+  std::string user;
+  std::uint64_t seq = 0;
+  caf::actor reply_to;  // the mailbox actor awaiting the durable acknowledgement
+  std::vector<raw_message> messages;
+  std::vector<storage::checkpoint_update> checkpoints;
+};
+
+struct matched_batch {
+  std::string user;
+  std::uint64_t seq = 0;
+  caf::actor reply_to;
+  std::vector<storage::message_record> records;
+  std::vector<storage::checkpoint_update> checkpoints;
+};
+
+// What one scan pass of one mailbox ended with.
+struct scan_result {
+  std::string user;
+  bool ok = false;
+  std::string reason;  // INTERFACE.md reason code when !ok
+  std::string detail;
+  std::uint64_t fetched = 0;
+  std::uint64_t new_messages = 0;
+  std::uint64_t new_sightings = 0;
+};
+
+struct run_summary {
+  std::vector<scan_result> results;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, raw_message& x) {
+  return f(caf::meta::type_name("raw_message"), x.folder, x.uidvalidity, x.uid, x.size,
+           x.internaldate, x.flags, x.raw, x.truncated);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, fetched_batch& x) {
+  return f(caf::meta::type_name("fetched_batch"), x.user, x.seq, x.reply_to, x.messages, x.checkpoints);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, matched_batch& x) {
+  return f(caf::meta::type_name("matched_batch"), x.user, x.seq, x.reply_to, x.records, x.checkpoints);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
+  return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
+           x.new_messages, x.new_sightings);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
+  return f(caf::meta::type_name("run_summary"), x.results);
+}
+
+} // namespace mscan::actors
+
+namespace mscan::storage {
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sighting& x) {
+  return f(caf::meta::type_name("sighting"), x.user, x.folder, x.uidvalidity, x.uid);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, attachment_info& x) {
+  return f(caf::meta::type_name("attachment_info"), x.name, x.type, x.size);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, link_reason& x) {
+  return f(caf::meta::type_name("link_reason"), x.kind, x.target, x.cause);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, message_record& x) {
+  return f(caf::meta::type_name("message_record"), x.key, x.message_id, x.subject, x.from, x.to,
+           x.cc, x.date, x.size, x.sightings, x.users, x.contacts, x.accounts, x.items, x.tickets,
+           x.attachments, x.reasons, x.warnings);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, folder_checkpoint& x) {
+  return f(caf::meta::type_name("folder_checkpoint"), x.uidvalidity, x.last_uid, x.highest_modseq);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, checkpoint_update& x) {
+  return f(caf::meta::type_name("checkpoint_update"), x.user, x.folder, x.cp);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {
+  return f(caf::meta::type_name("mailbox_state"), x.user, x.state, x.last_scanned,
+           x.consecutive_failures, x.last_error_reason, x.last_error_detail, x.messages_tracked);
+}
+} // namespace mscan::storage
+
+CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::raw_message))
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::fetched_batch))
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::matched_batch))
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::scan_result))
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::run_summary))
+  CAF_ADD_TYPE_ID(mscan, (mscan::storage::message_record))
+  CAF_ADD_TYPE_ID(mscan, (mscan::storage::checkpoint_update))
+  CAF_ADD_TYPE_ID(mscan, (mscan::storage::folder_checkpoint))
+  CAF_ADD_TYPE_ID(mscan, (mscan::storage::mailbox_state))
+  CAF_ADD_TYPE_ID(mscan, (std::map<std::string, mscan::storage::folder_checkpoint>))
+
+  CAF_ADD_ATOM(mscan, mscan::atoms, run_atom, "run")
+  CAF_ADD_ATOM(mscan, mscan::atoms, stop_atom, "stop")
+  CAF_ADD_ATOM(mscan, mscan::atoms, due_atom, "due")
+  CAF_ADD_ATOM(mscan, mscan::atoms, lease_atom, "lease")
+  CAF_ADD_ATOM(mscan, mscan::atoms, scan_done_atom, "scandone")
+  CAF_ADD_ATOM(mscan, mscan::atoms, match_atom, "match")
+  CAF_ADD_ATOM(mscan, mscan::atoms, write_atom, "write")
+  CAF_ADD_ATOM(mscan, mscan::atoms, flush_atom, "flush")
+  CAF_ADD_ATOM(mscan, mscan::atoms, durable_atom, "durable")
+  CAF_ADD_ATOM(mscan, mscan::atoms, write_failed_atom, "writefail")
+  CAF_ADD_ATOM(mscan, mscan::atoms, checkpoints_atom, "cps")
+  CAF_ADD_ATOM(mscan, mscan::atoms, state_atom, "state")
+  CAF_ADD_ATOM(mscan, mscan::atoms, net_data_atom, "netdata")
+  CAF_ADD_ATOM(mscan, mscan::atoms, net_up_atom, "netup")
+  CAF_ADD_ATOM(mscan, mscan::atoms, net_tls_atom, "nettls")
+  CAF_ADD_ATOM(mscan, mscan::atoms, net_fail_atom, "netfail")
+  CAF_ADD_ATOM(mscan, mscan::atoms, timeout_atom, "timeout")
+CAF_END_TYPE_ID_BLOCK(mscan)

@@ -1,0 +1,68 @@
+#include "actors/writer_actor.hpp"
+
+namespace mscan::actors {
+
+using namespace mscan::atoms;
+
+namespace {
+
+std::string_view reason_of(const storage::error& e) {
+  switch (e.kind) {
+    case storage::error::code::no_space: return "disk_full";
+    case storage::error::code::corruption: return "storage_corruption";
+    default: return "storage_error";
+  }
+}
+
+} // namespace
+
+caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db) {
+  // Batches waiting for the next group commit; bounded by the mailboxes' credit.
+  auto pending = std::make_shared<std::vector<matched_batch>>();
+  auto flush_scheduled = std::make_shared<bool>(false);
+  return {
+    [=](write_atom, matched_batch& b) {
+      pending->push_back(std::move(b));
+      if (!*flush_scheduled) {
+        *flush_scheduled = true;
+        self->send(self, flush_atom::value);
+      }
+    },
+    [=](flush_atom) {
+      *flush_scheduled = false;
+      if (pending->empty())
+        return;
+      std::vector<storage::message_record> records;
+      std::vector<storage::checkpoint_update> checkpoints;
+      for (auto& b : *pending) {
+        std::move(b.records.begin(), b.records.end(), std::back_inserter(records));
+        std::move(b.checkpoints.begin(), b.checkpoints.end(), std::back_inserter(checkpoints));
+      }
+      auto res = db->write(records, checkpoints);
+      for (auto& b : *pending) {
+        if (res)
+          self->send(b.reply_to, durable_atom::value, b.seq, static_cast<std::uint64_t>(res->new_messages),
+                     static_cast<std::uint64_t>(res->new_sightings));
+        else
+          self->send(b.reply_to, write_failed_atom::value, b.seq, std::string{reason_of(res.error())},
+                     res.error().message);
+      }
+      pending->clear();
+    },
+    [=](checkpoints_atom, const std::string& user) { return db->checkpoints(user); },
+    [=](state_atom, const std::string& user) {
+      auto s = db->mailbox_state_of(user);
+      if (s)
+        return *s;
+      storage::mailbox_state fresh;
+      fresh.user = user;
+      return fresh;
+    },
+    [=](state_atom, const storage::mailbox_state& s) {
+      auto res = db->put_mailbox_state(s);
+      (void)res;  // best effort: a failed state write shows up in the next scan's write error
+    },
+  };
+}
+
+} // namespace mscan::actors

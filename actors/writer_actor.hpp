@@ -1,0 +1,21 @@
+#pragma once
+// The writer: the only actor touching RocksDB. Runs detached (blocking fsyncs never stall the
+// scheduler's threads). Group commit: every batch that arrived while the previous write was
+// in progress goes into the next single WriteBatch; each batch is acknowledged only once it is
+// durable (sync WAL), or refused when the write failed (disk full, I/O error) — in which case
+// nothing of it was applied and the mailbox's checkpoint did not move.
+#include "actors/messages.hpp"
+
+#include <memory>
+
+namespace mscan::actors {
+
+// Accepts: (write_atom, matched_batch)            -> sends (durable_atom, seq, new, sightings)
+//                                                    or (write_failed_atom, seq, reason, detail)
+//                                                    to batch.reply_to
+//          (checkpoints_atom, user)               -> std::map<folder, folder_checkpoint>
+//          (state_atom, user)                     -> storage::mailbox_state
+//          (state_atom, storage::mailbox_state)   -> stores it
+caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db);
+
+} // namespace mscan::actors

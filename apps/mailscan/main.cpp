@@ -1,0 +1,263 @@
+// The `mailscan` command line (shared spec INTERFACE.md). Thin: parses arguments with CLI11
+// (a well-kept Debian library: subcommands, typed options and usage errors for free) and calls
+// the layers. Errors are one line on stderr: "mailscan: <what failed>: <why>".
+#include "actors/engine.hpp"
+#include "apps/mailscan/output.hpp"
+#include "bench/simulator/simulator.hpp"
+#include "core/config.hpp"
+#include "storage/store.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+namespace {
+
+using namespace mscan;
+
+constexpr int exit_ok = 0;
+constexpr int exit_usage = 2;
+constexpr int exit_failed = 3;
+constexpr int exit_unknown = 4;
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+int error_line(std::string_view what, std::string_view why, int code) {
+  std::cerr << fmt::format("mailscan: {}: {}\n", what, why);
+  return code;
+}
+
+std::optional<core::config> load(const std::string& file, int& code) {
+  auto cfg = core::load_config(file);
+  if (!cfg) {
+    code = error_line("config", cfg.error().message, exit_usage);
+    return std::nullopt;
+  }
+  return std::move(cfg.value());
+}
+
+// Opens the store for reading; a store that does not exist yet reads as empty.
+std::unique_ptr<storage::store> open_for_reading(const core::config& cfg, std::string& err) {
+  if (!std::filesystem::exists(cfg.engine.data_dir / "CURRENT"))
+    return nullptr;
+  storage::open_options o;
+  o.create_if_missing = false;
+  o.read_only = true;
+  auto s = storage::store::open(cfg.engine.data_dir, o);
+  if (!s) {
+    err = s.error().message;
+    return nullptr;
+  }
+  return std::move(s.value());
+}
+
+int cmd_run(const std::string& config_file, bool once) {
+  int code = 0;
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return code;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  actors::engine_options opts;
+  opts.once = once;
+  opts.stop = &g_stop;
+  auto rep = actors::run_engine(*cfg, opts);
+  if (!rep)
+    return error_line("run", rep.error(), exit_failed);
+  bool all_ok = true;
+  for (auto& p : rep->passes) {
+    if (p.ok) {
+      std::cout << fmt::format("{}: OK, {} fetched, {} new, {} new sightings\n", p.user, p.fetched,
+                               p.new_messages, p.new_sightings);
+    } else {
+      all_ok = false;
+      std::cout << fmt::format("{}: Error ({}): {}\n", p.user, p.reason, p.detail);
+    }
+  }
+  std::cout << fmt::format("{} mailbox(es) scanned, {} message(s) in the store\n", rep->passes.size(),
+                           rep->messages_in_store);
+  return all_ok ? exit_ok : exit_failed;
+}
+
+int cmd_query(const std::string& config_file, const std::string& what, const storage::message_filter& f,
+              bool json) {
+  int code = 0;
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return code;
+  std::string err;
+  auto db = open_for_reading(*cfg, err);
+  if (!err.empty())
+    return error_line("query", err, exit_failed);
+  if (what == "messages") {
+    std::vector<storage::message_record> msgs;
+    if (db)
+      msgs = db->query_messages(f);
+    if (json)
+      std::cout << apps::messages_json(msgs).dump(2) << "\n";
+    else
+      apps::print_messages(std::cout, msgs);
+    return exit_ok;
+  }
+  // Tickets and contacts created by rules arrive with the rules engine; the shapes are fixed.
+  if (json)
+    std::cout << nlohmann::json{{what, nlohmann::json::array()}}.dump(2) << "\n";
+  else
+    std::cout << fmt::format("no {}\n", what);
+  return exit_ok;
+}
+
+int cmd_status(const std::string& config_file, bool json) {
+  int code = 0;
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return code;
+  std::string err;
+  auto db = open_for_reading(*cfg, err);
+  if (!err.empty())
+    return error_line("status", err, exit_failed);
+  std::vector<storage::mailbox_state> states;
+  for (auto& m : cfg->mailboxes) {
+    storage::mailbox_state s;
+    if (db)
+      if (auto st = db->mailbox_state_of(m.user))
+        s = *st;
+    s.user = m.user;
+    if (m.disable_mail_scan)
+      s.state = "disabled";
+    states.push_back(std::move(s));
+  }
+  // Oldest last-scanned first (never scanned = oldest), so stale mailboxes stand out.
+  std::stable_sort(states.begin(), states.end(),
+                   [](auto& a, auto& b) { return a.last_scanned < b.last_scanned; });
+  if (json)
+    std::cout << apps::status_json(states).dump(2) << "\n";
+  else
+    apps::print_status(std::cout, states);
+  return exit_ok;
+}
+
+int cmd_explain(const std::string& config_file, const std::string& message_id) {
+  int code = 0;
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return code;
+  std::string err;
+  auto db = open_for_reading(*cfg, err);
+  if (!err.empty())
+    return error_line("explain", err, exit_failed);
+  auto rec = db ? db->find_by_message_id(message_id) : std::nullopt;
+  if (!rec)
+    return error_line("explain", fmt::format("unknown message {}", message_id), exit_unknown);
+  apps::print_explain(std::cout, *rec);
+  return exit_ok;
+}
+
+bool parse_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos)
+    return false;
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  try {
+    auto p = std::stoul(listen.substr(colon + 1));
+    if (p > 65535)
+      return false;
+    port = static_cast<std::uint16_t>(p);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mailscan: tracks e-mail for a CRM"};
+  app.require_subcommand(1);
+  std::string config_file;
+  bool json = false;
+
+  auto run = app.add_subcommand("run", "scan every enabled mailbox");
+  bool once = false;
+  run->add_option("--config", config_file, "config file (TOML)")->required();
+  run->add_flag("--once", once, "one full pass, then exit");
+
+  auto query = app.add_subcommand("query", "tracked messages, tickets or contacts");
+  std::string what;
+  storage::message_filter filter;
+  query->add_option("--config", config_file)->required();
+  query->add_option("what", what, "messages | tickets | contacts")
+    ->required()
+    ->check(CLI::IsMember({"messages", "tickets", "contacts"}));
+  query->add_option("--user", filter.user);
+  query->add_option("--contact", filter.contact);
+  query->add_option("--account", filter.account);
+  query->add_option("--item", filter.item);
+  query->add_option("--limit", filter.limit);
+  query->add_flag("--json", json);
+
+  auto status = app.add_subcommand("status", "per-mailbox state");
+  status->add_option("--config", config_file)->required();
+  status->add_flag("--json", json);
+
+  auto explain = app.add_subcommand("explain", "why a message is linked to what");
+  std::string message_id;
+  explain->add_option("--config", config_file)->required();
+  explain->add_option("message_id", message_id)->required();
+
+  auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
+  sim::sim_options so;
+  std::string listen = "127.0.0.1:0";
+  simulate->add_option("--listen", listen, "127.0.0.1:PORT (loopback only)");
+  simulate->add_option("--mailboxes", so.mailboxes)->required();
+  simulate->add_option("--messages", so.messages)->required();
+  simulate->add_option("--seed", so.seed);
+  simulate->add_option("--latency-ms", so.latency_ms);
+  simulate->add_option("--max-connections", so.max_connections);
+  simulate->add_option("--message-bytes", so.message_bytes);
+  simulate->add_option("--report", so.report_file);
+
+  auto demo = app.add_subcommand("demo", "scan the embedded simulator's mailboxes and show what was tracked");
+  std::string demo_dir = "demo-data";
+  std::size_t demo_mailboxes = 5, demo_messages = 40;
+  demo->add_option("--dir", demo_dir, "where the demo's config, store and logs go");
+  demo->add_option("--mailboxes", demo_mailboxes);
+  demo->add_option("--messages", demo_messages);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << fmt::format("mailscan: usage: {}\n", e.what());
+    return exit_usage;
+  }
+
+  try {
+    if (*run)
+      return cmd_run(config_file, once);
+    if (*query)
+      return cmd_query(config_file, what, filter, json);
+    if (*status)
+      return cmd_status(config_file, json);
+    if (*explain)
+      return cmd_explain(config_file, message_id);
+    if (*simulate) {
+      if (!parse_listen(listen, so.host, so.port))
+        return error_line("simulate", fmt::format("--listen {}: expected HOST:PORT", listen), exit_usage);
+      return sim::run_simulate_command(so);
+    }
+    if (*demo)
+      return apps::run_demo(demo_dir, demo_mailboxes, demo_messages);
+  } catch (const std::exception& e) {
+    return error_line("internal error", e.what(), 1);
+  }
+  return exit_usage;
+}

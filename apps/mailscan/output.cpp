@@ -1,0 +1,102 @@
+#include "apps/mailscan/output.hpp"
+
+#include <fmt/format.h>
+
+#include <ctime>
+
+namespace mscan::apps {
+
+std::string iso8601(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json messages_json(const std::vector<storage::message_record>& msgs) {
+  auto arr = nlohmann::json::array();
+  for (auto& m : msgs) {
+    auto sightings = nlohmann::json::array();
+    for (auto& s : m.sightings)
+      sightings.push_back({{"user", s.user}, {"folder", s.folder}, {"uid", s.uid}});
+    auto atts = nlohmann::json::array();
+    for (auto& a : m.attachments)
+      atts.push_back({{"name", a.name}, {"type", a.type}, {"size", a.size}});
+    arr.push_back({{"message_id", m.message_id},
+                   {"subject", m.subject},
+                   {"from", m.from},
+                   {"to", m.to},
+                   {"cc", m.cc},
+                   {"date", m.date ? nlohmann::json(iso8601(m.date)) : nlohmann::json(nullptr)},
+                   {"sightings", sightings},
+                   {"users", m.users},
+                   {"contacts", m.contacts},
+                   {"accounts", m.accounts},
+                   {"items", m.items},
+                   {"tickets", m.tickets},
+                   {"attachments", atts},
+                   {"warnings", m.warnings}});
+  }
+  return {{"messages", arr}};
+}
+
+nlohmann::json status_json(const std::vector<storage::mailbox_state>& states) {
+  auto arr = nlohmann::json::array();
+  for (auto& s : states) {
+    nlohmann::json err = nullptr;
+    if (!s.last_error_reason.empty())
+      err = {{"reason", s.last_error_reason}, {"detail", s.last_error_detail}};
+    arr.push_back({{"user", s.user},
+                   {"state", s.state},
+                   {"last_scanned", s.last_scanned ? nlohmann::json(iso8601(s.last_scanned)) : nlohmann::json(nullptr)},
+                   {"consecutive_failures", s.consecutive_failures},
+                   {"last_error", err},
+                   {"messages_tracked", s.messages_tracked}});
+  }
+  return {{"mailboxes", arr}};
+}
+
+namespace {
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (auto& s : v)
+    out += (out.empty() ? "" : ", ") + s;
+  return out.empty() ? "-" : out;
+}
+} // namespace
+
+void print_messages(std::ostream& os, const std::vector<storage::message_record>& msgs) {
+  for (auto& m : msgs) {
+    os << fmt::format("{}  {}  {}\n", m.date ? iso8601(m.date) : std::string{"(no date)"}, m.message_id,
+                      m.subject);
+    os << fmt::format("    from {}; contacts: {}; accounts: {}; items: {}; seen by {} ({} sighting(s))\n",
+                      m.from.empty() ? "-" : m.from, join(m.contacts), join(m.accounts), join(m.items),
+                      join(m.users), m.sightings.size());
+  }
+  os << fmt::format("{} message(s)\n", msgs.size());
+}
+
+void print_status(std::ostream& os, const std::vector<storage::mailbox_state>& states) {
+  os << fmt::format("{:<20} {:<20} {:<22} {:>8} {:>9}  {}\n", "USER", "STATE", "LAST SCANNED", "FAILURES",
+                    "MESSAGES", "LAST ERROR");
+  for (auto& s : states)
+    os << fmt::format("{:<20} {:<20} {:<22} {:>8} {:>9}  {}\n", s.user, s.state,
+                      s.last_scanned ? iso8601(s.last_scanned) : "never", s.consecutive_failures,
+                      s.messages_tracked,
+                      s.last_error_reason.empty() ? "-" : s.last_error_reason + ": " + s.last_error_detail);
+}
+
+void print_explain(std::ostream& os, const storage::message_record& m) {
+  os << fmt::format("{}\n  subject: {}\n  from: {}\n  date: {}\n", m.message_id, m.subject, m.from,
+                    m.date ? iso8601(m.date) : "-");
+  for (auto& s : m.sightings)
+    os << fmt::format("  seen: {} / {} uid {} (uidvalidity {})\n", s.user, s.folder, s.uid, s.uidvalidity);
+  for (auto& r : m.reasons)
+    os << fmt::format("  linked to {} {}: because {}\n", r.kind, r.target, r.cause);
+  for (auto& w : m.warnings)
+    os << fmt::format("  warning: {}\n", w);
+}
+
+} // namespace mscan::apps

@@ -1,0 +1,22 @@
+#pragma once
+// Human-readable and JSON renderings of what the store holds (shapes: INTERFACE.md).
+#include "storage/store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <ostream>
+#include <vector>
+
+namespace mscan::apps {
+
+std::string iso8601(std::int64_t unix_seconds);  // "2026-11-20T10:00:00Z"
+nlohmann::json messages_json(const std::vector<storage::message_record>& msgs);
+nlohmann::json status_json(const std::vector<storage::mailbox_state>& states);
+void print_messages(std::ostream& os, const std::vector<storage::message_record>& msgs);
+void print_status(std::ostream& os, const std::vector<storage::mailbox_state>& states);
+void print_explain(std::ostream& os, const storage::message_record& rec);
+
+// `mailscan demo`: the embedded simulator, a generated config, one pass, a summary.
+int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages);
+
+} // namespace mscan::apps
