@@ -441,8 +441,11 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     const auto& cur = *sl.cur;
     batch.Put(d.h(cf::messages), keys::message(key), codec::encode(cur));
     if (!sl.stored) ++created;
+    // message_ids only holds ids whose key is not simply "<id>" (keys computed otherwise):
+    // for message_key()'s own keys the lookup goes straight to messages, one insert fewer.
     if (auto id = normalise_message_id(cur.message_id);
-        !id.empty() && (!sl.stored || sl.stored->message_id != cur.message_id))
+        !id.empty() && key != "<" + id + ">" &&
+        (!sl.stored || sl.stored->message_id != cur.message_id))
       batch.Put(d.h(cf::message_ids), keys::message_id(id), key);
     auto now = index_entries(cur);
     if (sl.stored) {
@@ -536,6 +539,7 @@ std::optional<message_record> store::find_by_message_id(std::string_view message
   if (id.empty()) return std::nullopt;
   std::shared_lock lock(impl_->db_mu);
   if (!impl_->db) return std::nullopt;
+  if (auto direct = impl_->find_record("<" + id + ">")) return direct;
   auto key = impl_->get(cf::message_ids, keys::message_id(id));
   if (!key) return std::nullopt;
   return impl_->find_record(*key);

@@ -360,3 +360,18 @@ TEST_CASE("a second read-write open of the same database fails cleanly", "[unit]
   CHECK(second.error().kind == error::code::io_error);
   CHECK_FALSE(second.error().message.empty());
 }
+
+TEST_CASE("a caller-chosen key is still found by Message-ID", "[unit][storage][store]") {
+  temp_dir t;
+  auto db = open_ok(t.db());
+  auto m = msg("custom@x", 5, "alice", "INBOX", 1);
+  m.key = "tenant-7/custom@x";
+  REQUIRE(db->write(std::vector{m}, {}));
+  auto found = db->find_by_message_id("custom@X");
+  REQUIRE(found);
+  CHECK(found->key == "tenant-7/custom@x");
+  auto plain = msg("plain@x", 6, "alice", "INBOX", 2);
+  REQUIRE(db->write(std::vector{plain}, {}));
+  REQUIRE(db->find_by_message_id("<plain@x>"));
+  CHECK(db->find_by_message_id("<plain@x>")->key == "<plain@x>");
+}
