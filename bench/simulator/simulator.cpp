@@ -25,10 +25,12 @@
 #include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <pthread.h>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -45,7 +47,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 constexpr std::string_view capabilities =
-    "IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE SPECIAL-USE AUTH=PLAIN";
+    "IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE SPECIAL-USE AUTH=PLAIN SASL-IR";
 constexpr std::size_t max_line = 64 * 1024;
 constexpr std::size_t max_literal = 64 * 1024;
 constexpr std::size_t chunk_bytes = 64 * 1024;
@@ -290,6 +292,9 @@ struct server {
   tcp::acceptor acceptor{ioc};
   asio::steady_timer accept_retry{ioc};
   std::thread thread;
+  clockid_t cpu_clock{};
+  std::atomic<bool> finished{false};
+  std::atomic<std::int64_t> final_cpu_ns{0};
   bool started = false;
   bool stopping = false;  // io thread only
 
@@ -1121,6 +1126,21 @@ class connection : public std::enable_shared_from_this<connection> {
         });
         continue;
       }
+      if (key == "LARGER" || key == "SMALLER") {
+        const token v = t.next();
+        if (v.what != token::kind::atom || v.text.empty() ||
+            v.text.find_first_not_of("0123456789") != std::string::npos)
+          return tagged(tag, "BAD Invalid size");
+        const auto limit = std::strtoull(v.text.c_str(), nullptr, 10);
+        const bool larger = key == "LARGER";
+        // Sizes need the content: generated only for messages the earlier keys kept.
+        apply([&](std::size_t, std::uint32_t u) {
+          const auto m = srv_.gen.generate(user_, srv_.source_of(user_, folder_, u));
+          const auto size = m.header.size() + m.body.size();
+          return larger ? size > limit : size < limit;
+        });
+        continue;
+      }
       if (key == "MODSEQ") {
         const token v = t.next();
         if (v.what != token::kind::atom) return tagged(tag, "BAD Invalid MODSEQ");
@@ -1331,7 +1351,12 @@ std::uint16_t simulator::start() {
     } catch (const std::exception& e) {
       s.set_error(fmt::format("simulator thread stopped: {}", e.what()));
     }
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    s.final_cpu_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+    s.finished = true;
   });
+  pthread_getcpuclockid(s.thread.native_handle(), &s.cpu_clock);
   return port;
 }
 
@@ -1362,6 +1387,12 @@ sim_stats simulator::stats() const {
   st.accepted = s.accepted.load();
   st.failed_logins = s.failed_logins.load();
   st.bytes_sent = s.bytes_sent.load();
+  timespec ts{};
+  const bool running = s.started && !s.finished.load() && clock_gettime(s.cpu_clock, &ts) == 0;
+  // Once the thread has gone its clock is invalid: it left its total in final_cpu_ns.
+  const std::int64_t ns =
+      running ? std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec : s.final_cpu_ns.load();
+  st.cpu_seconds = static_cast<double>(ns) / 1e9;
   std::lock_guard lk(s.commands_mu);
   st.commands = s.commands;
   return st;
@@ -1378,6 +1409,7 @@ std::string simulator::report_json() const {
   j["accepted"] = st.accepted;
   j["failed_logins"] = st.failed_logins;
   j["bytes_sent"] = st.bytes_sent;
+  j["cpu_seconds"] = st.cpu_seconds;
   j["mailboxes"] = impl_->opt.mailboxes;
   j["messages"] = impl_->opt.messages;
   j["seed"] = impl_->opt.seed;

@@ -50,6 +50,7 @@ struct sim_stats {
   std::size_t accepted = 0;     // total ever accepted (not counting refused ones)
   std::size_t failed_logins = 0;
   std::size_t bytes_sent = 0;
+  double cpu_seconds = 0;  // CPU time of the simulator's io thread so far
 };
 
 class simulator {

@@ -150,7 +150,7 @@ TEST_CASE("greeting advertises the capabilities", "[unit]") {
   const auto g = c.line();
   REQUIRE(g);
   REQUIRE(g->starts_with("* OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE "
-                         "SPECIAL-USE AUTH=PLAIN]"));
+                         "SPECIAL-USE AUTH=PLAIN SASL-IR]"));
   const auto caps = c.command("a1", "CAPABILITY");
   REQUIRE(caps.size() == 2);
   REQUIRE(caps[0].starts_with("* CAPABILITY IMAP4rev1"));
@@ -287,6 +287,11 @@ TEST_CASE("UID SEARCH, STORE, MOVE and EXPUNGE keep a consistent mailbox", "[uni
   // 20 messages over ten days, 12 h apart, uid 20 at midnight 24-Nov: 23-Nov holds 18 and 19.
   REQUIRE(c.command("c", "UID SEARCH SINCE 23-Nov-2026")[0] == "* SEARCH 18 19 20\r\n");
   const auto unseen = c.command("d", "UID SEARCH UNSEEN")[0];
+  // The engine's pair of searches: everything after a checkpoint, and the large ones.
+  REQUIRE(c.command("d2", "UID SEARCH UID 18:* LARGER 100")[0] == "* SEARCH 18 19 20\r\n");
+  REQUIRE(c.command("d3", "UID SEARCH UID 18:* LARGER 100000")[0] == "* SEARCH\r\n");
+  REQUIRE(c.command("d4", "UID SEARCH SMALLER 100000 UID 20")[0] == "* SEARCH 20\r\n");
+  REQUIRE(c.command("d5", "UID SEARCH LARGER x").back().starts_with("d5 BAD"));
 
   REQUIRE(c.command("e", "UID STORE 1:20 +FLAGS.SILENT (\\Seen)").back() == "e OK UID STORE completed\r\n");
   REQUIRE(c.command("f", "UID SEARCH UNSEEN")[0] == "* SEARCH\r\n");
