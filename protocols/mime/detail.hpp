@@ -10,7 +10,13 @@ namespace mscan::mime::detail {
 inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
 inline bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 inline bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality; inline because header dispatch calls it per field.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
+}
 bool istarts_with(std::string_view s, std::string_view prefix);
 std::string lower(std::string_view s);
 std::string_view trim(std::string_view s);

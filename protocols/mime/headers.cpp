@@ -464,16 +464,20 @@ void decode_base64(std::string_view in, std::string& out) {
   }
 }
 
+// Estimate from line lengths (exact for well-formed base64): counting the alphabet byte by
+// byte would cost as much as decoding, and attachments are never decoded.
 std::size_t base64_decoded_size(std::string_view in) {
-  std::size_t n = 0, total = 0;
-  for (char ch : in) {
-    if (b64_table[static_cast<unsigned char>(ch)] >= 0) ++n;
-    else if (ch == '=') {
-      total += n * 6 / 8;
-      n = 0;
-    }
+  std::size_t chars = 0, pos = 0;
+  while (pos < in.size()) {
+    const void* nl = std::memchr(in.data() + pos, '\n', in.size() - pos);
+    std::size_t end = nl ? std::size_t(static_cast<const char*>(nl) - in.data()) : in.size();
+    std::string_view line = in.substr(pos, end - pos);
+    while (!line.empty() && (is_space(line.back()) || line.back() == '=')) line.remove_suffix(1);
+    while (!line.empty() && is_space(line.front())) line.remove_prefix(1);
+    chars += line.size();
+    pos = end + 1;
   }
-  return total + n * 6 / 8;
+  return chars * 3 / 4;
 }
 
 void decode_quoted_printable(std::string_view in, std::string& out) {

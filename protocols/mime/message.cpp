@@ -47,15 +47,15 @@ struct walker {
     if (msg.warnings.size() < max_warnings) msg.warnings.push_back(std::move(w));
   }
 
-  void walk(std::string_view entity, std::size_t depth, bool attached, bool digest_child);
+  void walk(std::string_view entity, std::size_t depth, bool attached, bool digest_child,
+            const header_block* presplit = nullptr);
   void walk_multipart(std::string_view body, std::string_view boundary, std::size_t depth,
                       bool attached, bool digest);
   void parse_delivery_status(std::string_view body);
   void parse_calendar(std::string_view text);
 };
 
-transfer transfer_of(const header_block& hb, walker& w) {
-  const header_field* f = hb.find("content-transfer-encoding");
+transfer transfer_of(const header_field* f, walker& w) {
   if (!f) return transfer::identity;
   std::string scratch;
   std::string_view v = unfold(f->value, scratch);
@@ -179,23 +179,35 @@ bool is_tnef(std::string_view type, std::string_view name) {
 
 } // namespace
 
-void walker::walk(std::string_view entity, std::size_t depth, bool attached, bool digest_child) {
+void walker::walk(std::string_view entity, std::size_t depth, bool attached, bool digest_child,
+                  const header_block* presplit) {
   if (parts >= opts.max_parts) {
     if (!parts_capped) warn("more than max_parts MIME parts; the rest is skipped");
     parts_capped = true;
     return;
   }
   ++parts;
-  header_block hb = split_headers(entity, opts.max_headers);
+  header_block local;
+  if (!presplit) local = split_headers(entity, opts.max_headers);
+  const header_block& hb = presplit ? *presplit : local;
   if (hb.truncated && depth > 0) warn("part header block over max_headers fields");
+  // One pass for the MIME fields (first occurrence wins), not one scan per field.
+  const header_field *f_type = nullptr, *f_disp = nullptr, *f_cte = nullptr, *f_id = nullptr;
+  for (const auto& f : hb.fields) {
+    if (f.name.size() < 10 || ascii_lower(f.name[0]) != 'c') continue;
+    if (!f_type && iequals(f.name, "content-type")) f_type = &f;
+    else if (!f_disp && iequals(f.name, "content-disposition")) f_disp = &f;
+    else if (!f_cte && iequals(f.name, "content-transfer-encoding")) f_cte = &f;
+    else if (!f_id && iequals(f.name, "content-id")) f_id = &f;
+  }
   std::string scratch;
   structured_value ct;
-  if (const header_field* f = hb.find("content-type")) ct = parse_structured(unfold(f->value, scratch), fallback_charset);
+  if (f_type) ct = parse_structured(unfold(f_type->value, scratch), fallback_charset);
   std::string type = media_type_of(ct);
   if (type.empty()) type = digest_child ? "message/rfc822" : "text/plain";
   structured_value cd;
-  if (const header_field* f = hb.find("content-disposition")) cd = parse_structured(unfold(f->value, scratch), fallback_charset);
-  transfer cte = transfer_of(hb, *this);
+  if (f_disp) cd = parse_structured(unfold(f_disp->value, scratch), fallback_charset);
+  transfer cte = transfer_of(f_cte, *this);
   std::string_view body = hb.body;
 
   if (type.rfind("multipart/", 0) == 0) {
@@ -217,7 +229,7 @@ void walker::walk(std::string_view entity, std::size_t depth, bool attached, boo
   else if (const std::string* nm = ct.param("name"); nm && !nm->empty()) name = *nm;
   bool disp_attachment = cd.value == "attachment";
   std::string content_id;
-  if (const header_field* f = hb.find("content-id")) content_id = std::string(unfold(f->value, scratch));
+  if (f_id) content_id = std::string(unfold(f_id->value, scratch));
 
   auto add_attachment = [&](std::uint64_t size) {
     if (msg.attachments.size() >= opts.max_parts) return;
@@ -599,7 +611,7 @@ message parse_message(std::string_view raw, const parse_options& opts) {
     msg.normalized_subject = normalize_subject(msg.subject);
 
     // The MIME tree: the top-level entity is the whole raw message (its headers re-split).
-    w.walk(raw, 0, false, false);
+    w.walk(raw, 0, false, false, &hb);
 
     for (int k = 0; k < 2 && msg.body_text.empty(); ++k) {
       if (w.plain[k].found) msg.body_text = decode_text(w.plain[k]);

@@ -407,6 +407,7 @@ bool contains_ci(std::string_view hay, std::string_view needle) {
 
 bool ends_with_wrote(std::string_view line) {
   line = trim(line);
+  if (line.empty() || line.back() != ':') return false;
   for (std::string_view w : {"wrote:", "writes:", "schrieb:", "a écrit :", "a écrit:",
                              "escribió:", "ha scritto:", "schreef:", "skrev:", "kirjoitti:",
                              "napisał:", "escreveu:", "написал:", "napsal:"})
@@ -466,7 +467,7 @@ std::string extract_reply_above(std::string_view body, std::string_view marker) 
         } else if (t.back() == ':' && starts_quote_intro(t) && quote_verb(t)) {
           hit = true; // "Am 01.01.2024 um 10:00 schrieb Bob <bob@x>:"
         }
-        else if (t.size() >= 10 && t.front() == '-' &&
+        else if (t.size() >= 10 && t.substr(0, 3) == "---" &&
                  (contains_ci(t, "original message") || contains_ci(t, "ursprüngliche nachricht") ||
                   contains_ci(t, "message d'origine") || contains_ci(t, "forwarded message") ||
                   contains_ci(t, "mensaje original") || contains_ci(t, "messaggio originale")))
