@@ -1,5 +1,6 @@
 #include "protocols/imap/response_parser.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -175,22 +176,31 @@ feed_result response_parser::feed(std::string_view in) {
     const std::size_t avail = in.size() - pos;
     const auto* nl = static_cast<const char*>(std::memchr(b, '\n', avail));
     const std::size_t take = nl ? static_cast<std::size_t>(nl - b) + 1 : avail;
+    // The first violation by byte position is reported, whatever the chunking: the index
+    // (within this chunk) of the byte that breaks each rule, if any.
+    constexpr std::size_t none = static_cast<std::size_t>(-1);
     const std::size_t line_len = text_.size() - line_start_;
-    if (line_len + take > limits_.max_line_length + 2) {
+    const std::size_t line_room = limits_.max_line_length + 2 > line_len
+                                      ? limits_.max_line_length + 2 - line_len : 0;
+    const std::size_t size_room = limits_.max_response_size > response_size_
+                                      ? limits_.max_response_size - response_size_ : 0;
+    const std::size_t line_at = take > line_room ? line_room : none;
+    const std::size_t size_at = take > size_room ? size_room : none;
+    const auto* nul = static_cast<const char*>(std::memchr(b, '\0', take));
+    const std::size_t nul_at = nul ? static_cast<std::size_t>(nul - b) : none;
+    const std::size_t first = std::min({line_at, size_at, nul_at});
+    if (first != none) {
+      // Shown: the offending line from its start up to the offending byte.
       std::string shown = text_.substr(line_start_, 200);
-      shown.append(b, std::min<std::size_t>(take, 200));
-      return fail(fmt::format("response line longer than {} bytes", limits_.max_line_length),
+      shown.append(b, std::min<std::size_t>(first + 1, 200));
+      if (first == nul_at) return fail("NUL byte in response line", shown, pos);
+      if (first == line_at)
+        return fail(fmt::format("response line longer than {} bytes", limits_.max_line_length),
+                    shown, pos);
+      return fail(fmt::format("response larger than {} bytes", limits_.max_response_size),
                   shown, pos);
     }
-    if (std::memchr(b, '\0', take) != nullptr) {
-      std::string shown = text_.substr(line_start_, 200);
-      shown.append(b, std::min<std::size_t>(take, 200));
-      return fail("NUL byte in response line", shown, pos);
-    }
     response_size_ += take;
-    if (response_size_ > limits_.max_response_size)
-      return fail(fmt::format("response larger than {} bytes", limits_.max_response_size),
-                  std::string_view(b, take), pos);
     text_.append(b, take);
     pos += take;
     if (!nl) break;

@@ -10,11 +10,13 @@
 
 namespace mscan::imap::test {
 
+#ifdef MAILSCAN_SOURCE_DIR
 inline std::string read_fixture(const std::string& name) {
   std::ifstream in(std::string(MAILSCAN_SOURCE_DIR) + "/tests/fixtures/imap/" + name,
                    std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
+#endif
 
 inline void describe_sexp(std::ostringstream& o, const sexp& s) {
   switch (s.type) {
