@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/store.hpp"
@@ -159,4 +160,40 @@ TEST_CASE("a full disk fails the write whole, and writes resume once space is ba
   CHECK(replay->unchanged == 2);
   CHECK(f.db->message_count() == 2);
   CHECK(f.db->mailbox_state_of("zed")->messages_tracked == 2);
+}
+
+TEST_CASE("readers keep working while a writer fails and recovers", "[unit][storage][store][fault]") {
+  faulty_store f;
+  std::atomic<bool> done{false};
+  std::atomic<std::size_t> reads{0};
+  std::atomic<bool> order_ok{true};
+  auto reader = [&] {
+    while (!done) {
+      auto v = f.db->query_messages({.contact = "bob@acme.example", .limit = 20});
+      for (std::size_t i = 1; i < v.size(); ++i)
+        if (v[i - 1].date < v[i].date) order_ok = false;
+      (void)f.db->message_count();
+      (void)f.db->mailbox_states();
+      ++reads;
+    }
+  };
+  std::thread r1(reader), r2(reader);
+  std::size_t written = 0;
+  for (int round = 0; round < 40; ++round) {
+    if (round == 15) f.fs->mode = fault::no_space;
+    if (round == 18) f.fs->mode = fault::none;
+    auto m = msg("c" + std::to_string(round) + "@x", "user" + std::to_string(round % 3));
+    m.date = 1700000000 + (round * 7919) % 1000;  // out of order on purpose
+    auto r = f.db->write(std::vector{m}, {});
+    if (r) ++written;
+    CHECK(r.has_value() == (round < 15 || round >= 18));
+  }
+  done = true;
+  r1.join();
+  r2.join();
+  CHECK(order_ok);
+  CHECK(reads > 0);
+  CHECK(written == 37);
+  CHECK(f.db->message_count() == 37);
+  CHECK(f.db->query_messages({.contact = "bob@acme.example"}).size() == 37);
 }
