@@ -1,8 +1,14 @@
-# IMAP fuzz targets (included by fuzz/CMakeLists.txt). The parser sources are compiled into
-# the target itself so that they carry the fuzzer's coverage instrumentation and sanitizers.
-set(MAILSCAN_IMAP_FUZZ_SOURCES
+# IMAP fuzz targets (included by fuzz/CMakeLists.txt). The sources under test are compiled
+# into each target so that they carry the fuzzer's coverage instrumentation and sanitizers.
+set(MAILSCAN_IMAP_PARSER_SOURCES
   ${PROJECT_SOURCE_DIR}/protocols/imap/response.cpp
   ${PROJECT_SOURCE_DIR}/protocols/imap/response_parser.cpp)
 mailscan_add_fuzzer(imap_response_fuzz
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/imap_response_fuzz.cpp ${MAILSCAN_IMAP_FUZZ_SOURCES}
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/imap_response_fuzz.cpp ${MAILSCAN_IMAP_PARSER_SOURCES}
+  LIBS mailscan_common fmt::fmt)
+mailscan_add_fuzzer(imap_session_fuzz
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/imap_session_fuzz.cpp ${MAILSCAN_IMAP_PARSER_SOURCES}
+          ${PROJECT_SOURCE_DIR}/protocols/imap/utf7.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/command_writer.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/scan_session.cpp
   LIBS mailscan_common fmt::fmt)

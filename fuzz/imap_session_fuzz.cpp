@@ -1,0 +1,50 @@
+// libFuzzer target for scan_session: the input is the server's side of a conversation.
+// Byte 0 picks options, byte 1 the chunk size. Checked: no crash, exactly one terminal
+// output (scan_complete or scan_failed) and nothing after it, finished() after EOF, and
+// the secret never appears in an error detail.
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "protocols/imap/scan_session.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 2) return 0;
+  using namespace mscan::imap;
+  session_options o;
+  o.username = "fuzz";
+  o.secret = "Secret-Pass-123";
+  o.auth = (data[0] & 1) ? auth_method::xoauth2 : auth_method::password;
+  o.starttls = (data[0] & 2) != 0;
+  o.unread_only = (data[0] & 4) != 0;
+  if (data[0] & 8) o.folders = {"INBOX", "Arch\xc3\xa4v"};
+  if (data[0] & 16) o.checkpoints["INBOX"] = {5, 7, 0};
+  o.since_unix = (data[0] & 32) ? 1795996800 : 0;
+  o.batch_size = (data[0] >> 6) + 1;
+  o.max_message_bytes = 64;
+  const std::size_t chunk = std::size_t{data[1]} % 64 + 1;
+  const std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
+  scan_session s(o);
+  int terminal = 0;
+  auto drain = [&] {
+    while (auto out = s.poll()) {
+      if (terminal) std::abort();  // output after the end
+      if (std::holds_alternative<start_tls>(*out)) s.on_tls_established();
+      if (auto* f = std::get_if<scan_failed>(&*out)) {
+        ++terminal;
+        if (f->err.detail.find(o.secret) != std::string::npos) std::abort();
+      }
+      if (std::holds_alternative<scan_complete>(*out)) ++terminal;
+    }
+    if (s.awaiting_resume()) s.resume();
+  };
+  for (std::size_t pos = 0; pos < bytes.size(); pos += chunk) {
+    s.on_bytes(bytes.substr(pos, std::min(chunk, bytes.size() - pos)));
+    drain();
+    drain();
+  }
+  s.on_eof();
+  drain();
+  if (!s.finished() || terminal != 1) std::abort();
+  return 0;
+}
