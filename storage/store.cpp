@@ -588,8 +588,9 @@ std::vector<message_record> store::query_messages(const message_filter& f) const
     return out;
   }
 
-  // No filter: every record, ordered exactly as an index scan would order them.
-  std::vector<std::pair<std::string, message_record>> all;
+  // No filter: every record, ordered exactly as an index scan would order them. Only the
+  // order keys are kept while scanning; the records that make the cut are read again.
+  std::vector<std::pair<std::string, std::string>> order;  // (order key, message key)
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::messages)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -597,15 +598,12 @@ std::vector<message_record> store::query_messages(const message_filter& f) const
     if (!key) continue;
     auto rec = codec::decode_message(*key, view(it->value()));
     if (!rec) continue;
-    auto order = keys::index("", rec->date, rec->key);
-    all.emplace_back(std::move(order), std::move(*rec));
+    order.emplace_back(keys::index("", rec->date, rec->key), std::move(*key));
   }
-  std::sort(all.begin(), all.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [order, rec] : all) {
-    if (full()) break;
-    out.push_back(std::move(rec));
-  }
+  const auto cut = f.limit != 0 && f.limit < order.size() ? f.limit : order.size();
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(cut), order.end());
+  for (std::size_t i = 0; i < cut; ++i)
+    if (auto rec = impl_->find_record(order[i].second)) out.push_back(std::move(*rec));
   return out;
 } catch (const std::exception&) {
   return {};
