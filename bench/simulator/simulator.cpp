@@ -269,7 +269,7 @@ std::optional<std::string> body_part(const generated_message& m, std::uint32_t n
   const auto start = hdr_end + 4;
   const auto stop = m.body.find("\r\n" + delim, start);
   if (stop == std::string::npos) return std::nullopt;
-  return m.body.substr(start, stop - start + 2);
+  return m.body.substr(start, stop - start);  // the CRLF before the delimiter belongs to it
 }
 
 }  // namespace

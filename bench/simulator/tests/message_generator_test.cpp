@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "bench/simulator/message_generator.hpp"
@@ -59,4 +60,23 @@ TEST_CASE("dates descend from the base over ten days", "[unit]") {
   REQUIRE(parse_imap_date("1-Jan-1970") == 0);
   REQUIRE(parse_imap_date("bogus") == -1);
   REQUIRE(parse_imap_date("01-Foo-2026") == -1);
+}
+
+TEST_CASE("BODYSTRUCTURE sizes and line counts match the content", "[unit]") {
+  const auto g = make(3000);
+  for (std::uint32_t uid = 1; uid <= 9; ++uid) {
+    const auto m = g.generate(2, uid);
+    const auto lines = static_cast<std::size_t>(std::count(m.body.begin(), m.body.end(), '\n'));
+    const auto expected = "\"7BIT\" " + std::to_string(m.body.size()) + " " + std::to_string(lines);
+    REQUIRE(m.body_basic.find(expected + ")") != std::string::npos);
+    REQUIRE(m.bodystructure.find(expected + " NIL NIL NIL NIL)") != std::string::npos);
+  }
+  // The multipart's text part: its size and lines are those of the part's content.
+  const auto m = g.generate(2, 20);
+  const auto start = m.body.find("\r\n\r\n") + 4;
+  const auto end = m.body.find("\r\n--=_sim_2_20_7", start);  // that CRLF belongs to the delimiter
+  const auto text = m.body.substr(start, end - start);
+  const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  REQUIRE(m.bodystructure.find("\"7BIT\" " + std::to_string(text.size()) + " " + std::to_string(lines) + " ") !=
+          std::string::npos);
 }

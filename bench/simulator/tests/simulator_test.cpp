@@ -274,6 +274,11 @@ TEST_CASE("UID FETCH serves deterministic content with exact literal lengths", "
   REQUIRE(bs[0].find("\"APPLICATION\" \"PDF\"") != std::string::npos);
   REQUIRE(bs[0].find("INTERNALDATE \"") != std::string::npos);
   REQUIRE(c.command("x", "UID FETCH 1 (ENVELOPE)").back().starts_with("x BAD"));
+  // BODY[2] of a multipart is the attachment's encoded content, as long as BODYSTRUCTURE says.
+  const auto part = c.command("p", "UID FETCH 10 (BODY.PEEK[2])");
+  std::smatch pm;
+  REQUIRE(std::regex_search(part[0], pm, std::regex(R"(BODY\[2\] \{(\d+)\}\r\nJVBERi0)")));
+  REQUIRE(bs[0].find("\"BASE64\" " + pm[1].str() + " ") != std::string::npos);
 }
 
 TEST_CASE("UID SEARCH, STORE, MOVE and EXPUNGE keep a consistent mailbox", "[unit]") {
