@@ -399,7 +399,13 @@ bool response_parser::parse_values(cursor& c, std::size_t) {
       else if (a == ']' && brackets > 0) --brackets;
       ++p;
     }
-    if (brackets != 0) return error_here("unterminated '[' in atom");
+    if (brackets != 0) {
+      // No matching ']' on the line: '[' was an ordinary atom character ("foo[bar").
+      p = c.pos();
+      while (p < s.size() && s[p] != ' ' && s[p] != '(' && s[p] != ')' && s[p] != '\r' &&
+             s[p] != '\n')
+        ++p;
+    }
     const std::string_view atom = s.substr(c.pos(), p - c.pos());
     if (atom.empty()) return error_here("unexpected character");
     const bool nil = iequals(atom, "NIL");

@@ -34,6 +34,34 @@ std::uint32_t number_after(std::string_view text, std::string_view after) {
   return n;
 }
 
+// "1:3,7,9:10" -> UIDs appended to out; false on syntax errors or more than cap entries.
+bool expand_sequence_set(std::string_view set, std::vector<std::uint32_t>& out, std::size_t cap) {
+  std::size_t i = 0;
+  auto number = [&](std::uint32_t& v) {
+    std::uint64_t n = 0;
+    const std::size_t b = i;
+    while (i < set.size() && set[i] >= '0' && set[i] <= '9' && n <= 0xffffffffu)
+      n = n * 10 + static_cast<std::uint64_t>(set[i++] - '0');
+    if (i == b || n == 0 || n > 0xffffffffu) return false;
+    v = static_cast<std::uint32_t>(n);
+    return true;
+  };
+  while (i < set.size()) {
+    std::uint32_t a = 0, b = 0;
+    if (!number(a)) return false;
+    b = a;
+    if (i < set.size() && set[i] == ':') {
+      ++i;
+      if (!number(b)) return false;
+    }
+    if (a > b) std::swap(a, b);
+    if (std::uint64_t{b} - a + 1 > cap || out.size() + (std::uint64_t{b} - a + 1) > cap) return false;
+    for (std::uint64_t u = a; u <= b; ++u) out.push_back(static_cast<std::uint32_t>(u));
+    if (i < set.size() && set[i++] != ',') return false;
+  }
+  return true;
+}
+
 constexpr std::uint32_t default_backoff_s = 60;
 
 // Office 365 style throttling is only visible in the text ("Server Unavailable. 15",
@@ -80,6 +108,10 @@ scan_session::scan_session(session_options opts) : opts_(std::move(opts)) {
   parser_limits l;
   l.max_literal_size = std::max<std::size_t>(8u << 20, opts_.max_message_bytes * 4);
   l.max_response_size = l.max_literal_size * 2 + (1u << 20);
+  // A plain SEARCH answer is one line with one number per message: a 1M-message mailbox
+  // needs ~8 MB and 1M values (servers without ESEARCH).
+  l.max_line_length = 8u << 20;
+  l.max_items = 1500000;
   parser_.set_limits(l);
   for (const auto& f : opts_.folders) folders_.push_back({f, {}, true});
 }
@@ -259,6 +291,20 @@ void scan_session::handle(response& r) {
         break;
       }
     }
+  } else if (auto* e = std::get_if<esearch_data>(&r)) {
+    if (phase_ != phase::search) return;
+    // ESEARCH names its command by tag; fall back to command order without one.
+    for (const auto& p : pending_) {
+      if (p.kind != cmd_kind::search_all && p.kind != cmd_kind::search_large) continue;
+      if (!e->tag.empty() && e->tag != p.tag) continue;
+      auto& into = p.kind == cmd_kind::search_all ? uids_ : large_uids_;
+      // A hostile "1:4294967295" must not become four billion UIDs: the answer can hold
+      // no more messages than the mailbox (plus what arrived meanwhile).
+      const std::size_t cap = std::size_t{exists_} + 100000;
+      if (!expand_sequence_set(e->all, into, cap))
+        fail_protocol(fmt::format("bad ESEARCH result: {}", response_parser::excerpt(e->all)));
+      break;
+    }
   } else if (auto* f = std::get_if<fetch_data>(&r)) {
     handle_fetch(*f);
   }
@@ -419,6 +465,8 @@ void scan_session::start_search() {
   if (criteria.empty()) criteria = "ALL";
   // Two pipelined searches tell which messages are too large for a whole-body fetch.
   std::string bytes;
+  // ESEARCH (RFC 4731) answers with a compact set instead of one number per message.
+  if (has_cap("ESEARCH")) criteria = "RETURN (ALL) " + criteria;
   auto c1 = writer_.begin("UID SEARCH").atom(criteria).finish();
   pending_.push_back({c1.tag, cmd_kind::search_all});
   bytes += c1.parts[0];

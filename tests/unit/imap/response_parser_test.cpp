@@ -231,3 +231,14 @@ TEST_CASE("internaldate and search date conversions", "[unit]") {
   CHECK(format_search_date(837596665) == "17-Jul-1996");
   CHECK(format_search_date(1795996800) == "30-Nov-2026");
 }
+
+TEST_CASE("an unmatched '[' is an ordinary atom character", "[unit]") {
+  const std::string in = "* LIST () \"/\" foo[bar\r\n* LIST () \"/\" [Gmail]/Sent\r\n";
+  const auto r = parse_whole(in);
+  INFO(r.error);
+  REQUIRE_FALSE(r.failed);
+  REQUIRE(r.responses.size() == 2);
+  CHECK(r.responses[0] == "list  delim=/ name=foo[bar");
+  CHECK(r.responses[1] == "list  delim=/ name=[Gmail]/Sent");
+  CHECK(grind(in));
+}

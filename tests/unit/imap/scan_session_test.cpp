@@ -423,3 +423,38 @@ TEST_CASE("scan session: garbage and unknown tags are protocol errors", "[unit]"
   CHECK(to_string(error_kind::account_unavailable) == "account_unavailable");
   CHECK(to_string(error_kind::throttled) == "throttled");
 }
+
+TEST_CASE("scan session: ESEARCH compact answers, bounded expansion", "[unit]") {
+  auto o = basic_options();
+  o.folders = {"INBOX"};
+  o.max_message_bytes = 1000;
+  o.batch_size = 3;
+  {
+    driver d(o);
+    d.server("* PREAUTH [CAPABILITY IMAP4rev1 ESEARCH] hi\r\n* 6 EXISTS\r\n* OK [UIDVALIDITY 2] x\r\na1 OK\r\n");
+    CHECK(d.client() == "a1 EXAMINE INBOX\r\na2 UID SEARCH RETURN (ALL) ALL\r\n"
+                        "a3 UID SEARCH RETURN (ALL) ALL LARGER 1000\r\n");
+    d.server("* ESEARCH (TAG \"a2\") UID ALL 4:6,9,12:13\r\na2 OK\r\n"
+             "* ESEARCH (TAG \"a3\") UID ALL 5,12\r\na3 OK\r\n");
+    CHECK(d.client() == "a4 UID FETCH 4,6 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n"
+                        "a5 UID FETCH 5 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] "
+                        "BODY.PEEK[TEXT]<0.1000>)\r\n");
+    d.server("a4 OK\r\n");
+    CHECK(d.take_events() == std::vector<std::string>{"opened INBOX v=2 n=0 e=6 changed=0"});
+    d.server("a5 OK\r\n");
+    CHECK(d.take_events() == std::vector<std::string>{"batch INBOX v=2 high=6"});
+    d.s.resume();
+    CHECK(d.client() == "a6 UID FETCH 9,13 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n"
+                        "a7 UID FETCH 12 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] "
+                        "BODY.PEEK[TEXT]<0.1000>)\r\n");
+  }
+  {
+    driver d(o);
+    d.server("* PREAUTH [CAPABILITY IMAP4rev1 ESEARCH] hi\r\n* 6 EXISTS\r\n* OK [UIDVALIDITY 2] x\r\na1 OK\r\n");
+    d.client();
+    d.server("* ESEARCH (TAG \"a2\") UID ALL 1:4294967295\r\n");
+    const auto ev = d.take_events();
+    REQUIRE(ev.size() == 2);
+    CHECK(ev[1].rfind("failed protocol_error retry=0: protocol error: bad ESEARCH result", 0) == 0);
+  }
+}
