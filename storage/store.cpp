@@ -164,6 +164,15 @@ const std::vector<migration>& migrations() {
   return table;
 }
 
+// Index entries for targets[from..] (the links a merge appended).
+void put_index_tail(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* family,
+                    const std::vector<std::string>& targets, std::size_t from,
+                    const message_record& r, bool lower) {
+  for (std::size_t i = from; i < targets.size(); ++i)
+    batch.Put(family, keys::index(lower ? ascii_lower(targets[i]) : targets[i], r.date, r.key),
+              rocksdb::Slice());
+}
+
 }  // namespace
 
 struct store::impl {
@@ -447,16 +456,22 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
         !id.empty() && key != "<" + id + ">" &&
         (!sl.stored || sl.stored->message_id != cur.message_id))
       batch.Put(d.h(cf::message_ids), keys::message_id(id), key);
-    auto now = index_entries(cur);
-    if (sl.stored) {
-      for (auto& [c, k] : index_entries(*sl.stored))
-        if (!now.erase({c, k})) batch.Delete(d.h(c), k);  // date changed: old position goes
+    // merge_into() only appends to the link lists and only ever sets a date that was 0, so
+    // what is new is exactly the tail past the stored lengths: O(new links), not O(links),
+    // which matters for a message seen in thousands of mailboxes.
+    const message_record empty;
+    const message_record* before = &empty;
+    if (sl.stored && sl.stored->date == cur.date) {
+      before = &*sl.stored;
+    } else if (sl.stored) {
+      for (const auto& [c, k] : index_entries(*sl.stored)) batch.Delete(d.h(c), k);
     }
-    for (const auto& [c, k] : now) batch.Put(d.h(c), k, rocksdb::Slice());
-    for (const auto& u : cur.users)
-      if (!sl.stored || std::find(sl.stored->users.begin(), sl.stored->users.end(), u) ==
-                            sl.stored->users.end())
-        ++bumps[u];
+    put_index_tail(batch, d.h(cf::index_user), cur.users, before->users.size(), cur, false);
+    put_index_tail(batch, d.h(cf::index_contact), cur.contacts, before->contacts.size(), cur, true);
+    put_index_tail(batch, d.h(cf::index_account), cur.accounts, before->accounts.size(), cur, false);
+    put_index_tail(batch, d.h(cf::index_item), cur.items, before->items.size(), cur, false);
+    const auto known_users = sl.stored ? sl.stored->users.size() : 0;
+    for (std::size_t i = known_users; i < cur.users.size(); ++i) ++bumps[cur.users[i]];
   }
 
   for (const auto& [user, n] : bumps) {

@@ -227,8 +227,40 @@ TEST_CASE("a date learnt later moves the index entries", "[unit][storage][store]
   auto other = msg("o@x", 100, "alice", "INBOX", 2);
   REQUIRE(db->write(std::vector{undated, other}, {}));
   CHECK(ids(db->query_messages({.user = "alice"})) == std::vector<std::string>{"<o@x>", "<d@x>"});
+  dated.contacts = {"new@contact.example"};
+  dated.sightings.push_back({"bob", "INBOX", 3, 4});
   REQUIRE(db->write(std::vector{dated}, {}));
   CHECK(ids(db->query_messages({.user = "alice"})) == std::vector<std::string>{"<d@x>", "<o@x>"});
+  CHECK(ids(db->query_messages({.user = "bob"})) == std::vector<std::string>{"<d@x>"});
+  auto by_contact = db->query_messages({.contact = "new@contact.example"});
+  REQUIRE(by_contact.size() == 1);
+  CHECK(by_contact[0].date == 5000);
+  CHECK(db->mailbox_state_of("bob")->messages_tracked == 1);
+}
+
+TEST_CASE("a message seen in many mailboxes stays one record with every sighting",
+          "[unit][storage][store]") {
+  temp_dir t;
+  open_options o;
+  o.sync_writes = false;  // the point is the merge, not the fsync
+  auto db = open_ok(t.db(), o);
+  constexpr int users = 400;
+  for (int i = 0; i < users; ++i) {
+    auto m = msg("all-hands@corp.example", 1700000000, "u" + std::to_string(i), "INBOX", 5);
+    auto r = db->write(std::vector{m}, {});
+    REQUIRE(r);
+    CHECK(r->new_sightings == 1);
+  }
+  CHECK(db->message_count() == 1);
+  auto rec = db->find_by_message_id("<all-hands@corp.example>");
+  REQUIRE(rec);
+  CHECK(rec->sightings.size() == users);
+  CHECK(rec->users.size() == users);
+  CHECK(db->mailbox_state_of("u0")->messages_tracked == 1);
+  CHECK(db->mailbox_state_of("u399")->messages_tracked == 1);
+  CHECK(ids(db->query_messages({.user = "u123"})) ==
+        std::vector<std::string>{"<all-hands@corp.example>"});
+  CHECK(db->mailbox_states().size() == users);
 }
 
 TEST_CASE("messages without Message-ID are keyed by fingerprint", "[unit][storage][store]") {
