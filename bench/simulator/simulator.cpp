@@ -22,7 +22,11 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cstdio>
 #include <fmt/format.h>
 #include <ctime>
@@ -1430,45 +1434,99 @@ bool simulator::has_disconnect_mid_fetch(std::size_t u) const { return impl_->di
 bool simulator::is_slow(std::size_t u) const { return impl_->slow(u); }
 bool simulator::has_uidvalidity_reset(std::size_t u) const { return impl_->uidvalidity_reset(u); }
 
+namespace {
+
+int signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int) {
+  const int saved = errno;
+  const char c = 1;
+  [[maybe_unused]] const auto n = ::write(signal_pipe[1], &c, 1);
+  errno = saved;
+}
+
+}  // namespace
+
 int run_simulate_command(const sim_options& opt) {
-  try {
-    // Block the signals before the io thread exists so only sigwait() below receives them.
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    int rc = 0;
-    {
-      simulator sim(opt);
-      const auto port = sim.start();
-      if (port == 0) {
-        fmt::print(stderr, "mailscan: simulate: {}\n", sim.last_error());
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-        return 1;
-      }
-      const bool v6 = opt.host.find(':') != std::string::npos;
-      fmt::print("ready {}{}{}:{}\n", v6 ? "[" : "", opt.host, v6 ? "]" : "", port);
-      std::fflush(stdout);
-      int sig = 0;
-      sigwait(&set, &sig);
-      sim.stop();
-      if (!opt.report_file.empty()) {
-        std::ofstream f(opt.report_file, std::ios::trunc);
-        f << sim.report_json() << "\n";
-        f.close();
-        if (!f) {
-          fmt::print(stderr, "mailscan: simulate: cannot write report {}\n", opt.report_file);
-          rc = 1;
-        }
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    return rc;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "mailscan: simulate: {}\n", e.what());
+  // Self-pipe: the handler (async-signal-safe write) wakes the blocking read below, whichever
+  // thread the signal lands on.
+  if (::pipe2(signal_pipe, O_CLOEXEC) != 0) {
+    fmt::print(stderr, "mailscan: simulate: cannot create signal pipe: {}\n", std::strerror(errno));
     return 1;
   }
+  struct sigaction sa {}, old_int{}, old_term{};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, &old_int);
+  ::sigaction(SIGTERM, &sa, &old_term);
+  auto restore = [&] {
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    ::close(signal_pipe[0]);
+    ::close(signal_pipe[1]);
+    signal_pipe[0] = signal_pipe[1] = -1;
+  };
+  int rc = 0;
+  try {
+    simulator sim(opt);
+    const auto port = sim.start();
+    if (port == 0) {
+      fmt::print(stderr, "mailscan: simulate: {}\n", sim.last_error());
+      restore();
+      return 1;
+    }
+    const bool v6 = opt.host.find(':') != std::string::npos;
+    fmt::print("ready {}{}{}:{}\n", v6 ? "[" : "", opt.host, v6 ? "]" : "", port);
+    std::fflush(stdout);
+    char c = 0;
+    while (::read(signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    sim.stop();
+    if (!opt.report_file.empty()) {
+      std::ofstream f(opt.report_file, std::ios::trunc);
+      f << sim.report_json() << "\n";
+      f.close();
+      if (!f) {
+        fmt::print(stderr, "mailscan: simulate: cannot write report {}\n", opt.report_file);
+        rc = 1;
+      }
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "mailscan: simulate: {}\n", e.what());
+    rc = 1;
+  }
+  restore();
+  return rc;
+}
+
+mscan::expected<std::pair<std::string, std::uint16_t>, std::string> parse_listen_address(
+    std::string_view s) {
+  using result = std::pair<std::string, std::uint16_t>;
+  std::string_view host, port;
+  if (s.starts_with("[")) {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos || s.substr(close + 1, 1) != ":")
+      return mscan::unexpected{fmt::format("invalid listen address '{}' (expected [::1]:PORT)", s)};
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    const auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || s.find(':') != colon)
+      return mscan::unexpected{fmt::format("invalid listen address '{}' (expected 127.0.0.1:PORT)", s)};
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+      std::stoul(std::string(port)) > 65535)
+    return mscan::unexpected{fmt::format("invalid port in listen address '{}'", s)};
+  if (host != "localhost") {
+    boost::system::error_code ec;
+    const auto addr = asio::ip::make_address(std::string(host), ec);
+    if (ec) return mscan::unexpected{fmt::format("invalid host in listen address '{}'", s)};
+    if (!addr.is_loopback())
+      return mscan::unexpected{fmt::format("refusing to listen on non-loopback address {}", host)};
+  }
+  return result{std::string(host), static_cast<std::uint16_t>(std::stoul(std::string(port)))};
 }
 
 }  // namespace mscan::sim

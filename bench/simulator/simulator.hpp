@@ -11,6 +11,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/expected.hpp"
 
 namespace mscan::sim {
 
@@ -83,7 +87,14 @@ class simulator {
 
 // `mailscan simulate`: starts, prints "ready host:port" on stdout, blocks until SIGINT or
 // SIGTERM, stops, writes report_json() to report_file (if set) and returns 0; on a start or
-// report failure prints "mailscan: simulate: <why>" on stderr and returns 1.
+// report failure prints "mailscan: simulate: <why>" on stderr and returns 1. It installs its
+// own SIGINT/SIGTERM handlers for the duration (restoring the previous ones), so a signal
+// delivered to any thread of the process ends the wait.
 int run_simulate_command(const sim_options&);
+
+// Parses `--listen` values: "127.0.0.1:143", "[::1]:143", "localhost:0". Only loopback
+// addresses are accepted; the error says why not (for "mailscan: simulate: <why>").
+mscan::expected<std::pair<std::string, std::uint16_t>, std::string> parse_listen_address(
+    std::string_view);
 
 }  // namespace mscan::sim

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <regex>
 #include <thread>
+#include <unistd.h>
 
 #include "bench/simulator/command_framer.hpp"
 #include "bench/simulator/message_generator.hpp"
@@ -402,7 +403,7 @@ TEST_CASE("run_simulate_command writes the report on SIGTERM", "[unit]") {
   REQUIRE(c->connected());
   REQUIRE(c->line());
   REQUIRE(c->command("l", "LOGIN sim0 sim").back().starts_with("l OK"));
-  pthread_kill(runner.native_handle(), SIGTERM);
+  ::kill(::getpid(), SIGTERM);  // process-directed: whichever thread gets it, the wait ends
   runner.join();
   REQUIRE(rc == 0);
   std::ifstream f(o.report_file);
@@ -513,4 +514,20 @@ TEST_CASE("fault: UIDVALIDITY changes on every SELECT", "[unit]") {
   const auto a = validity("a");
   const auto b = validity("b");
   REQUIRE(a != b);
+}
+
+TEST_CASE("listen addresses must be loopback", "[unit]") {
+  auto a = parse_listen_address("127.0.0.1:1143");
+  REQUIRE(a);
+  REQUIRE(a->first == "127.0.0.1");
+  REQUIRE(a->second == 1143);
+  auto b = parse_listen_address("[::1]:0");
+  REQUIRE(b);
+  REQUIRE(b->first == "::1");
+  REQUIRE(parse_listen_address("localhost:10")->second == 10);
+  REQUIRE(parse_listen_address("10.0.0.1:143").error().find("non-loopback") != std::string::npos);
+  REQUIRE_FALSE(parse_listen_address("127.0.0.1"));
+  REQUIRE_FALSE(parse_listen_address("127.0.0.1:99999"));
+  REQUIRE_FALSE(parse_listen_address("127.0.0.1:x"));
+  REQUIRE_FALSE(parse_listen_address("::1:143"));
 }
