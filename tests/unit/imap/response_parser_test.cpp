@@ -232,7 +232,7 @@ TEST_CASE("internaldate and search date conversions", "[unit]") {
   CHECK(format_search_date(1795996800) == "30-Nov-2026");
 }
 
-TEST_CASE("an unmatched '[' is an ordinary atom character", "[unit]") {
+TEST_CASE("an unmatched opening bracket is an ordinary atom character", "[unit]") {
   const std::string in = "* LIST () \"/\" foo[bar\r\n* LIST () \"/\" [Gmail]/Sent\r\n";
   const auto r = parse_whole(in);
   INFO(r.error);

@@ -152,7 +152,7 @@ TEST_CASE("scan session: happy path through LIST, batches, truncation, LOGOUT", 
   CHECK(d.take_events().empty());
 }
 
-TEST_CASE("scan session: CAPABILITY when the greeting has none; PREAUTH skips login", "[unit]") {
+TEST_CASE("scan session: CAPABILITY when the greeting has none, PREAUTH skips login", "[unit]") {
   auto o = basic_options();
   o.folders = {"INBOX"};
   driver d(o);
