@@ -153,6 +153,15 @@ feed_result response_parser::fail(std::string message, std::string_view bytes,
 feed_result response_parser::feed(std::string_view in) {
   if (failed_) return {0, feed_status::failed};
   if (state_ == state::ready) {
+    // Thousands of sessions each keep a parser: give back what one huge response grew.
+    if (text_.capacity() > (1u << 20)) {
+      text_ = std::string();
+      text_.reserve(1024);
+    }
+    if (nodes_.capacity() > 65536) {
+      nodes_ = std::vector<node>();
+      nodes_.reserve(256);
+    }
     text_.clear();
     literals_.clear();
     line_start_ = 0;

@@ -487,6 +487,7 @@ void scan_session::next_batch() {
   batch_.assign(uids_.begin() + static_cast<std::ptrdiff_t>(batch_pos_),
                 uids_.begin() + static_cast<std::ptrdiff_t>(end));
   batch_pos_ = end;
+  delivered_.assign(batch_.size(), false);
   std::vector<std::uint32_t> small, large;
   for (auto u : batch_)
     (std::binary_search(large_uids_.begin(), large_uids_.end(), u) ? large : small).push_back(u);
@@ -513,7 +514,10 @@ void scan_session::next_batch() {
 
 void scan_session::handle_fetch(fetch_data& f) {
   if (phase_ != phase::fetch || !f.uid) return;
-  if (!std::binary_search(batch_.begin(), batch_.end(), *f.uid)) return;
+  const auto at = std::lower_bound(batch_.begin(), batch_.end(), *f.uid);
+  if (at == batch_.end() || *at != *f.uid) return;
+  const auto index = static_cast<std::size_t>(at - batch_.begin());
+  if (delivered_[index]) return;  // a repeated answer for the same message
   message_fetched m;
   m.truncated = false;
   if (auto* whole = f.find_section(""); whole && whole->data) {
@@ -532,6 +536,7 @@ void scan_session::handle_fetch(fetch_data& f) {
   m.size = f.rfc822_size.value_or(m.raw.size());
   m.internaldate = f.internaldate ? parse_internaldate(*f.internaldate).value_or(0) : 0;
   if (f.flags) m.flags = std::move(*f.flags);
+  delivered_[index] = true;
   out_.push_back(std::move(m));
 }
 

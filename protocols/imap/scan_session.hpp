@@ -137,6 +137,7 @@ class scan_session {
   std::size_t searches_left_ = 0;
   std::size_t batch_pos_ = 0;
   std::vector<std::uint32_t> batch_;       // UIDs of the batch in flight (sorted)
+  std::vector<bool> delivered_;            // per batch_ entry: message_fetched emitted
   std::size_t fetches_left_ = 0;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
 };

@@ -318,7 +318,8 @@ TEST_CASE("scan session: BYE mid-FETCH, EOF mid-literal, EOF between responses",
   {
     driver d(o);
     to_fetch(d);
-    d.server("* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n* BYE Server shutting down\r\n");
+    d.server("* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n"
+             "* BYE Server shutting down\r\n");  // the repeated answer is not emitted twice
     const auto ev = d.take_events();
     REQUIRE(ev.size() == 3);
     CHECK(ev[1].rfind("msg INBOX v=3 uid=1", 0) == 0);
