@@ -5,7 +5,7 @@
 // config, CA + server certificate (openssl CLI, EC P-256), passdb, users' Maildirs, log
 // and (when the path is short enough for unix sockets) base_dir/state_dir. Dovecot runs in the
 // foreground (`dovecot -F -c CONF`) as our child in its own process group; the destructor
-// stops that pid (SIGTERM, then SIGKILL after 5 s) and kills stragglers of that group only.
+// SIGKILLs that group (its id = our child's pid, only this instance) and reaps every member.
 // The test process makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) so it can reap
 // those stragglers; PR_SET_PDEATHSIG makes dovecot die with the test process if it crashes.
 //
@@ -17,7 +17,8 @@
 //   "Résumé" is listed as "R&AOk-sum&AOk-"). Names "cur", "new", "tmp" cannot be folders.
 // Mail processes run as the system user `mail` (Dovecot refuses mail access as root); seeded
 // files are chowned to it. Auth runs as root so the passdb file may stay mode 0600.
-// Anvil's auth penalty is off (see dovecot_options::auth_penalty), auth_failure_delay = 0.
+// Anvil's auth penalty is off (see dovecot_options::auth_penalty), auth_failure_delay = 0;
+// a failed LOGIN still takes ~0.5 s (dovecot flushes delayed failures on a 0.5 s timer).
 //
 // Counting what the server did (for "a second scan fetched no bodies"):
 //   every IMAP session end is logged with `imap_logout_format` as one line
