@@ -3,7 +3,11 @@
 #include <catch2/catch.hpp>
 #include <rocksdb/db.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -406,4 +410,46 @@ TEST_CASE("a caller-chosen key is still found by Message-ID", "[unit][storage][s
   REQUIRE(db->write(std::vector{plain}, {}));
   REQUIRE(db->find_by_message_id("<plain@x>"));
   CHECK(db->find_by_message_id("<plain@x>")->key == "<plain@x>");
+}
+
+// Runs in a child process started by the next test (hidden from ctest by the "[.]" tag).
+TEST_CASE("read-only child process", "[.][storage_ro_child]") {
+  const char* dir = std::getenv("MSCAN_STORAGE_RO_DIR");
+  REQUIRE(dir != nullptr);
+  open_options o;
+  o.read_only = true;
+  auto reader = open_ok(dir, o);
+  CHECK(reader->message_count() == 1);
+  CHECK(ids(reader->query_messages({.contact = "bob@acme.example"})) ==
+        std::vector<std::string>{"<proc@x>"});
+  CHECK(reader->mailbox_state_of("alice")->messages_tracked == 1);
+}
+
+extern char** environ;
+
+TEST_CASE("read-only open in another process while the writer holds the database",
+          "[unit][storage][store]") {
+  temp_dir t;
+  auto writer = open_ok(t.db());
+  auto m = msg("proc@x", 10, "alice", "INBOX", 1);
+  m.contacts = {"bob@acme.example"};
+  REQUIRE(writer->write(std::vector{m}, {}));
+
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.push_back("MSCAN_STORAGE_RO_DIR=" + t.db().string());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::string filter = "[storage_ro_child]";
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  pid_t pid = 0;
+  REQUIRE(::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, envp.data()) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The writer carries on.
+  REQUIRE(writer->write(std::vector{msg("later@x", 20, "alice", "INBOX", 2)}, {}));
 }
