@@ -537,6 +537,32 @@ std::vector<std::string> parse_msg_ids(std::string_view v, std::size_t limit) {
   return out;
 }
 
+// Every string in a message is valid UTF-8 (JSON writers and RocksDB keys downstream rely on
+// it). Decoded fields already are; fields copied from raw bytes may not be.
+void make_utf8_clean(message& m) {
+  auto fix = [](std::string& s) {
+    if (!is_valid_utf8(s)) s = utf8_lossy(s);
+  };
+  fix(m.message_id);
+  for (auto& r : m.in_reply_to) fix(r);
+  for (auto& r : m.references) fix(r);
+  fix(m.thread_index);
+  for (auto& a : m.attachments) {
+    fix(a.type);
+    fix(a.content_id);
+  }
+  if (m.calendar) {
+    fix(m.calendar->method);
+    fix(m.calendar->uid);
+    fix(m.calendar->dtstart);
+  }
+  if (m.bounce) {
+    for (auto& r : m.bounce->failed_recipients) fix(r);
+    fix(m.bounce->status);
+  }
+  for (auto& w : m.warnings) fix(w);
+}
+
 } // namespace
 
 message parse_message(std::string_view raw, const parse_options& opts) {
@@ -624,6 +650,7 @@ message parse_message(std::string_view raw, const parse_options& opts) {
       for (auto& a : parse_addresses(failed_hdr, opts, fb, 100)) b.failed_recipients.push_back(a.email);
       if (!b.failed_recipients.empty()) msg.bounce = std::move(b);
     }
+    make_utf8_clean(msg);
   } catch (const std::exception& e) {
     // Only allocation failure can get here; keep what was read.
     if (msg.warnings.size() < max_warnings) msg.warnings.push_back(std::string("parse aborted: ") + e.what());

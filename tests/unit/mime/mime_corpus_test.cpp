@@ -6,6 +6,7 @@
 // Deliberate differences applied to every message (not listed per file):
 //  - domains are lower-cased (parse_address_list contract); Python keeps them as written;
 //  - display names and subjects are trimmed; Python keeps surrounding whitespace.
+#include "protocols/mime/detail.hpp"
 #include "protocols/mime/message.hpp"
 
 #include <catch2/catch.hpp>
@@ -86,6 +87,15 @@ TEST_CASE("real-world corpus matches pinned expectations", "[unit]") {
     CHECK(m.message_id == want["message_id"].get<std::string>());
     CHECK(names == want["attachments"]);
     CHECK(m.warnings.size() <= 64);
+    // every string is valid UTF-8, whatever bytes the message had
+    std::vector<std::string_view> strings = {m.message_id, m.subject, m.normalized_subject,
+                                             m.thread_index, m.thread_topic, m.body_text, m.reply_above};
+    for (const auto* l : {&m.from, &m.sender, &m.reply_to, &m.to, &m.cc, &m.bcc, &m.delivered_to})
+      for (const auto& a : *l) strings.insert(strings.end(), {a.display_name, a.email, a.normalized});
+    for (const auto& a : m.attachments) strings.insert(strings.end(), {a.name, a.type, a.content_id});
+    for (const auto& r : m.references) strings.push_back(r);
+    for (const auto& w : m.warnings) strings.push_back(w);
+    for (std::string_view s : strings) CHECK(mscan::mime::detail::is_valid_utf8(s));
   }
   CHECK(files == expected.size());
   CHECK(files >= 148);
