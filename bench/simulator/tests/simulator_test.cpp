@@ -531,3 +531,37 @@ TEST_CASE("listen addresses must be loopback", "[unit]") {
   REQUIRE_FALSE(parse_listen_address("127.0.0.1:x"));
   REQUIRE_FALSE(parse_listen_address("::1:143"));
 }
+
+TEST_CASE("stop() closes idle, blocked and delayed connections promptly", "[unit]") {
+  auto o = small(3, 2000);
+  o.faults.slow = 0;
+  simulator sim(o);
+  const auto port = sim.start();
+  auto idle = logged_in(port, "sim0");
+  idle.send("i IDLE\r\n");
+  REQUIRE(idle.line() == "+ idling\r\n");
+  // A client that asks for ~8 MB and never reads: the server's write is stuck on a full socket.
+  auto blocked = logged_in(port, "sim1");
+  blocked.command("s", "EXAMINE INBOX");
+  blocked.send("f UID FETCH 1:* BODY.PEEK[]\r\n");
+  // A connection whose greeting is still waiting on its latency timer.
+  auto slow_opts = small();
+  slow_opts.latency_ms = 60000;
+  simulator slow_sim(slow_opts);
+  client waiting(slow_sim.start());
+  REQUIRE(waiting.connected());
+  // The blocked client's request has been read once the server answers the idle client... so
+  // make sure the server has processed it: a NOOP on a third connection round-trips after it.
+  auto probe = logged_in(port, "sim2");
+  REQUIRE(probe.command("n", "NOOP").back().starts_with("n OK"));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  sim.stop();
+  slow_sim.stop();
+  REQUIRE(std::chrono::steady_clock::now() - t0 < 5s);
+  REQUIRE(idle.closed_by_server());
+  REQUIRE(probe.closed_by_server());
+  REQUIRE(waiting.closed_by_server());
+  REQUIRE(sim.stats().connections == 0);
+  sim.stop();  // idempotent
+}
