@@ -600,6 +600,9 @@ void scan_session::handle_tagged(const status_response& s) {
     case cmd_kind::select:
       if (!ok) {
         if (fail_if_throttled(s)) return;
+        if (s.status == status_kind::bad)
+          return fail_protocol(fmt::format("{} rejected: {}",
+                                           opts_.unread_only ? "SELECT" : "EXAMINE", s.text));
         if (folders_[folder_index_].configured) {
           fail(error_kind::folder_not_found,
                fmt::format("folder \"{}\" cannot be opened: {}", folders_[folder_index_].name, s.text));

@@ -45,6 +45,7 @@ struct driver {
   explicit driver(session_options o, std::size_t chunk = 0) : s(std::move(o)), chunk(chunk) {}
   scan_session s;
   std::size_t chunk;
+  bool auto_resume = false;          // resume() as soon as a batch completes
   std::string written;               // client bytes not yet checked
   std::vector<std::string> events;   // every non-write output, in order
 
@@ -63,6 +64,10 @@ struct driver {
     for (std::size_t i = 0; i < bytes.size(); i += chunk) {
       s.on_bytes(bytes.substr(i, chunk));
       drain();
+      if (auto_resume && s.awaiting_resume()) {
+        s.resume();
+        drain();
+      }
     }
   }
   std::string client() {
@@ -457,5 +462,88 @@ TEST_CASE("scan session: ESEARCH compact answers, bounded expansion", "[unit]") 
     const auto ev = d.take_events();
     REQUIRE(ev.size() == 2);
     CHECK(ev[1].rfind("failed protocol_error retry=0: protocol error: bad ESEARCH result", 0) == 0);
+  }
+}
+
+namespace {
+
+// The server side of the happy path above, as one stream (valid when fed with auto_resume).
+const std::string happy_server =
+    "* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN] Dovecot ready.\r\n"
+    "a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SPECIAL-USE] Logged in\r\n"
+    "* LIST (\\HasNoChildren) \".\" INBOX\r\n"
+    "* LIST (\\HasNoChildren) \".\" Sent\r\n"
+    "a2 OK List completed.\r\n"
+    "* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 11] x\r\na3 OK [READ-ONLY] done\r\n"
+    "* SEARCH 3 7 10\r\na4 OK\r\n* SEARCH 10\r\na5 OK\r\n"
+    "* 1 FETCH (UID 3 FLAGS (\\Seen) RFC822.SIZE 5 BODY[] {5}\r\nhello)\r\n"
+    "* 2 FETCH (UID 7 FLAGS () RFC822.SIZE 3 BODY[] \"abc\")\r\na6 OK\r\n"
+    "* 3 FETCH (UID 10 RFC822.SIZE 5000 BODY[HEADER] {3}\r\nh\r\n BODY[TEXT]<0> {2}\r\nbo)\r\n"
+    "a7 OK\r\n"
+    "* 0 EXISTS\r\n* OK [UIDVALIDITY 9] x\r\na8 OK\r\n";
+
+session_options happy_options() {
+  auto o = basic_options();
+  o.batch_size = 2;
+  o.max_message_bytes = 100;
+  return o;
+}
+
+std::size_t terminal_count(const std::vector<std::string>& ev) {
+  std::size_t n = 0;
+  for (const auto& e : ev)
+    if (e == "complete" || e.rfind("failed ", 0) == 0) ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("scan session: the whole happy stream, then EOF at every byte", "[unit]") {
+  {
+    driver d(happy_options(), 1);
+    d.auto_resume = true;
+    d.server(happy_server);
+    const auto ev = d.take_events();
+    REQUIRE(!ev.empty());
+    CHECK(ev.back() == "complete");
+    CHECK(ev.size() == 10);  // 2 opened, 3 msg, 2 batch, 2 folder, complete
+  }
+  for (std::size_t k = 0; k < happy_server.size(); ++k) {
+    driver d(happy_options(), 64);
+    d.auto_resume = true;
+    d.server(std::string_view(happy_server).substr(0, k));
+    d.s.on_eof();
+    const auto ev = d.take_events();
+    INFO("EOF after " << k << " bytes");
+    REQUIRE(terminal_count(ev) == 1);
+    CHECK((ev.back().rfind("failed server_bye", 0) == 0 ||
+           ev.back().rfind("failed protocol_error", 0) == 0));
+    CHECK(d.s.finished());
+  }
+}
+
+TEST_CASE("scan session: a NO or BAD for every command ends in one classified failure", "[unit]") {
+  for (int tag = 1; tag <= 8; ++tag) {
+    for (const char* status : {"NO", "BAD"}) {
+      std::string script = happy_server;
+      const std::string ok = "\na" + std::to_string(tag) + " OK";
+      const auto at = script.find(ok);
+      REQUIRE(at != std::string::npos);
+      script.replace(at, ok.size(), "\na" + std::to_string(tag) + " " + status);
+      driver d(happy_options(), 5);
+      d.auto_resume = true;
+      d.server(script);
+      d.s.on_eof();
+      const auto ev = d.take_events();
+      INFO("a" << tag << " " << status);
+      REQUIRE(terminal_count(ev) == 1);
+      if (tag == 8 && status == std::string("NO")) {
+        // a listed folder that cannot be opened is skipped, not fatal
+        CHECK(ev.back() == "complete");
+      } else if (tag != 3 || status != std::string("NO")) {
+        CHECK(ev.back().rfind("failed ", 0) == 0);
+      }
+      for (const auto& e : ev) CHECK(e.find("s3cret-pw") == std::string::npos);
+    }
   }
 }
