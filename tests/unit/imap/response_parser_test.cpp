@@ -242,3 +242,39 @@ TEST_CASE("an unmatched opening bracket is an ordinary atom character", "[unit]"
   CHECK(r.responses[1] == "list  delim=/ name=[Gmail]/Sent");
   CHECK(grind(in));
 }
+
+TEST_CASE("response codes of RFC 3501/5530/4315/7162 and odd FETCH forms", "[unit]") {
+  const auto bytes = read_fixture("response_codes.txt");
+  const auto r = parse_whole(bytes);
+  INFO(r.error);
+  REQUIRE_FALSE(r.failed);
+  REQUIRE(r.responses.size() == 22);
+  const std::vector<std::string> expected{
+      "status tag= OK code=1:ALERT::0: text=System shutdown in 10 minutes",
+      "status tag=a1 NO code=8:TRYCREATE::0: text=Mailbox doesn't exist: Junk",
+      "status tag=a2 NO code=33:NONEXISTENT::0: text=Unknown Mailbox: Nope (Failure)",
+      "status tag=a3 NO code=24:INUSE::0: text=Mailbox in use",
+      "status tag=a4 NO code=31:OVERQUOTA::0: text=Quota exceeded",
+      "status tag=a5 NO code=30:LIMIT::0: text=Too many concurrent IMAP connections",
+      "status tag=a6 NO code=34:UNAVAILABLE::0: text=Backend down",
+      "status tag=a7 NO code=2:BADCHARSET:(UTF-8 US-ASCII):0:UTF-8,US-ASCII text=charset",
+      "status tag=a8 OK code=15:COPYUID:38505 304,319:320 3956:3958:0: text=Done",
+      "status tag=a9 OK code=14:APPENDUID:38505 3955:0: text=APPEND completed",
+      "status tag=a10 NO code=29:CANNOT::0: text=Too long",
+      "status tag=a11 BAD code=28:CLIENTBUG::0: text=Bad sequence",
+      "status tag=a12 NO code=20:EXPIRED::0: text=Password expired",
+      "status tag=a13 NO code=22:CONTACTADMIN::0: text=Ask your admin",
+      "status tag=a14 OK code=36:X-CUSTOM-CODE:some args:0: text=fine",
+      "status tag= OK code=13:NOMODSEQ::0: text=No permanent modsequences",
+      "status tag= OK code=17:CLOSED::0: text=Previous mailbox closed",
+      "other NAMESPACE",
+      "other ID",
+      "fetch 4 uid=9 BODY[]={}",
+      std::string("fetch 5 uid=10 BINARY[1]<0>={a") + std::string("\0", 1) + "b}",
+      "fetch 6 uid=11 bs=((\"text\" \"plain\" NIL NIL NIL \"7bit\" 3 1) \"mixed\") BODY[]=NIL",
+  };
+  CHECK(r.responses == expected);
+  std::string why;
+  CHECK(grind(bytes, {}, &why));
+  INFO(why);
+}
