@@ -7,6 +7,7 @@
 #include <iconv.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -239,9 +240,11 @@ bool iconv_convert(iconv_t cd, std::string_view in, std::string& out, bool& loss
   iconv(cd, nullptr, nullptr, nullptr, nullptr); // reset shift state
   char* src = const_cast<char*>(in.data());
   std::size_t src_left = in.size();
-  std::size_t start = out.size();
-  out.resize(start + in.size() * 2 + 16);
-  std::size_t used = start;
+  std::size_t used = out.size();
+  out.resize(used + in.size() * 2 + 16);
+  auto room = [&](std::size_t n) {
+    if (out.size() - used < n) out.resize(out.size() * 2 + n); // doubling: amortised linear
+  };
   while (src_left > 0) {
     char* dst = out.data() + used;
     std::size_t dst_left = out.size() - used;
@@ -249,13 +252,12 @@ bool iconv_convert(iconv_t cd, std::string_view in, std::string& out, bool& loss
     used = out.size() - dst_left;
     if (r != std::size_t(-1)) break;
     if (errno == E2BIG) {
-      out.resize(out.size() * 2);
+      room(out.size());
     } else if (errno == EILSEQ || errno == EINVAL) {
       // Invalid or truncated sequence: one replacement character, skip a byte, go on.
-      out.resize(used);
-      append_utf8(out, 0xFFFD);
-      used = out.size();
-      out.resize(used + src_left * 2 + 16);
+      room(3);
+      std::memcpy(out.data() + used, "\xEF\xBF\xBD", 3);
+      used += 3;
       lossy = true;
       ++src;
       --src_left;
@@ -266,6 +268,7 @@ bool iconv_convert(iconv_t cd, std::string_view in, std::string& out, bool& loss
     }
   }
   // flush shift state (ISO-2022-*)
+  room(16);
   char* dst = out.data() + used;
   std::size_t dst_left = out.size() - used;
   iconv(cd, nullptr, nullptr, &dst, &dst_left);

@@ -349,6 +349,8 @@ structured_value parse_structured(std::string_view s, std::string_view fallback_
           v = trim(v.substr(0, k));
           break;
         }
+        k = u > k ? u - 1 : k; // each word is looked at once: linear
+
       }
       value.assign(v);
     }

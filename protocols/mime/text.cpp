@@ -314,16 +314,24 @@ std::string html_to_text(std::string_view html) {
     }
     space_pending = false;
   };
+  bool head_unclosed = false, title_unclosed = false;
+  std::size_t next_lt = 0;
+  bool first = true;
   std::size_t i = 0;
   while (i < html.size()) {
-    const char* lt = static_cast<const char*>(std::memchr(html.data() + i, '<', html.size() - i));
-    const char* amp = static_cast<const char*>(std::memchr(html.data() + i, '&', (lt ? lt - html.data() : html.size()) - i));
-    std::size_t stop = amp ? std::size_t(amp - html.data()) : lt ? std::size_t(lt - html.data()) : html.size();
+    // The next '<' is cached: text full of '&' must not rescan to the end for each one.
+    if (first || next_lt < i) {
+      first = false;
+      const void* p = std::memchr(html.data() + i, '<', html.size() - i);
+      next_lt = p ? std::size_t(static_cast<const char*>(p) - html.data()) : html.size();
+    }
+    const void* amp = std::memchr(html.data() + i, '&', next_lt - i);
+    std::size_t stop = amp ? std::size_t(static_cast<const char*>(amp) - html.data()) : next_lt;
     put_char_run(html.substr(i, stop - i));
     i = stop;
     if (i >= html.size()) break;
     if (html[i] == '&') {
-      std::size_t semi = html.find(';', i);
+      std::size_t semi = html.substr(0, std::min(html.size(), i + 12)).find(';', i); // bounded: linear
       std::string_view ent = semi == std::string_view::npos || semi - i > 10 ? std::string_view{} : html.substr(i + 1, semi - i - 1);
       char32_t cp = 0;
       if (ent.size() > 1 && ent[0] == '#') {
@@ -372,7 +380,10 @@ std::string html_to_text(std::string_view html) {
       // skip to the matching close tag (case-insensitive search without allocation)
       std::size_t k = i;
       bool found = false;
-      while ((k = html.find("</", k)) != std::string_view::npos) {
+      // An unclosed <head>/<title> is only searched for once: repeats would be quadratic.
+      bool& unclosed = tag_is(name, "head") ? head_unclosed : title_unclosed;
+      bool searchable = !((tag_is(name, "head") || tag_is(name, "title")) && unclosed);
+      while (searchable && (k = html.find("</", k)) != std::string_view::npos) {
         std::string_view rest = html.substr(k + 2);
         if (istarts_with(rest, name)) {
           std::size_t g = html.find('>', k);
@@ -383,6 +394,7 @@ std::string html_to_text(std::string_view html) {
         k += 2;
       }
       if (!found && !tag_is(name, "head") && !tag_is(name, "title")) i = html.size();
+      if (!found && (tag_is(name, "head") || tag_is(name, "title"))) unclosed = true;
       continue;
     }
     if (tag_is(name, "br")) newline(1);
@@ -413,6 +425,14 @@ bool ends_with_wrote(std::string_view line) {
                              "napisał:", "escreveu:", "написал:", "napsal:"})
     if (line.size() >= w.size() && iequals(line.substr(line.size() - w.size()), w)) return true;
   return false;
+}
+
+// "-----Original Message-----" and its translations ("---------- Forwarded message ---").
+bool separator_line(std::string_view t) {
+  return contains_ci(t, "original message") || contains_ci(t, "ursprüngliche nachricht") ||
+         contains_ci(t, "message d'origine") || contains_ci(t, "forwarded message") ||
+         contains_ci(t, "mensaje original") || contains_ci(t, "messaggio originale") ||
+         contains_ci(t, "oorspronkelijk bericht") || contains_ci(t, "originalmeddelande");
 }
 
 bool quote_verb(std::string_view line) {
@@ -467,10 +487,7 @@ std::string extract_reply_above(std::string_view body, std::string_view marker) 
         } else if (t.back() == ':' && starts_quote_intro(t) && quote_verb(t)) {
           hit = true; // "Am 01.01.2024 um 10:00 schrieb Bob <bob@x>:"
         }
-        else if (t.size() >= 10 && t.substr(0, 3) == "---" &&
-                 (contains_ci(t, "original message") || contains_ci(t, "ursprüngliche nachricht") ||
-                  contains_ci(t, "message d'origine") || contains_ci(t, "forwarded message") ||
-                  contains_ci(t, "mensaje original") || contains_ci(t, "messaggio originale")))
+        else if (t.size() >= 10 && t.substr(0, 3) == "---" && separator_line(t.substr(0, 200)))
           hit = true;
         else if (istarts_with(t, "from:") || istarts_with(t, "von:") || istarts_with(t, "de:") ||
                  istarts_with(t, "*from:*")) {

@@ -126,3 +126,46 @@ TEST_CASE("every prefix of real messages parses (grind)", "[unit]") {
     }
   }
 }
+
+TEST_CASE("inputs built to make a naive parser quadratic stay fast", "[unit]") {
+  const std::size_t n = 2 * 1024 * 1024;
+  auto timed = [](const std::string& raw) {
+    message m;
+    return seconds_to_parse(raw, m);
+  };
+  std::string amp = "Content-Type: text/html\r\n\r\n";
+  for (std::size_t i = 0; i < n / 2; ++i) amp += "&x";
+  CHECK(timed(amp) < 5.0);
+  std::string head = "Content-Type: text/html\r\n\r\n";
+  while (head.size() < n) head += "<head><title>";
+  CHECK(timed(head) < 5.0);
+  std::string param = "Content-Type: text/plain; name=a" + std::string(n, ' ') + "b\r\n\r\nx";
+  CHECK(timed(param) < 5.0);
+  std::string ew = "Subject: ";
+  while (ew.size() < n) ew += "=?a?q?";
+  ew += "?=\r\n\r\n";
+  CHECK(timed(ew) < 5.0);
+  std::string dashes = "\r\n" + std::string(n, '-') + "\r\n";
+  CHECK(timed(dashes) < 5.0);
+  std::string closes = "Content-Type: multipart/mixed; boundary=b\r\n\r\n";
+  while (closes.size() < n) closes += "--b--\r\n--b\r\n";
+  CHECK(timed(closes) < 5.0);
+  std::string wrote = "\r\n";
+  while (wrote.size() < n) wrote += "From: x\r\nFrom: y wrote:\r\n";
+  CHECK(timed(wrote) < 5.0);
+}
+
+TEST_CASE("megabytes of invalid bytes in every charset path stay linear", "[unit]") {
+  const std::string junk(2 * 1024 * 1024, '\xFF');
+  for (const char* cs : {"shift_jis", "iso-2022-jp", "utf-8", "big5", "x-unknown", "euc-kr"}) {
+    INFO(cs);
+    auto t0 = std::chrono::steady_clock::now();
+    bool lossy = false;
+    std::string out = to_utf8(junk, cs, &lossy);
+    CHECK(lossy);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5.0);
+    CHECK(out.size() <= junk.size() * 3);
+  }
+  message m;
+  CHECK(seconds_to_parse("Content-Type: text/plain; charset=shift_jis\r\n\r\n" + junk, m) < 5.0);
+}
