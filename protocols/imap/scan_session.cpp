@@ -179,10 +179,17 @@ void scan_session::send(command c, cmd_kind kind) {
 
 void scan_session::fail(error_kind kind, std::string detail, std::uint32_t retry_after_s) {
   if (phase_ == phase::done) return;
-  // Defence in depth: a server echoing our credentials must not put them in an error.
-  if (opts_.secret.size() >= 4) {
-    for (std::size_t p; (p = detail.find(opts_.secret)) != std::string::npos;)
-      detail.replace(p, opts_.secret.size(), "***");
+  // Defence in depth: a server echoing our credentials (plain or as the SASL base64 we
+  // sent) must not put them in an error.
+  auto redact = [&](const std::string& secret) {
+    if (secret.size() < 4) return;
+    for (std::size_t p; (p = detail.find(secret)) != std::string::npos;)
+      detail.replace(p, secret.size(), "***");
+  };
+  redact(opts_.secret);
+  if (!opts_.secret.empty()) {
+    redact(sasl_plain(opts_.username, opts_.secret));
+    redact(sasl_xoauth2(opts_.username, opts_.secret));
   }
   phase_ = phase::done;
   out_.push_back(scan_failed{error{kind, std::move(detail), retry_after_s}});

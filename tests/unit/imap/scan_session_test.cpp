@@ -229,6 +229,7 @@ TEST_CASE("scan session: login failures are classified, secrets never in details
       {"a1 NO [LIMIT] Too many connections, retry after 30 seconds\r\n", "failed throttled", 30},
       {"* BYE Server Unavailable. 15\r\n", "failed throttled", 60},
       {"a1 NO [AUTHENTICATIONFAILED] bad password s3cret-pw\r\n", "failed login_failed", 0},
+      {"a1 BAD echo " + sasl_plain("alice", "s3cret-pw") + "\r\n", "failed login_failed", 0},
   };
   for (const auto& r : rows) {
     INFO(r.reply);
@@ -241,6 +242,7 @@ TEST_CASE("scan session: login failures are classified, secrets never in details
     CHECK(ev[0].rfind(r.prefix, 0) == 0);
     CHECK(ev[0].find("retry=" + std::to_string(r.retry) + ":") != std::string::npos);
     CHECK(ev[0].find("s3cret-pw") == std::string::npos);
+    CHECK(ev[0].find(sasl_plain("alice", "s3cret-pw")) == std::string::npos);
     CHECK(d.s.finished());
   }
 }
