@@ -2,11 +2,15 @@
 // 1000 (sync WAL per batch, as in production), next to raw RocksDB WriteBatch puts of values
 // of the same size in the same run, plus the replay case (every record unchanged) and a query.
 //
-//   storage_bench [--records N] [--no-sync]
+// fsync latency on a shared VM disk swings by 10x between seconds, so store and raw runs
+// alternate and each figure is the median of --rounds runs.
+//
+//   storage_bench [--records N] [--rounds R] [--no-sync]
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -133,21 +137,25 @@ double bench_raw(const std::vector<st::message_record>& recs, std::size_t batch,
 int main(int argc, char** argv) {
   std::size_t records = 20000;
   bool sync = true;
+  int rounds = 3;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--records") == 0 && i + 1 < argc)
       records = std::strtoul(argv[++i], nullptr, 10);
+    else if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+      rounds = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--no-sync") == 0)
       sync = false;
     else {
-      std::fprintf(stderr, "usage: storage_bench [--records N] [--no-sync]\n");
+      std::fprintf(stderr, "usage: storage_bench [--records N] [--rounds R] [--no-sync]\n");
       return 2;
     }
   }
   std::vector<st::message_record> recs;
   recs.reserve(records);
   for (std::size_t i = 0; i < records; ++i) recs.push_back(make_record(i));
-  std::printf("records=%zu sync=%s value_bytes~%zu\n", records, sync ? "yes" : "no",
-              st::codec::encode(recs[0]).size());
+  if (records == 0) return 2;
+  std::printf("records=%zu sync=%s value_bytes~%zu rounds=%d (medians)\n", records,
+              sync ? "yes" : "no", st::codec::encode(recs[0]).size(), rounds);
   std::printf("%-6s %14s %14s %16s %10s\n", "batch", "store rec/s", "raw put rec/s",
               "store replay/s", "query ms");
   for (std::size_t batch : {std::size_t{1}, std::size_t{100}, std::size_t{1000}}) {
@@ -155,10 +163,20 @@ int main(int argc, char** argv) {
     std::vector<st::message_record> slice(
         recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(
                                          batch == 1 ? std::min<std::size_t>(records, 2000) : records));
-    double replay = 0, query = 0;
-    const double s = bench_store(slice, batch, sync, &replay, &query);
-    const double r = bench_raw(slice, batch, sync);
-    std::printf("%-6zu %14.0f %14.0f %16.0f %10.2f\n", batch, s, r, replay, query);
+    std::vector<double> s, r, replay, query;
+    for (int round = 0; round < rounds; ++round) {
+      double rp = 0, q = 0;
+      s.push_back(bench_store(slice, batch, sync, &rp, &q));
+      replay.push_back(rp);
+      query.push_back(q);
+      r.push_back(bench_raw(slice, batch, sync));
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    std::printf("%-6zu %14.0f %14.0f %16.0f %10.2f\n", batch, median(s), median(r),
+                median(replay), median(query));
   }
   return 0;
 }

@@ -375,6 +375,14 @@ expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path&
   if (!exists && (o.read_only || !o.create_if_missing))
     return unexpected{make_error(error::code::not_found,
                                  fmt::format("no database at {}", dir.string()))};
+  // RocksDB creates only the last path component; data_dir may be nested and new.
+  if (!exists && !std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+      return unexpected{make_error(ec == std::errc::no_space_on_device ? error::code::no_space
+                                                                       : error::code::io_error,
+                                   fmt::format("create {}: {}", dir.string(), ec.message()))};
+  }
   if (auto r = p->open_db(!exists, o.read_only); !r) return unexpected{r.error()};
   return std::unique_ptr<store>(new store(std::move(p)));
 } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,21 @@ TEST_CASE("a new database starts empty at the current format", "[unit][storage][
   CHECK(db->mailbox_states().empty());
   CHECK_FALSE(db->checkpoint("alice", "INBOX"));
   CHECK_FALSE(db->find_by_message_id("<nope@x>"));
+}
+
+TEST_CASE("a nested data directory is created", "[unit][storage][store]") {
+  temp_dir t;
+  auto db = open_ok(t.path() / "a" / "b" / "data");
+  CHECK(std::filesystem::exists(t.path() / "a" / "b" / "data" / "CURRENT"));
+}
+
+TEST_CASE("an unusable path is an error, not a crash", "[unit][storage][store]") {
+  temp_dir t;
+  { std::ofstream(t.path() / "file") << "x"; }
+  auto r = store::open(t.path() / "file" / "db");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == error::code::io_error);
+  CHECK(r.error().message.find("file") != std::string::npos);
 }
 
 TEST_CASE("missing database is not created when not asked to", "[unit][storage][store]") {
