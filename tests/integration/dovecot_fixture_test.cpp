@@ -82,6 +82,24 @@ TEST_CASE("dovecot fixture starts fast and stops its own process", "[integration
   CHECK_FALSE(std::filesystem::exists(root));
 }
 
+TEST_CASE("a dovecot that cannot start throws with its log tail", "[integration][dovecot]") {
+  REQUIRE_DOVECOT();
+  std::string what;
+  try {
+    dovecot_fixture dv({.users = {{"alice", "secret"}}, .max_connections = 0});
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  INFO(what);
+  CHECK(what.find("Fatal") != std::string::npos);
+  CHECK(what.find("process_limit") != std::string::npos);
+  auto kept = what.find("(kept for inspection: ");
+  REQUIRE(kept != std::string::npos);
+  auto path = what.substr(kept + 22, what.find(')', kept) - kept - 22);
+  CHECK(std::filesystem::exists(std::filesystem::path(path) / "dovecot.conf"));
+  std::filesystem::remove_all(path);
+}
+
 TEST_CASE("LOGIN over plain TCP, then STARTTLS verified", "[integration][dovecot]") {
   REQUIRE_DOVECOT();
   dovecot_fixture dv({.users = {{"alice", "pa ss\"word\\x"}}});

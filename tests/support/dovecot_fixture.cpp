@@ -628,8 +628,12 @@ dovecot_fixture::dovecot_fixture(dovecot_options options) : impl_(std::make_uniq
       d.write_passwd();
     }
     d.start();
-  } catch (const std::filesystem::filesystem_error& e) {
-    throw std::runtime_error(std::string("dovecot fixture: ") + e.what());
+  } catch (const std::exception& e) {
+    // Keep the directory of an instance that failed to start: its log and config are the
+    // evidence.
+    d.opts.keep_dir = !d.root_dir.empty();
+    std::string where = d.root_dir.empty() ? "" : "\n(kept for inspection: " + d.root_dir.string() + ")";
+    throw std::runtime_error(std::string("dovecot fixture: ") + e.what() + where);
   }
 }
 

@@ -55,7 +55,8 @@ struct dovecot_options {
   bool auth_penalty = false;
   // Where the fixture directory is created; empty = MAILSCAN_BINARY_DIR/test-tmp.
   std::filesystem::path parent_dir = {};
-  // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1).
+  // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1;
+  // always kept when the start failed, its path is in the exception text).
   bool keep_dir = false;
 };
 
