@@ -412,6 +412,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
   };
   std::unordered_map<std::string, slot> slots;
   std::vector<std::string> order;
+  write_stats stats;
   for (const auto& m : messages)
     if (slots.try_emplace(m.key).second) order.push_back(m.key);
   if (!order.empty()) {
@@ -426,12 +427,16 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
       if (sts[i].IsNotFound()) continue;
       if (!sts[i].ok()) return unexpected{from_status(sts[i], "read stored message")};
       auto rec = codec::decode_message(order[i], values[i]);
-      if (!rec) return unexpected{rec.error()};
+      if (!rec) {
+        // Refusing would wedge the writer on this key forever: the incoming record replaces
+        // it. Its old index entries stay behind, but queries re-check every record.
+        ++stats.corrupt_replaced;
+        continue;
+      }
       slots[order[i]].stored = std::move(*rec);
     }
   }
 
-  write_stats stats;
   for (const auto& m : messages) {
     auto& sl = slots[m.key];
     const bool brand_new = !sl.cur && !sl.stored;
@@ -486,9 +491,10 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     mailbox_state st;
     st.user = user;
     if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(user))) {
-      auto decoded = codec::decode_mailbox_state(user, *v);
-      if (!decoded) return unexpected{decoded.error()};
-      st = std::move(*decoded);
+      if (auto decoded = codec::decode_mailbox_state(user, *v))
+        st = std::move(*decoded);
+      else
+        ++stats.corrupt_replaced;  // start the count again rather than wedge the writer
     }
     st.messages_tracked += n;
     batch.Put(d.h(cf::mailbox_state), keys::mailbox_state(user), codec::encode(st));

@@ -106,10 +106,12 @@ struct message_filter {
 // Per write(): new_messages = records created; new_sightings = (user, folder) sightings
 // added or moved to a newer uidvalidity/uid (those of new records included); updated =
 // existing records that changed; unchanged = incoming records that changed nothing
-// (a replayed batch counts every record here).
+// (a replayed batch counts every record here). corrupt_replaced = stored values that could
+// not be decoded and were replaced instead of failing the batch (worth a log line).
 struct write_stats {
   std::size_t new_messages = 0, new_sightings = 0, unchanged = 0;
   std::size_t updated = 0;
+  std::size_t corrupt_replaced = 0;
 };
 
 struct open_options {

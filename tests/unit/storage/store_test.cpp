@@ -48,6 +48,20 @@ std::vector<std::string> ids(const std::vector<message_record>& v) {
   return out;
 }
 
+// Writes one raw value, as another build (or a damaged disk) would have.
+void put_raw(const std::filesystem::path& dir, column_family family, const std::string& key,
+             const std::string& value) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (auto n : column_family_names) descs.emplace_back(std::string(n), rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> hs;
+  rocksdb::DB* raw = nullptr;
+  REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), dir.string(), descs, &hs, &raw).ok());
+  CHECK(raw->Put(rocksdb::WriteOptions(), hs[index_of(family)], key, value).ok());
+  for (auto* h : hs) raw->DestroyColumnFamilyHandle(h);
+  CHECK(raw->Close().ok());
+  delete raw;
+}
+
 // Writes the format version straight into meta, as another build would have.
 void set_format_version(const std::filesystem::path& dir, std::uint32_t v) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
@@ -468,4 +482,24 @@ TEST_CASE("read-only open in another process while the writer holds the database
   CHECK(WEXITSTATUS(status) == 0);
   // The writer carries on.
   REQUIRE(writer->write(std::vector{msg("later@x", 20, "alice", "INBOX", 2)}, {}));
+}
+
+TEST_CASE("a corrupt stored value is replaced instead of wedging the writer",
+          "[unit][storage][store]") {
+  temp_dir t;
+  auto m = msg("bad@x", 10, "alice", "INBOX", 1);
+  { open_ok(t.db()); }
+  put_raw(t.db(), column_family::messages, keys::message(m.key), std::string("\x01\xff\xff", 3));
+  put_raw(t.db(), column_family::mailbox_state, keys::mailbox_state("alice"), "\x09junk");
+  auto db = open_ok(t.db());
+  CHECK_FALSE(db->find_by_key(m.key));        // readers skip what they cannot decode
+  CHECK(db->query_messages({}).empty());
+  CHECK_FALSE(db->mailbox_state_of("alice"));
+  auto r = db->write(std::vector{m}, {});
+  if (!r) FAIL(r.error().message);
+  CHECK(r->corrupt_replaced == 2);
+  auto rec = db->find_by_key(m.key);
+  REQUIRE(rec);
+  CHECK(rec->sightings.size() == 1);
+  CHECK(db->mailbox_state_of("alice")->messages_tracked == 1);
 }
