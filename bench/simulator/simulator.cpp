@@ -632,7 +632,10 @@ class connection : public std::enable_shared_from_this<connection> {
       count();
       std::string enabled;
       for (auto tok = t.next(); tok.what == token::kind::atom; tok = t.next())
-        if (iequals(tok.text, "CONDSTORE")) enabled = " CONDSTORE";
+        if (iequals(tok.text, "CONDSTORE")) {
+          enabled = " CONDSTORE";
+          condstore_ = true;
+        }
       out_ += fmt::format("* ENABLED{}\r\n", enabled);
       return tagged(tag, "OK ENABLE completed");
     }
@@ -822,6 +825,8 @@ class connection : public std::enable_shared_from_this<connection> {
     state_ = state::authenticated;  // a failed SELECT leaves no mailbox selected
     const auto f = resolve_folder(mbox.text);
     if (!f) return tagged(tag, "NO [NONEXISTENT] Mailbox doesn't exist");
+    const token params = t.next();  // SELECT INBOX (CONDSTORE) enables it too (RFC 7162)
+    if (params.what == token::kind::list && iequals(tokenizer(params.text).rest(), "CONDSTORE")) condstore_ = true;
     folder_ = *f;
     read_only_ = name == "EXAMINE";
     state_ = state::selected;
@@ -974,6 +979,7 @@ class connection : public std::enable_shared_from_this<connection> {
       if (m.what != token::kind::atom || !iequals(m.text, "CHANGEDSINCE") || v.what != token::kind::atom)
         return tagged(tag, "BAD Unknown FETCH modifier");
       changed_since = std::strtoull(v.text.c_str(), nullptr, 10);
+      condstore_ = true;
     } else if (mods.what != token::kind::end) {
       return tagged(tag, "BAD Unexpected FETCH argument");
     }
@@ -1195,8 +1201,9 @@ class connection : public std::enable_shared_from_this<connection> {
       const std::uint8_t now = opu == "FLAGS" ? *flags : opu == "+FLAGS" ? old | *flags : old & ~*flags;
       if (now != old) srv_.set_flags(user_, folder_, u, now);
       if (!silent)
-        out_ += fmt::format("* {} FETCH ({}FLAGS {} MODSEQ ({}))\r\n", s, uid ? fmt::format("UID {} ", u) : "",
-                            flags_text(now), srv_.modseq_of(user_, folder_, u));
+        out_ += fmt::format("* {} FETCH ({}FLAGS {}{})\r\n", s, uid ? fmt::format("UID {} ", u) : "",
+                            flags_text(now),
+                            condstore_ ? fmt::format(" MODSEQ ({})", srv_.modseq_of(user_, folder_, u)) : "");
     }
     tagged(tag, fmt::format("OK {}STORE completed", uid ? "UID " : ""));
   }
@@ -1265,6 +1272,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool slow_ = false;
   folder_id folder_ = inbox;
   bool read_only_ = false;
+  bool condstore_ = false;  // MODSEQ in unsolicited FETCH only once the client asked for it
   std::optional<fetch_job> job_;
 };
 

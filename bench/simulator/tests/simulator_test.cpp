@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -303,7 +305,25 @@ TEST_CASE("UID SEARCH, STORE, MOVE and EXPUNGE keep a consistent mailbox", "[uni
   REQUIRE(c.command("f", "UID SEARCH UNSEEN")[0] == "* SEARCH\r\n");
   REQUIRE(unseen != "* SEARCH\r\n");  // some were unseen before
   const auto st = c.command("g", "UID STORE 2 -FLAGS (\\Seen)");
-  REQUIRE(st[0].starts_with("* 2 FETCH (UID 2 FLAGS () MODSEQ ("));
+  REQUIRE(st[0] == "* 2 FETCH (UID 2 FLAGS ())\r\n");
+  REQUIRE(c.command("g1", "ENABLE CONDSTORE")[0] == "* ENABLED CONDSTORE\r\n");
+  const auto st2 = c.command("g2", "UID STORE 2 +FLAGS (\\Flagged)");
+  REQUIRE(st2[0].starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("));
+  const auto changed = c.command("g3", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)");
+  // Changed since the start: what the +FLAGS \\Seen above really changed (the unseen ones),
+  // and uid 2.
+  std::set<std::string> expect_changed{"2"};
+  {
+    std::istringstream in(unseen.substr(8));
+    for (std::string u; in >> u;) expect_changed.insert(u);
+  }
+  std::set<std::string> got_changed;
+  for (std::size_t i = 0; i + 1 < changed.size(); ++i) {
+    std::smatch cm;
+    REQUIRE(std::regex_search(changed[i], cm, std::regex(R"(^\* \d+ FETCH \(UID (\d+) FLAGS \([^)]*\) MODSEQ \(\d+\)\)\r\n$)")));
+    got_changed.insert(cm[1]);
+  }
+  REQUIRE(got_changed == expect_changed);
 
   const auto mv = c.command("h", "UID MOVE 3:4 Sent");
   REQUIRE(has_line(mv, "[COPYUID "));
