@@ -123,17 +123,12 @@ void finish_address(address& a, const parse_options& opts) {
   auto at = a.email.rfind('@');
   if (at != std::string::npos)
     for (std::size_t k = at + 1; k < a.email.size(); ++k) a.email[k] = ascii_lower(a.email[k]);
-  a.normalized = lower(a.email);
-  if (opts.strip_subaddress) {
-    auto nat = a.normalized.rfind('@');
-    auto plus = a.normalized.find('+');
-    if (plus != std::string::npos && nat != std::string::npos && plus < nat && plus > 0)
-      a.normalized.erase(plus, nat - plus);
-  }
+  a.normalized = normalize_for_matching(a.email, opts.strip_subaddress);
 }
 
 std::vector<address> parse_addresses(std::string_view value, const parse_options& opts,
-                                     std::string_view fallback_charset, std::size_t limit) {
+                                     std::string_view fallback_charset, std::size_t limit,
+                                     bool* lossy) {
   std::vector<address> result;
   std::vector<token> toks;
   tokenize(value, toks);
@@ -153,7 +148,7 @@ std::vector<address> parse_addresses(std::string_view value, const parse_options
       if (t.kind == tok::quoted) unescape_into(t.text, raw);
       else raw.append(t.text);
     }
-    std::string name = decode_header_text(trim(raw), fallback_charset);
+    std::string name = decode_header_text(trim(raw), fallback_charset, lossy);
     // Control characters (an encoded "=0A") would break one-line displays.
     for (char& c : name)
       if (static_cast<unsigned char>(c) < 0x20) c = ' ';
@@ -164,7 +159,7 @@ std::vector<address> parse_addresses(std::string_view value, const parse_options
     if (email.empty() || result.size() >= limit) return;
     address a;
     a.display_name = std::move(name);
-    a.email = is_valid_utf8(email) ? std::move(email) : raw_header_to_utf8(email, fallback_charset);
+    a.email = is_valid_utf8(email) ? std::move(email) : raw_header_to_utf8(email, fallback_charset, lossy);
     finish_address(a, opts);
     result.push_back(std::move(a));
   };
@@ -220,7 +215,7 @@ std::vector<address> parse_addresses(std::string_view value, const parse_options
           if (!name.empty()) name.push_back(' ');
           name += words[k];
         }
-        add(decode_header_text(name, fallback_charset), std::move(words.back()));
+        add(decode_header_text(name, fallback_charset, lossy), std::move(words.back()));
         return;
       }
     }

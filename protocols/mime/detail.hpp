@@ -49,8 +49,11 @@ std::string_view unfold(std::string_view raw, std::string& scratch);
 
 // Header text as UTF-8: raw 8-bit bytes are kept when valid UTF-8, else decoded with the
 // fallback charset; then RFC 2047 encoded words are decoded.
-std::string decode_header_text(std::string_view unfolded, std::string_view fallback_charset);
-std::string raw_header_to_utf8(std::string_view s, std::string_view fallback_charset);
+// `lossy` (when given) is set when a charset was unknown or bytes were invalid in it.
+std::string decode_header_text(std::string_view unfolded, std::string_view fallback_charset,
+                               bool* lossy = nullptr);
+std::string raw_header_to_utf8(std::string_view s, std::string_view fallback_charset,
+                               bool* lossy = nullptr);
 
 // Content-Type / Content-Disposition style value: "type/subtype; p=v; q*=utf-8''x".
 struct parameter {

@@ -163,10 +163,17 @@ std::string_view unfold(std::string_view raw, std::string& scratch) {
   return trim(std::string_view(scratch));
 }
 
-std::string raw_header_to_utf8(std::string_view s, std::string_view fallback_charset) {
+std::string raw_header_to_utf8(std::string_view s, std::string_view fallback_charset, bool* lossy) {
   if (is_valid_utf8(s)) return std::string(s);
-  if (looks_like_utf8(s)) return utf8_lossy(s);
-  return to_utf8(s, fallback_charset.empty() ? std::string_view("windows-1252") : fallback_charset);
+  if (looks_like_utf8(s)) {
+    if (lossy) *lossy = true;
+    return utf8_lossy(s);
+  }
+  bool l = false;
+  std::string out =
+      to_utf8(s, fallback_charset.empty() ? std::string_view("windows-1252") : fallback_charset, &l);
+  if (lossy && l) *lossy = true;
+  return out;
 }
 
 namespace {
@@ -214,15 +221,17 @@ std::size_t parse_encoded_word(std::string_view s, std::size_t pos, std::size_t 
 
 } // namespace
 
-std::string decode_header_text(std::string_view s, std::string_view fallback_charset) {
+std::string decode_header_text(std::string_view s, std::string_view fallback_charset, bool* lossy) {
   std::size_t first = s.find("=?");
-  if (first == std::string_view::npos) return raw_header_to_utf8(s, fallback_charset);
+  if (first == std::string_view::npos) return raw_header_to_utf8(s, fallback_charset, lossy);
   std::string out;
   out.reserve(s.size());
   std::string pending;          // decoded bytes of adjacent encoded words, same charset
   std::string_view pending_cs;  // their charset
   auto flush = [&]() {
-    if (!pending.empty() || !pending_cs.empty()) out += to_utf8(pending, pending_cs);
+    bool l = false;
+    if (!pending.empty() || !pending_cs.empty()) out += to_utf8(pending, pending_cs, &l);
+    if (lossy && l) *lossy = true;
     pending.clear();
     pending_cs = {};
   };
@@ -255,7 +264,7 @@ std::string decode_header_text(std::string_view s, std::string_view fallback_cha
     bool only_ws = std::all_of(literal.begin(), literal.end(), [](char c) { return is_space(c); });
     if (!(last_was_word && only_ws)) {
       flush();
-      out += raw_header_to_utf8(literal, fallback_charset);
+      out += raw_header_to_utf8(literal, fallback_charset, lossy);
     }
     std::string_view bare_cs = cs.substr(0, cs.find('*')); // RFC 2231 "charset*lang"
     if (!iequals(bare_cs, pending_cs)) flush();
@@ -269,7 +278,7 @@ std::string decode_header_text(std::string_view s, std::string_view fallback_cha
   }
   (void)pos;
   flush();
-  out += raw_header_to_utf8(s.substr(lit_start), fallback_charset);
+  out += raw_header_to_utf8(s.substr(lit_start), fallback_charset, lossy);
   return out;
 }
 

@@ -141,7 +141,7 @@ std::string sniff_html_charset(std::string_view html) {
   return {};
 }
 
-std::string decode_text(const text_candidate& c) {
+std::string decode_text(const text_candidate& c, bool& lossy) {
   std::string bytes = transfer_decode(c.body, c.cte);
   std::string charset = c.charset;
   if (charset.empty() && c.html) charset = sniff_html_charset(bytes);
@@ -155,7 +155,7 @@ std::string decode_text(const text_candidate& c) {
     }
   if (eight_bit && istarts_with(charset, "iso-2022-jp")) charset = "euc-jp";
   else if (eight_bit && !charset.empty() && is_valid_utf8(bytes)) charset = "utf-8";
-  std::string text = to_utf8(bytes, charset);
+  std::string text = to_utf8(bytes, charset, &lossy);
   strip_cr(text);
   if (c.flowed) text = unflow(text, c.delsp);
   if (c.html) text = html_to_text(text);
@@ -593,8 +593,9 @@ message parse_message(std::string_view raw, const parse_options& opts) {
           c0 != 'm' && c0 != 'd' && c0 != 'i' && c0 != 'x')
         continue;
       auto value = [&]() { return unfold(f.value, scratch); };
+      bool lossy = false;
       auto addrs = [&](std::vector<address>& into) {
-        auto list = parse_addresses(value(), opts, fb, addr_limit);
+        auto list = parse_addresses(value(), opts, fb, addr_limit, &lossy);
         for (auto& a : list)
           if (into.size() < addr_limit) into.push_back(std::move(a));
       };
@@ -607,7 +608,7 @@ message parse_message(std::string_view raw, const parse_options& opts) {
       else if (iequals(n, "delivered-to")) addrs(msg.delivered_to);
       else if (iequals(n, "subject") && !have_subject) {
         have_subject = true;
-        msg.subject = decode_header_text(value(), fb);
+        msg.subject = decode_header_text(value(), fb, &lossy);
       } else if (iequals(n, "message-id") && !have_mid) {
         auto ids = parse_msg_ids(value(), 1);
         if (!ids.empty()) {
@@ -629,20 +630,25 @@ message parse_message(std::string_view raw, const parse_options& opts) {
         msg.thread_index = std::string(value());
       } else if (iequals(n, "thread-topic") && !have_tt) {
         have_tt = true;
-        msg.thread_topic = decode_header_text(value(), fb);
+        msg.thread_topic = decode_header_text(value(), fb, &lossy);
       } else if (iequals(n, "x-failed-recipients") && failed_hdr.empty()) {
         failed_hdr = std::string(value());
       }
+      if (lossy) w.warn(std::string(n.substr(0, 40)) + ": unknown charset or invalid bytes; decoded lossy");
     }
     msg.normalized_subject = normalize_subject(msg.subject);
 
     // The MIME tree: the top-level entity is the whole raw message (its headers re-split).
     w.walk(raw, 0, false, false, &hb);
 
+    bool body_lossy = false;
+    const text_candidate* chosen = nullptr;
     for (int k = 0; k < 2 && msg.body_text.empty(); ++k) {
-      if (w.plain[k].found) msg.body_text = decode_text(w.plain[k]);
-      if (msg.body_text.empty() && w.html[k].found) msg.body_text = decode_text(w.html[k]);
+      if (w.plain[k].found) msg.body_text = decode_text(*(chosen = &w.plain[k]), body_lossy);
+      if (msg.body_text.empty() && w.html[k].found) msg.body_text = decode_text(*(chosen = &w.html[k]), body_lossy);
     }
+    if (body_lossy && chosen)
+      w.warn("body text: unknown charset or invalid bytes for charset '" + chosen->charset.substr(0, 40) + "'; decoded lossy");
     msg.reply_above = extract_reply_above(msg.body_text, opts.reply_marker);
 
     if (!failed_hdr.empty() && !msg.bounce) {

@@ -63,6 +63,10 @@ std::string to_utf8(std::string_view bytes, std::string_view charset, bool* loss
 std::vector<address> parse_address_list(std::string_view value, const parse_options& = {});
 
 // Helpers exposed for tests and for other layers that see header values alone.
+// The `address::normalized` form of an e-mail address: lower-cased (ASCII, Latin, Greek,
+// Cyrillic), IDNA "xn--" labels decoded to UTF-8, "+tag" dropped when strip_subaddress.
+// Use it on configured contact addresses so they compare equal to parsed ones.
+std::string normalize_email(std::string_view email, const parse_options& opts = {});
 std::optional<std::int64_t> parse_date(std::string_view value);   // RFC 5322 + broken forms
 std::string normalize_subject(std::string_view decoded_subject);
 std::string html_to_text(std::string_view html);                  // input and output UTF-8

@@ -241,3 +241,40 @@ TEST_CASE("subject normalisation in several languages", "[unit]") {
   CHECK(normalize_subject("") == "");
   CHECK(normalize_subject("Re:") == "");
 }
+
+TEST_CASE("normalize_email: case, IDNA A-labels, sub-addresses", "[unit]") {
+  CHECK(normalize_email("Bob@Example.COM") == "bob@example.com");
+  CHECK(normalize_email("bob@xn--bcher-kva.example") == "bob@bücher.example");
+  CHECK(normalize_email("bob@XN--BCHER-KVA.example") == "bob@bücher.example");
+  CHECK(normalize_email("Bob@Bücher.Example") == "bob@bücher.example");
+  CHECK(normalize_email("info@xn--b1agajc0ayikbb.example") == "info@университет.example");
+  CHECK(normalize_email("x@xn--esempio-universit-4ob.it") == "x@esempio-università.it");
+  CHECK(normalize_email("ÄRGER@Straße.example") == "ärger@straße.example");
+  CHECK(normalize_email("ИВАН@ПОЧТА.рф") == "иван@почта.рф");
+  CHECK(normalize_email("x@xn--99999999999.example") == "x@xn--99999999999.example"); // malformed: kept
+  CHECK(normalize_email("x@xn--.example") == "x@xn--.example");
+  parse_options strip;
+  strip.strip_subaddress = true;
+  CHECK(normalize_email("Bob+Sales@Acme.example", strip) == "bob@acme.example");
+  CHECK(normalize_email("+only@acme.example", strip) == "+only@acme.example");
+  auto parsed = parse_address_list("Bob <Bob@XN--BCHER-KVA.example>");
+  REQUIRE(parsed.size() == 1);
+  CHECK(parsed[0].email == "Bob@xn--bcher-kva.example");
+  CHECK(parsed[0].normalized == normalize_email("bob@bücher.example"));
+  CHECK(normalize_email("") == "");
+  CHECK(normalize_email("bad\xFF@x") == "bad\xEF\xBF\xBD@x");
+}
+
+TEST_CASE("unknown charsets decode lossy with a warning, never fail", "[unit]") {
+  auto m = parse_message("Subject: =?x-klingon?q?caf=E9?=\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\ncaf\xE9\r\n");
+  CHECK(m.subject == "café");
+  CHECK(m.body_text == "café\n");
+  REQUIRE(m.warnings.size() >= 2);
+  bool subject_warned = false, body_warned = false;
+  for (const auto& w : m.warnings) {
+    subject_warned = subject_warned || w.rfind("Subject", 0) == 0;
+    body_warned = body_warned || w.rfind("body text", 0) == 0;
+  }
+  CHECK(subject_warned);
+  CHECK(body_warned);
+}
