@@ -283,8 +283,9 @@ void scan_session::handle(response& r) {
   } else if (auto* l = std::get_if<list_data>(&r)) {
     if (phase_ != phase::list || l->lsub) return;
     if (l->has_flag("\\Noselect") || l->has_flag("\\NonExistent")) return;
-    auto utf8 = utf7_decode(l->mailbox);
-    std::string name = utf8 ? std::move(*utf8) : l->mailbox;
+    std::string name = l->mailbox;
+    if (!utf8_)
+      if (auto decoded = utf7_decode(l->mailbox)) name = std::move(*decoded);
     folders_.push_back({std::move(name), std::move(l->mailbox), false});
   } else if (auto* e = std::get_if<exists_data>(&r)) {
     if (phase_ == phase::select) exists_ = e->count;
@@ -296,6 +297,15 @@ void scan_session::handle(response& r) {
         auto& into = p.kind == cmd_kind::search_all ? uids_ : large_uids_;
         into.insert(into.end(), s->ids.begin(), s->ids.end());
         break;
+      }
+    }
+  } else if (auto* en = std::get_if<enabled_data>(&r)) {
+    for (const auto& c : en->capabilities) {
+      if (c == "UTF8=ACCEPT") {
+        utf8_ = true;
+        writer_caps wc = writer_.caps();
+        wc.utf8_accept = true;
+        writer_.set_caps(wc);
       }
     }
   } else if (auto* e = std::get_if<esearch_data>(&r)) {
@@ -410,6 +420,16 @@ void scan_session::authenticate() {
 }
 
 void scan_session::authenticated() {
+  // With UTF8=ACCEPT, names travel as UTF-8 both ways and no mUTF-7 guessing is needed.
+  if (has_cap("UTF8=ACCEPT") || has_cap("UTF8=ONLY")) {
+    phase_ = phase::enable;
+    send(writer_.begin("ENABLE").atom("UTF8=ACCEPT").finish(), cmd_kind::enable);
+    return;
+  }
+  start_folders();
+}
+
+void scan_session::start_folders() {
   if (folders_.empty()) {
     phase_ = phase::list;
     send(writer_.begin("LIST").string("").string("*").finish(), cmd_kind::list);
@@ -595,6 +615,10 @@ void scan_session::handle_tagged(const status_response& s) {
       if (!ok) return fail_login(s);
       // Capabilities may differ after login; ask again only if the OK did not carry them.
       authenticated();
+      return;
+    case cmd_kind::enable:
+      // Refused: carry on with modified UTF-7 names.
+      start_folders();
       return;
     case cmd_kind::list:
       if (!ok) {

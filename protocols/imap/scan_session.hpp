@@ -8,6 +8,8 @@
 //      +--PREAUTH----------------------+   v
 //      +--BYE--> failed                |  LOGIN | AUTHENTICATE PLAIN | AUTHENTICATE XOAUTH2
 //                                      v   v
+//                              [ENABLE UTF8=ACCEPT]  (when offered, RFC 6855)
+//                                      v
 //                              [LIST "" "*"]  (only when no folders are configured)
 //                                      v
 //   +--> EXAMINE/SELECT folder --> folder_opened --(0 messages)--------------------+
@@ -88,10 +90,10 @@ class scan_session {
   const std::vector<std::string>& capabilities() const;
 
  private:
-  enum class phase { greeting, capability, starttls, tls_handshake, authenticate, list, select,
-                     search, fetch, await_resume, done };
-  enum class cmd_kind { capability, starttls, login, authenticate, list, select, search_all,
-                        search_large, fetch, logout };
+  enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
+                     select, search, fetch, await_resume, done };
+  enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
+                        search_all, search_large, fetch, logout };
   struct pending_cmd { std::string tag; cmd_kind kind; };
   struct folder { std::string name; std::string wire; bool configured; };
 
@@ -105,6 +107,7 @@ class scan_session {
   void after_capabilities();
   void authenticate();
   void authenticated();
+  void start_folders();
   void open_folder();
   void folder_selected();
   void start_search();
@@ -128,6 +131,7 @@ class scan_session {
   bool tls_done_ = false;
   bool auth_ir_sent_ = false;
   bool logout_sent_ = false;
+  bool utf8_ = false;                      // UTF8=ACCEPT enabled: names are UTF-8, not mUTF-7
   std::vector<folder> folders_;
   std::size_t folder_index_ = 0;
   // Per-folder state.

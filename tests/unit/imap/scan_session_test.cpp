@@ -549,3 +549,31 @@ TEST_CASE("scan session: a NO or BAD for every command ends in one classified fa
     }
   }
 }
+
+TEST_CASE("scan session: UTF8=ACCEPT is enabled when offered, names then travel as UTF-8", "[unit]") {
+  {
+    driver d(basic_options());
+    d.server("* OK [CAPABILITY IMAP4rev1 ENABLE UTF8=ACCEPT AUTH=PLAIN] ready\r\n");
+    CHECK(d.client() == "a1 LOGIN alice s3cret-pw\r\n");
+    d.server("a1 OK logged in\r\n");
+    CHECK(d.client() == "a2 ENABLE UTF8=ACCEPT\r\n");
+    d.server("* ENABLED UTF8=ACCEPT\r\na2 OK enabled\r\n");
+    CHECK(d.client() == "a3 LIST \"\" \"*\"\r\n");
+    d.server("* LIST () \"/\" \"Entw\xc3\xbcrfe\"\r\n* LIST () \"/\" A&B\r\na3 OK\r\n");
+    CHECK(d.client() == "a4 EXAMINE \"Entw\xc3\xbcrfe\"\r\n");
+    d.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\na4 OK\r\n");
+    CHECK(d.client() == "a5 EXAMINE A&B\r\n");
+    CHECK(d.take_events() == std::vector<std::string>{
+                                 "opened Entw\xc3\xbcrfe v=1 n=0 e=0 changed=0",
+                                 "folder Entw\xc3\xbcrfe v=1 high=0 modseq=0"});
+  }
+  {
+    auto o = basic_options();
+    o.folders = {"Projekte/\xc3\x84nderungen"};
+    driver d(o);
+    d.server("* PREAUTH [CAPABILITY IMAP4rev1 UTF8=ACCEPT] hi\r\n");
+    CHECK(d.client() == "a1 ENABLE UTF8=ACCEPT\r\n");
+    d.server("a1 NO not now\r\n");  // refused: modified UTF-7 as before
+    CHECK(d.client() == "a2 EXAMINE Projekte/&AMQ-nderungen\r\n");
+  }
+}
