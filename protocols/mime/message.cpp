@@ -583,7 +583,7 @@ message parse_message(std::string_view raw, const parse_options& opts) {
     const std::size_t addr_limit = 10000;
     bool have_subject = false, have_mid = false, have_date = false, have_irt = false,
          have_refs = false, have_ti = false, have_tt = false;
-    std::string failed_hdr;
+    std::string failed_hdr, first_received;
     for (const auto& f : hb.fields) {
       std::string_view n = f.name;
       if (n.empty()) continue;
@@ -631,12 +631,22 @@ message parse_message(std::string_view raw, const parse_options& opts) {
       } else if (iequals(n, "thread-topic") && !have_tt) {
         have_tt = true;
         msg.thread_topic = decode_header_text(value(), fb, &lossy);
+      } else if (iequals(n, "received") && first_received.empty()) {
+        first_received = std::string(value());
       } else if (iequals(n, "x-failed-recipients") && failed_hdr.empty()) {
         failed_hdr = std::string(value());
       }
       if (lossy) w.warn(std::string(n.substr(0, 40)) + ": unknown charset or invalid bytes; decoded lossy");
     }
     msg.normalized_subject = normalize_subject(msg.subject);
+    // No usable Date: the newest Received stamp ("...; Tue, 1 Jul 2003 10:52:37 +0200") is
+    // when the message reached the mailbox, a better sort key than nothing.
+    if (!msg.date && !first_received.empty()) {
+      if (auto semi = first_received.rfind(';'); semi != std::string::npos) {
+        msg.date = parse_date(std::string_view(first_received).substr(semi + 1));
+        if (msg.date) w.warn("Date taken from the newest Received header");
+      }
+    }
 
     // The MIME tree: the top-level entity is the whole raw message (its headers re-split).
     w.walk(raw, 0, false, false, &hb);

@@ -227,6 +227,9 @@ TEST_CASE("dates: RFC 5322, obsolete and broken forms", "[unit]") {
   auto m = parse_message("Date: garbage\r\n\r\n");
   CHECK_FALSE(m.date);
   CHECK_FALSE(m.warnings.empty());
+  auto rcvd = parse_message("Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                            "Received: from c by a; Sun, 31 Dec 2023 23:59:00 +0000\r\n\r\n");
+  CHECK(rcvd.date == std::optional<std::int64_t>(1704067200));
 }
 
 TEST_CASE("subject normalisation in several languages", "[unit]") {

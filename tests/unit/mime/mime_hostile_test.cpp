@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -168,4 +169,21 @@ TEST_CASE("megabytes of invalid bytes in every charset path stay linear", "[unit
   }
   message m;
   CHECK(seconds_to_parse("Content-Type: text/plain; charset=shift_jis\r\n\r\n" + junk, m) < 5.0);
+}
+
+TEST_CASE("prefixes of every corpus message parse", "[unit]") {
+  std::size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(MAILSCAN_CORPUS_DIR)) {
+    if (e.path().extension() != ".eml") continue;
+    ++files;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string raw = ss.str();
+    for (std::size_t k = 0; k <= 64; ++k) {
+      std::string prefix = raw.substr(0, raw.size() * k / 64);
+      CHECK(parse_message(prefix).warnings.size() <= 64);
+    }
+  }
+  CHECK(files > 0);
 }
