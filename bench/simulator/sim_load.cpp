@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
   o.max_connections = 100000;
   std::size_t connections = 16;
   std::string mode = "headers";
+  std::uint16_t external_port = 0;  // --connect PORT: load an already running simulator
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--mailboxes") o.mailboxes = std::stoul(v);
@@ -102,9 +103,10 @@ int main(int argc, char** argv) {
     else if (k == "--message-bytes") o.message_bytes = std::stoul(v);
     else if (k == "--connections") connections = std::stoul(v);
     else if (k == "--mode") mode = v;
+    else if (k == "--connect") external_port = static_cast<std::uint16_t>(std::stoul(v));
     else {
       fmt::print(stderr, "usage: {} [--mailboxes N] [--messages M] [--message-bytes B] "
-                 "[--connections C] [--mode headers|bodies]\n", argv[0]);
+                 "[--connections C] [--mode headers|bodies] [--connect PORT]\n", argv[0]);
       return 2;
     }
   }
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
                                              : "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]";
   const long rss0 = rss_kib();
   mscan::sim::simulator sim(o);
-  const auto port = sim.start();
+  const auto port = external_port ? external_port : sim.start();
   if (port == 0) {
     fmt::print(stderr, "mailscan_sim_load: {}\n", sim.last_error());
     return 1;

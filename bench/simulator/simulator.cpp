@@ -54,7 +54,7 @@ constexpr std::string_view capabilities =
     "IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE SPECIAL-USE AUTH=PLAIN SASL-IR";
 constexpr std::size_t max_line = 64 * 1024;
 constexpr std::size_t max_literal = 64 * 1024;
-constexpr std::size_t chunk_bytes = 64 * 1024;
+constexpr std::size_t chunk_bytes = 32 * 1024;  // per write; bounds a busy connection to ~40 KiB
 
 enum flag_bits : std::uint8_t { f_seen = 1, f_answered = 2, f_flagged = 4, f_deleted = 8, f_draft = 16 };
 constexpr std::array<std::pair<std::uint8_t, std::string_view>, 5> flag_names{{
@@ -499,6 +499,11 @@ class connection : public std::enable_shared_from_this<connection> {
       do_write();
       return;
     }
+    // Between commands an idle connection keeps no large buffers (thousands may sit idle).
+    constexpr std::size_t keep = 8 * 1024;
+    if (writing_.capacity() > keep) std::string().swap(writing_);
+    if (out_.capacity() > keep) std::string().swap(out_);
+    if (in_.empty() && in_.capacity() > keep) std::string().swap(in_);
     process_input();
   }
 
@@ -1261,7 +1266,7 @@ class connection : public std::enable_shared_from_this<connection> {
   tcp::socket sock_;
   asio::steady_timer timer_;
   command_framer framer_;
-  std::array<char, 16 * 1024> rbuf_{};
+  std::array<char, 4 * 1024> rbuf_{};
   std::string in_, out_, writing_;
   bool closed_ = false;
   bool close_after_write_ = false;
