@@ -487,21 +487,34 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     for (std::size_t i = known_users; i < cur.users.size(); ++i) ++bumps[cur.users[i]];
   }
 
+  // Read-modify-write of counters: a failed read must fail the batch, not reset a count.
+  std::string v;
   for (const auto& [user, n] : bumps) {
     mailbox_state st;
     st.user = user;
-    if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(user))) {
-      if (auto decoded = codec::decode_mailbox_state(user, *v))
+    const auto k = keys::mailbox_state(user);
+    if (auto s = d.db->Get(rocksdb::ReadOptions(), d.h(cf::mailbox_state), k, &v); s.ok()) {
+      if (auto decoded = codec::decode_mailbox_state(user, v))
         st = std::move(*decoded);
       else
         ++stats.corrupt_replaced;  // start the count again rather than wedge the writer
+    } else if (!s.IsNotFound()) {
+      return unexpected{from_status(s, "read mailbox state")};
     }
     st.messages_tracked += n;
-    batch.Put(d.h(cf::mailbox_state), keys::mailbox_state(user), codec::encode(st));
+    batch.Put(d.h(cf::mailbox_state), k, codec::encode(st));
   }
   if (created > 0) {
-    auto count = d.count() + created;
-    batch.Put(d.h(cf::meta), std::string(keys::meta_message_count), be64_value(count));
+    std::uint64_t count = 0;
+    const std::string k(keys::meta_message_count);
+    if (auto s = d.db->Get(rocksdb::ReadOptions(), d.h(cf::meta), k, &v); s.ok()) {
+      codec::reader r(v);
+      count = r.be64();
+      if (!r.ok() || !r.at_end()) count = 0;  // damaged: restart rather than wedge
+    } else if (!s.IsNotFound()) {
+      return unexpected{from_status(s, "read message count")};
+    }
+    batch.Put(d.h(cf::meta), k, be64_value(count + created));
   }
   for (const auto& c : checkpoints)
     batch.Put(d.h(cf::checkpoints), keys::checkpoint(c.user, c.folder), codec::encode(c.cp));
@@ -648,13 +661,16 @@ expected<void, error> store::put_mailbox_state(const mailbox_state& s) try {
   if (auto r = d.recover(); !r) return unexpected{r.error()};
   auto next = s;
   next.messages_tracked = 0;
-  if (auto v = d.get(cf::mailbox_state, keys::mailbox_state(s.user))) {
-    auto old = codec::decode_mailbox_state(s.user, *v);
-    if (!old) return unexpected{old.error()};
-    next.messages_tracked = old->messages_tracked;
+  const auto k = keys::mailbox_state(s.user);
+  std::string v;
+  if (auto st = d.db->Get(rocksdb::ReadOptions(), d.h(cf::mailbox_state), k, &v); st.ok()) {
+    // A damaged value is replaced (count restarts) rather than blocking every status update.
+    if (auto old = codec::decode_mailbox_state(s.user, v))
+      next.messages_tracked = old->messages_tracked;
+  } else if (!st.IsNotFound()) {
+    return unexpected{from_status(st, "read mailbox state")};
   }
-  auto st = d.db->Put(d.write_options, d.h(cf::mailbox_state), keys::mailbox_state(s.user),
-                      codec::encode(next));
+  auto st = d.db->Put(d.write_options, d.h(cf::mailbox_state), k, codec::encode(next));
   if (!st.ok()) {
     d.needs_recovery = true;
     return unexpected{from_status(st, "write mailbox state")};
