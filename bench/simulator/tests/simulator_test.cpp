@@ -585,3 +585,34 @@ TEST_CASE("stop() closes idle, blocked and delayed connections promptly", "[unit
   REQUIRE(sim.stats().connections == 0);
   sim.stop();  // idempotent
 }
+
+TEST_CASE("commands arriving one byte at a time", "[unit]") {
+  simulator sim(small());
+  const auto port = sim.start();
+  client c(port);
+  REQUIRE(c.line());
+  const std::string script = "a LOGIN {4+}\r\nsim0 sim\r\nb SELECT \"INBOX\"\r\nc UID FETCH 1,2 (UID)\r\n";
+  for (char ch : script) c.send(std::string_view(&ch, 1));
+  REQUIRE(c.until_tagged("a").back().starts_with("a OK"));
+  REQUIRE(c.until_tagged("b").back().starts_with("b OK"));
+  const auto f = c.until_tagged("c");
+  REQUIRE(f.size() == 3);
+  REQUIRE(f[1] == "* 2 FETCH (UID 2)\r\n");
+}
+
+TEST_CASE("BODY[] without PEEK marks the message seen, EXAMINE never does", "[unit]") {
+  simulator sim(small(3, 30));
+  const auto port = sim.start();
+  auto c = logged_in(port, "sim0");
+  c.command("e", "EXAMINE INBOX");
+  const auto unseen = c.command("u", "UID SEARCH UNSEEN")[0];
+  REQUIRE(unseen.size() > 10);  // "* SEARCH n..."
+  const auto uid = unseen.substr(9, unseen.find_first_of(" \r", 9) - 9);
+  const auto ro = c.command("r", "UID FETCH " + uid + " (BODY[HEADER])");
+  REQUIRE(ro[0].find("FLAGS") == std::string::npos);
+  REQUIRE(c.command("u2", "UID SEARCH UNSEEN")[0] == unseen);
+  c.command("s", "SELECT INBOX");
+  const auto rw = c.command("w", "UID FETCH " + uid + " (BODY[HEADER])");
+  REQUIRE(rw[0].ends_with(" FLAGS (\\Seen))\r\n"));
+  REQUIRE(c.command("u3", "UID SEARCH UNSEEN")[0] != unseen);
+}
