@@ -71,6 +71,39 @@ body_section* fetch_data::find_section(std::string_view section) {
   return const_cast<body_section*>(std::as_const(*this).find_section(section));
 }
 
+namespace {
+
+std::optional<std::string> nstring(const sexp& v) {
+  if (v.type == sexp::kind::string || v.type == sexp::kind::atom) return v.text;
+  return std::nullopt;
+}
+
+bool address_list(const sexp& v, std::vector<envelope_address>& out) {
+  if (v.type == sexp::kind::nil) return true;
+  if (v.type != sexp::kind::list) return false;
+  for (const auto& a : v.items) {
+    if (a.type != sexp::kind::list || a.items.size() != 4) return false;
+    out.push_back({nstring(a.items[0]), nstring(a.items[1]), nstring(a.items[2]), nstring(a.items[3])});
+  }
+  return true;
+}
+
+} // namespace
+
+std::optional<envelope> to_envelope(const sexp& t) {
+  if (t.type != sexp::kind::list || t.items.size() != 10) return std::nullopt;
+  envelope e;
+  e.date = nstring(t.items[0]);
+  e.subject = nstring(t.items[1]);
+  if (!address_list(t.items[2], e.from) || !address_list(t.items[3], e.sender) ||
+      !address_list(t.items[4], e.reply_to) || !address_list(t.items[5], e.to) ||
+      !address_list(t.items[6], e.cc) || !address_list(t.items[7], e.bcc))
+    return std::nullopt;
+  e.in_reply_to = nstring(t.items[8]);
+  e.message_id = nstring(t.items[9]);
+  return e;
+}
+
 std::optional<std::int64_t> parse_internaldate(std::string_view s) {
   // date-day-fixed "-" date-month "-" date-year SP time SP zone; day may be " 7" or "7".
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);

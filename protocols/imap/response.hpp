@@ -109,6 +109,20 @@ using response = std::variant<status_response, continuation, capability_data, li
                               flags_data, enabled_data, search_data, esearch_data, fetch_data,
                               other_data>;
 
+// ENVELOPE (RFC 3501 7.4.2) in typed form. Strings are as sent (RFC 2047 words undecoded).
+// Group syntax appears as entries with a mailbox and no host (start: group name) and an
+// entry with neither (end of group), exactly as the server lists them.
+struct envelope_address {
+  std::optional<std::string> name, adl, mailbox, host;
+};
+struct envelope {
+  std::optional<std::string> date, subject;
+  std::vector<envelope_address> from, sender, reply_to, to, cc, bcc;
+  std::optional<std::string> in_reply_to, message_id;
+};
+// nullopt when the tree is not a 10-item ENVELOPE list.
+std::optional<envelope> to_envelope(const sexp& tree);
+
 // "17-Jul-1996 02:44:25 -0700" -> seconds since the epoch (UTC); nullopt if malformed.
 std::optional<std::int64_t> parse_internaldate(std::string_view text);
 // Seconds since the epoch -> "1-Feb-1994" (UTC date), the IMAP SEARCH date form.

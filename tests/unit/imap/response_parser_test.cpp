@@ -278,3 +278,33 @@ TEST_CASE("response codes of RFC 3501/5530/4315/7162 and odd FETCH forms", "[uni
   CHECK(grind(bytes, {}, &why));
   INFO(why);
 }
+
+TEST_CASE("ENVELOPE in typed form (RFC 3501 example)", "[unit]") {
+  response_parser p;
+  const std::string in =
+      "* 12 FETCH (ENVELOPE (\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" \"IMAP4rev1 WG mtg summary "
+      "and minutes\" ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ((\"Terry Gray\" NIL "
+      "\"gray\" \"cac.washington.edu\")) ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) "
+      "((NIL NIL \"imap\" \"cac.washington.edu\")) ((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")"
+      "(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) NIL NIL {35}\r\n"
+      "<B27397-0100000@cac.washington.edu>))\r\n";
+  REQUIRE(p.feed(in).status == feed_status::ready);
+  auto r = p.take();
+  const auto& f = std::get<fetch_data>(r);
+  REQUIRE(f.envelope);
+  const auto e = to_envelope(*f.envelope);
+  REQUIRE(e);
+  CHECK(e->date == "Wed, 17 Jul 1996 02:23:25 -0700 (PDT)");
+  CHECK(e->subject == "IMAP4rev1 WG mtg summary and minutes");
+  REQUIRE(e->from.size() == 1);
+  CHECK(e->from[0].name == "Terry Gray");
+  CHECK_FALSE(e->from[0].adl);
+  CHECK(e->from[0].mailbox == "gray");
+  CHECK(e->from[0].host == "cac.washington.edu");
+  REQUIRE(e->cc.size() == 2);
+  CHECK(e->cc[1].name == "John Klensin");
+  CHECK(e->bcc.empty());
+  CHECK_FALSE(e->in_reply_to);
+  CHECK(e->message_id == "<B27397-0100000@cac.washington.edu>");
+  CHECK_FALSE(to_envelope(sexp{}));
+}
