@@ -235,7 +235,6 @@ std::string decode_header_text(std::string_view s, std::string_view fallback_cha
     pending.clear();
     pending_cs = {};
   };
-  std::size_t pos = 0;
   std::size_t lit_start = 0;
   bool last_was_word = false;
   std::size_t scan = first;
@@ -273,10 +272,8 @@ std::string decode_header_text(std::string_view s, std::string_view fallback_cha
     else decode_q(text, pending);
     last_was_word = true;
     lit_start = end;
-    pos = end;
     scan = s.find("=?", end);
   }
-  (void)pos;
   flush();
   out += raw_header_to_utf8(s.substr(lit_start), fallback_charset, lossy);
   return out;

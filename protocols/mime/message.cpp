@@ -344,8 +344,7 @@ void walker::walk_multipart(std::string_view body, std::string_view boundary, st
   }
   std::size_t start = h.next_line;
   bool closed = h.close;
-  std::size_t children = 0;
-  while (!closed || true) {
+  for (;;) {
     if (closed) {
       // A close delimiter followed by more open delimiters of the same boundary happens when
       // a nested multipart reuses its parent's boundary: keep reading.
@@ -362,7 +361,6 @@ void walker::walk_multipart(std::string_view body, std::string_view boundary, st
     std::size_t end = found ? part_end(next.line_start) : body.size();
     if (end < start) end = start;
     walk(body.substr(start, end - start), depth + 1, attached, digest);
-    ++children;
     if (parts_capped) return;
     if (!found) {
       warn("multipart without closing delimiter");
@@ -371,14 +369,12 @@ void walker::walk_multipart(std::string_view body, std::string_view boundary, st
     start = next.next_line;
     closed = next.close;
   }
-  (void)children;
 }
 
 void walker::parse_delivery_status(std::string_view body) {
   // Per-message fields, then per-recipient groups; tolerate missing blank lines by starting
   // a new group whenever a recipient field repeats.
   std::vector<dsn_group> groups(1);
-  std::size_t pos = 0;
   std::string scratch;
   header_block hb;
   std::string decoded;
@@ -419,7 +415,6 @@ void walker::parse_delivery_status(std::string_view body) {
     while (!rest.empty() && (rest.front() == '\n' || rest.front() == '\r')) rest.remove_prefix(1);
     groups.emplace_back();
   }
-  (void)pos;
   bounce_info info;
   for (const auto& g : groups) {
     std::string rcpt = !g.final_rcpt.empty() ? g.final_rcpt : g.original_rcpt;

@@ -297,9 +297,6 @@ std::string html_to_text(std::string_view html) {
         space_pending = true;
         continue;
       }
-      if (newlines > 0 && !out.empty()) {
-        // handled by newline emission
-      }
       if (space_pending && newlines == 0 && !out.empty()) out.push_back(' ');
       space_pending = false;
       newlines = 0;
