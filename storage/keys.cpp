@@ -165,16 +165,4 @@ std::string message_key(std::string_view message_id, std::int64_t date, std::uin
   return key;
 }
 
-std::string_view to_string(error::code c) noexcept {
-  switch (c) {
-    case error::code::io_error: return "io_error";
-    case error::code::no_space: return "no_space";
-    case error::code::corruption: return "corruption";
-    case error::code::version_mismatch: return "version_mismatch";
-    case error::code::invalid_argument: return "invalid_argument";
-    case error::code::not_found: return "not_found";
-  }
-  return "unknown";
-}
-
 }  // namespace mscan::storage

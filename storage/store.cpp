@@ -312,6 +312,18 @@ expected<void, error> store::impl::check_format(bool fresh, bool read_only) {
   return {};
 }
 
+std::string_view to_string(error::code c) noexcept {
+  switch (c) {
+    case error::code::io_error: return "io_error";
+    case error::code::no_space: return "no_space";
+    case error::code::corruption: return "corruption";
+    case error::code::version_mismatch: return "version_mismatch";
+    case error::code::invalid_argument: return "invalid_argument";
+    case error::code::not_found: return "not_found";
+  }
+  return "unknown";
+}
+
 store::store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 store::~store() = default;
 

@@ -503,3 +503,9 @@ TEST_CASE("a corrupt stored value is replaced instead of wedging the writer",
   CHECK(rec->sightings.size() == 1);
   CHECK(db->mailbox_state_of("alice")->messages_tracked == 1);
 }
+
+TEST_CASE("error codes have stable names", "[unit][storage][store]") {
+  CHECK(to_string(error::code::no_space) == "no_space");
+  CHECK(to_string(error::code::version_mismatch) == "version_mismatch");
+  CHECK(to_string(error::code::io_error) == "io_error");
+}
