@@ -174,7 +174,12 @@ std::vector<address> parse_addresses(std::string_view value, const parse_options
       std::string_view inside = toks[k].text;
       // "<Undisclosed-Recipient:@host;>": a group squeezed into brackets, no mailbox.
       std::string email = clean_addr_spec(inside);
-      if (email.find(':') != std::string::npos || email.find(';') != std::string::npos) {
+      if (istarts_with(email, "mailto:")) email.erase(0, 7);
+      // A ':' before the '@' (not inside an "[IPv6:...]" domain literal) or a ';' means a group.
+      auto colon = email.find(':');
+      auto at = email.find('@');
+      if ((colon != std::string::npos && (at == std::string::npos || colon < at)) ||
+          email.find(';') != std::string::npos) {
         phrase_begin = k + 1;
         continue;
       }

@@ -184,6 +184,10 @@ TEST_CASE("addresses: names, comments, groups, routes, IDN, sub-addresses", "[un
   CHECK(lookalike[0].email == "bob@example.com");
   CHECK(lookalike[0].display_name == "alice@example.com");
   CHECK(parse_address_list("\"KLAUS\" <>").empty());
+  CHECK(emails(parse_address_list("<mailto:Bob@X.example>")) == std::vector<std::string>{"Bob@x.example"});
+  CHECK(emails(parse_address_list("v6 <user@[IPv6:2001:db8::1]>")) ==
+        std::vector<std::string>{"user@[ipv6:2001:db8::1]"});
+  CHECK(parse_address_list("<Undisclosed-Recipient:@mailman.enron.com;>").empty());
   CHECK(parse_address_list("").empty());
   CHECK(parse_address_list("Just A Name").empty());
   CHECK(emails(parse_address_list("localuser")) == std::vector<std::string>{"localuser"});
