@@ -276,6 +276,65 @@ std::optional<std::string> body_part(const generated_message& m, std::uint32_t n
   return m.body.substr(start, stop - start);  // the CRLF before the delimiter belongs to it
 }
 
+
+// The unfolded value of the first header field `name`, if present.
+std::optional<std::string> header_value(std::string_view header, std::string_view name) {
+  std::size_t pos = 0;
+  while (pos < header.size()) {
+    auto end = header.find("\r\n", pos);
+    if (end == std::string_view::npos) end = header.size();
+    const auto line = header.substr(pos, end - pos);
+    const auto colon = line.find(':');
+    if (colon != std::string_view::npos && iequals(line.substr(0, colon), name)) {
+      auto v = line.substr(colon + 1);
+      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      return std::string(v);
+    }
+    pos = end + 2;
+  }
+  return std::nullopt;
+}
+
+std::string nstring(const std::optional<std::string>& s) { return s ? quote(*s) : "NIL"; }
+
+// Our generated address lists: `"Name" <local@host>` or `local@host`, comma separated.
+std::string envelope_addresses(const std::optional<std::string>& value) {
+  if (!value || value->empty()) return "NIL";
+  std::string out = "(";
+  std::string_view rest(*value);
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    auto one = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    std::optional<std::string> display;
+    std::string_view addr = one;
+    const auto lt = one.find('<');
+    if (lt != std::string_view::npos) {
+      auto name = one.substr(0, lt);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+      if (!name.empty()) display = std::string(name);
+      addr = one.substr(lt + 1, one.find('>', lt) - lt - 1);
+    }
+    const auto at = addr.find('@');
+    const auto local = std::string(addr.substr(0, at));
+    const auto host = at == std::string_view::npos ? std::string() : std::string(addr.substr(at + 1));
+    out += fmt::format("({} NIL {} {})", nstring(display), quote(local), quote(host));
+  }
+  return out + ")";
+}
+
+// RFC 3501 ENVELOPE from the generated header.
+std::string envelope(const generated_message& m) {
+  const auto from = envelope_addresses(header_value(m.header, "From"));
+  return fmt::format("({} {} {} {} {} {} {} NIL NIL {})", nstring(header_value(m.header, "Date")),
+                     nstring(header_value(m.header, "Subject")), from, from, from,
+                     envelope_addresses(header_value(m.header, "To")),
+                     envelope_addresses(header_value(m.header, "Cc")),
+                     nstring(header_value(m.header, "Message-ID")));
+}
+
 }  // namespace
 
 class connection;
@@ -440,7 +499,7 @@ class connection : public std::enable_shared_from_this<connection> {
   enum class waiting { command, auth_response, idle_done };
 
   struct fetch_item {
-    enum class kind { uid, flags, internaldate, size, section, bodystructure, body, modseq };
+    enum class kind { uid, flags, internaldate, size, section, bodystructure, body, modseq, envelope };
     kind what;
     std::string label;    // how the item is named in the response
     std::string section;  // upper-cased section text between the brackets
@@ -880,6 +939,7 @@ class connection : public std::enable_shared_from_this<connection> {
     if (up == "BODYSTRUCTURE") return fetch_item{k::bodystructure, "BODYSTRUCTURE", {}, false, {}};
     if (up == "BODY") return fetch_item{k::body, "BODY", {}, false, {}};
     if (up == "MODSEQ") return fetch_item{k::modseq, "MODSEQ", {}, false, {}};
+    if (up == "ENVELOPE") return fetch_item{k::envelope, "ENVELOPE", {}, false, {}};
     if (up == "RFC822") return fetch_item{k::section, "RFC822", "", false, {}};
     if (up == "RFC822.HEADER") return fetch_item{k::section, "RFC822.HEADER", "HEADER", true, {}};
     if (up == "RFC822.TEXT") return fetch_item{k::section, "RFC822.TEXT", "TEXT", false, {}};
@@ -964,9 +1024,9 @@ class connection : public std::enable_shared_from_this<connection> {
     std::vector<std::string> raw;
     if (items.what == token::kind::atom) {
       const auto up = to_upper(items.text);
-      if (up == "ALL") raw = {"FLAGS", "INTERNALDATE", "RFC822.SIZE"};
+      if (up == "ALL") raw = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"};
       else if (up == "FAST") raw = {"FLAGS", "INTERNALDATE", "RFC822.SIZE"};
-      else if (up == "FULL") raw = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY"};
+      else if (up == "FULL") raw = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"};
       else raw = {items.text};
     } else {
       tokenizer it(items.text);
@@ -1050,6 +1110,7 @@ class connection : public std::enable_shared_from_this<connection> {
           case k::bodystructure: out_ += "BODYSTRUCTURE " + content().bodystructure; break;
           case k::body: out_ += "BODY " + content().body_basic; break;
           case k::modseq: out_ += fmt::format("MODSEQ ({})", srv_.modseq_of(user_, folder_, uid)); break;
+          case k::envelope: out_ += "ENVELOPE " + envelope(content()); break;
           case k::section: {
             auto data = section_data(item, content());
             if (!data) data = std::string();

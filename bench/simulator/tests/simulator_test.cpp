@@ -276,7 +276,13 @@ TEST_CASE("UID FETCH serves deterministic content with exact literal lengths", "
   const auto bs = c.command("b", "UID FETCH 10 (BODYSTRUCTURE INTERNALDATE)");
   REQUIRE(bs[0].find("\"APPLICATION\" \"PDF\"") != std::string::npos);
   REQUIRE(bs[0].find("INTERNALDATE \"") != std::string::npos);
-  REQUIRE(c.command("x", "UID FETCH 1 (ENVELOPE)").back().starts_with("x BAD"));
+  REQUIRE(c.command("x", "UID FETCH 1 (ENVELOPE_X)").back().starts_with("x BAD"));
+  const auto env = c.command("v", "UID FETCH 5 (ENVELOPE)");
+  std::smatch em;
+  REQUIRE(std::regex_search(env[0], em, std::regex(
+      R"re(^\* 5 FETCH \(UID 5 ENVELOPE \("[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} 2026 \d\d:\d\d:\d\d \+0000" "[^"]*OPP-10\d\d\)" )re"
+      R"re(\(\("Person \d+" NIL "person\d+" "customer\d+\.example"\)\) .* \(\(NIL NIL "sim2" "tenant\.example"\)\) )re"
+      R"re((NIL|\(\(.*\)\)) NIL NIL "<sim2\.5\.42@sim\.example>"\)\)\r\n$)re")));
   // BODY[2] of a multipart is the attachment's encoded content, as long as BODYSTRUCTURE says.
   const auto part = c.command("p", "UID FETCH 10 (BODY.PEEK[2])");
   std::smatch pm;
