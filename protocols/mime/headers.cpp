@@ -158,8 +158,13 @@ std::string_view unfold(std::string_view raw, std::string& scratch) {
   if (raw.find_first_of("\r\n") == std::string_view::npos) return trim(raw);
   scratch.clear();
   scratch.reserve(raw.size());
-  for (char c : raw)
-    if (c != '\r' && c != '\n') scratch.push_back(c);
+  std::size_t pos = 0;
+  while (pos < raw.size()) { // copy the runs between line breaks, not byte by byte
+    std::size_t brk = raw.find_first_of("\r\n", pos);
+    if (brk == std::string_view::npos) brk = raw.size();
+    scratch.append(raw.data() + pos, brk - pos);
+    pos = brk + 1;
+  }
   return trim(std::string_view(scratch));
 }
 
