@@ -27,6 +27,10 @@ struct text_candidate {
   bool html = false;
   bool flowed = false, delsp = false;
   bool found = false;
+  std::size_t parent = 0; // id of the enclosing multipart
+  // Further inline text parts of the same multipart/mixed (Apple Mail splits the text
+  // around inline images); appended to the body in order.
+  std::vector<text_candidate> more;
 };
 
 struct dsn_group {
@@ -34,6 +38,7 @@ struct dsn_group {
 };
 
 struct walker {
+  walker(const parse_options& o, message& m) : opts(o), msg(m) {}
   const parse_options& opts;
   message& msg;
   std::string fallback_charset;
@@ -41,6 +46,8 @@ struct walker {
   bool parts_capped = false;
   // [0] = this message's own text, [1] = text inside attached messages (fallback only)
   text_candidate plain[2], html[2];
+  std::size_t multipart_id = 0, next_multipart_id = 1;
+  bool in_alternative = false;
   std::deque<std::string> buffers; // decoded message/rfc822 bodies the views point into
 
   void warn(std::string w) {
@@ -159,6 +166,12 @@ std::string decode_text(const text_candidate& c, bool& lossy) {
   strip_cr(text);
   if (c.flowed) text = unflow(text, c.delsp);
   if (c.html) text = html_to_text(text);
+  for (const auto& m : c.more) {
+    std::string part = decode_text(m, lossy);
+    if (part.empty()) continue;
+    if (!text.empty() && text.back() != '\n') text.push_back('\n');
+    text += part;
+  }
   return text;
 }
 
@@ -219,7 +232,13 @@ void walker::walk(std::string_view entity, std::size_t depth, bool attached, boo
       warn("MIME nesting deeper than max_depth; inner parts skipped");
       return;
     } else {
+      std::size_t saved_id = multipart_id;
+      bool saved_alt = in_alternative;
+      multipart_id = next_multipart_id++;
+      in_alternative = type == "multipart/alternative";
       walk_multipart(body, *b, depth, attached, type == "multipart/digest");
+      multipart_id = saved_id;
+      in_alternative = saved_alt;
       return;
     }
   }
@@ -258,7 +277,14 @@ void walker::walk(std::string_view entity, std::size_t depth, bool attached, boo
       inner = buffers.back();
     }
     add_attachment(inner.size());
+    // An attached message starts a new text context: its text never joins its siblings'.
+    std::size_t saved_id = multipart_id;
+    bool saved_alt = in_alternative;
+    multipart_id = 0;
+    in_alternative = false;
     walk(inner, depth + 1, true, false);
+    multipart_id = saved_id;
+    in_alternative = saved_alt;
     return;
   }
   if (type == "message/delivery-status" || type == "message/global-delivery-status") {
@@ -280,15 +306,20 @@ void walker::walk(std::string_view entity, std::size_t depth, bool attached, boo
   bool is_html = type == "text/html";
   if ((is_plain || is_html) && !disp_attachment && name.empty()) {
     text_candidate& slot = is_plain ? plain[attached ? 1 : 0] : html[attached ? 1 : 0];
-    if (!slot.found) {
-      slot.found = true;
-      slot.body = body;
-      slot.cte = cte;
-      slot.html = is_html;
-      if (const std::string* cs = ct.param("charset")) slot.charset = *cs;
-      if (const std::string* fmt = ct.param("format")) slot.flowed = iequals(*fmt, "flowed");
-      if (const std::string* ds = ct.param("delsp")) slot.delsp = iequals(*ds, "yes");
-    }
+    auto fill = [&](text_candidate& c) {
+      c.found = true;
+      c.body = body;
+      c.cte = cte;
+      c.html = is_html;
+      c.parent = multipart_id;
+      if (const std::string* cs = ct.param("charset")) c.charset = *cs;
+      if (const std::string* fmt = ct.param("format")) c.flowed = iequals(*fmt, "flowed");
+      if (const std::string* ds = ct.param("delsp")) c.delsp = iequals(*ds, "yes");
+    };
+    if (!slot.found) fill(slot);
+    else if (is_plain && !in_alternative && multipart_id != 0 && slot.parent == multipart_id &&
+             slot.more.size() < 16)
+      fill(slot.more.emplace_back());
     return;
   }
   if (type.rfind("text/", 0) == 0 && !disp_attachment && name.empty()) return; // other inline text
@@ -563,7 +594,7 @@ void make_utf8_clean(message& m) {
 message parse_message(std::string_view raw, const parse_options& opts) {
   message msg;
   try {
-    walker w{opts, msg, {}, 0, false, {}, {}, {}};
+    walker w(opts, msg);
     header_block hb = split_headers(raw, opts.max_headers);
     if (hb.truncated) w.warn("more than max_headers header fields; the rest were skipped");
     if (hb.missing_separator) w.warn("header block not ended by an empty line");

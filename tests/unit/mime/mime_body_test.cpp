@@ -198,3 +198,18 @@ TEST_CASE("reply-above: marker, quote headers, Outlook blocks", "[unit]") {
   auto m = parse_message("Content-Type: text/plain\r\n\r\nNew text\r\n-- reply above --\r\nold\r\n", o);
   CHECK(m.reply_above == "New text");
 }
+
+TEST_CASE("inline text parts around an inline image are all body text", "[unit]") {
+  auto m = parse_message(
+      "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nBefore the picture.\r\n"
+      "--m\r\nContent-Type: image/jpeg; name=p.jpg\r\nContent-Disposition: inline; filename=p.jpg\r\n\r\n/9j/\r\n"
+      "--m\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nAfter the picture, caf\xE9.\r\n--m--\r\n");
+  CHECK(m.body_text == "Before the picture.\nAfter the picture, café.");
+  REQUIRE(m.attachments.size() == 1);
+  CHECK(m.attachments[0].is_inline);
+  // alternatives are never concatenated
+  auto alt = parse_message(
+      "Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\none\r\n"
+      "--a\r\nContent-Type: text/plain\r\n\r\nother\r\n--a--\r\n");
+  CHECK(alt.body_text == "one");
+}
