@@ -622,3 +622,39 @@ TEST_CASE("BODY[] without PEEK marks the message seen, EXAMINE never does", "[un
   REQUIRE(rw[0].ends_with(" FLAGS (\\Seen))\r\n"));
   REQUIRE(c.command("u3", "UID SEARCH UNSEEN")[0] != unseen);
 }
+
+TEST_CASE("50,000 mailboxes cost nothing until used", "[unit]") {
+  auto o = small(50000, 200);
+  simulator sim(o);
+  const auto port = sim.start();
+  client c(port);
+  REQUIRE(c.line());
+  REQUIRE(c.command("a", "LOGIN sim50000 sim").back().starts_with("a NO"));
+  REQUIRE(c.command("b", "LOGIN sim49999 sim").back().starts_with("b OK"));
+  REQUIRE(has_line(c.command("s", "EXAMINE INBOX"), "* 200 EXISTS"));
+  const auto f = c.command("f", "UID FETCH 200 (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+  REQUIRE(f[0].find("<sim49999.200.42@sim.example>") != std::string::npos);
+}
+
+TEST_CASE("faulty users depend on the seed; latency delays every response", "[unit]") {
+  auto a = small(200, 5);
+  a.faults.slow = 0.5;
+  auto b = a;
+  b.seed = 43;
+  simulator sa(a), sb(b);
+  std::size_t differ = 0;
+  for (std::size_t u = 0; u < 200; ++u) differ += sa.is_slow(u) != sb.is_slow(u);
+  REQUIRE(differ > 50);
+
+  auto l = small();
+  l.latency_ms = 200;
+  simulator sim(l);
+  const auto port = sim.start();
+  const auto t0 = std::chrono::steady_clock::now();
+  client c(port);
+  REQUIRE(c.line());
+  REQUIRE(std::chrono::steady_clock::now() - t0 >= 200ms);
+  const auto t1 = std::chrono::steady_clock::now();
+  REQUIRE(c.command("n", "NOOP").back().starts_with("n OK"));
+  REQUIRE(std::chrono::steady_clock::now() - t1 >= 200ms);
+}
