@@ -9,6 +9,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <array>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -54,6 +56,11 @@ std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const s
   boost::system::error_code ec;
   c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                  ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  // The no_tlsv1* options are deprecated in OpenSSL 3; the minimum version is what holds.
+  if (SSL_CTX_set_min_proto_version(c->native_handle(), TLS1_2_VERSION) != 1) {
+    err = "cannot restrict TLS to version 1.2 or newer";
+    return nullptr;
+  }
   c->set_default_verify_paths(ec);
   if (!ca_file.empty()) {
     c->load_verify_file(ca_file, ec);
@@ -94,6 +101,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
       strand_(asio::make_strand(rt.get().ctx)),
       resolver_(strand_),
       timer_(strand_),
+      idle_timer_(strand_),
       opts_(std::move(opts)),
       cbs_(std::move(cbs)) {}
 
@@ -103,7 +111,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
 
   void write(std::string bytes) override {
     asio::post(strand_, [self = shared_from_this(), b = std::move(bytes)]() mutable {
-      if (self->closed_)
+      if (self->closed_ || self->closing_)
         return;
       self->out_.push_back(std::move(b));
       if (self->out_.size() == 1 && !self->handshaking_)
@@ -115,13 +123,21 @@ class connection_impl final : public connection, public std::enable_shared_from_
     asio::post(strand_, [self = shared_from_this()] { self->do_handshake(true); });
   }
 
+  void set_idle_timeout(std::uint32_t ms) override {
+    asio::post(strand_, [self = shared_from_this(), ms] {
+      self->opts_.idle_timeout_ms = ms;
+      self->touch();
+      self->arm_idle_timer();
+    });
+  }
+
   void close(bool graceful) override {
     asio::post(strand_, [self = shared_from_this(), graceful] {
-      if (graceful && !self->out_.empty()) {
-        self->close_after_write_ = true;
+      if (self->closed_ || self->closing_)
         return;
-      }
-      self->shutdown();
+      if (!graceful || !self->established_ || self->handshaking_)
+        return self->shutdown();
+      self->begin_close();
     });
   }
 
@@ -226,6 +242,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
     tls_ = true;
     if (!upgrade)
       return established();
+    touch();
     timer_.cancel();
     if (cbs_.on_tls_ready)
       cbs_.on_tls_ready();
@@ -238,9 +255,74 @@ class connection_impl final : public connection, public std::enable_shared_from_
   void established() {
     established_ = true;
     timer_.cancel();
+    touch();
+    arm_idle_timer();
     if (cbs_.on_connected)
       cbs_.on_connected();
     do_read();
+  }
+
+  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+  // One timer per connection, re-armed only when it fires (not on every read): it sleeps
+  // until last_activity_ + idle and checks whether anything happened meanwhile.
+  void arm_idle_timer() {
+    const auto gen = ++idle_generation_;  // a re-arm (new limit) makes older waits stale
+    if (closed_ || closing_ || !established_ || opts_.idle_timeout_ms == 0) {
+      idle_timer_.cancel();
+      return;
+    }
+    idle_timer_.expires_at(last_activity_ + std::chrono::milliseconds(opts_.idle_timeout_ms));
+    idle_timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+      if (ec || gen != self->idle_generation_ || self->closed_ || self->closing_ ||
+          self->opts_.idle_timeout_ms == 0)
+        return;
+      const auto limit = std::chrono::milliseconds(self->opts_.idle_timeout_ms);
+      // A STARTTLS handshake has its own bound (connect_timeout_ms).
+      if (self->handshaking_ || std::chrono::steady_clock::now() - self->last_activity_ < limit)
+        return self->arm_idle_timer();
+      self->fail({failure_kind::timeout, fmt::format("no data from {}:{} for {} ms", self->opts_.host,
+                                                     self->opts_.port, self->opts_.idle_timeout_ms)});
+    });
+  }
+
+  // Graceful close: flush what is queued (the last write is typically LOGOUT), then say
+  // goodbye at the TLS or TCP level. Callbacks are dropped now: the owner is done.
+  void begin_close() {
+    closing_ = true;
+    cbs_ = {};
+    idle_timer_.cancel();
+    timer_.expires_after(std::chrono::milliseconds(opts_.close_timeout_ms));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec)
+        self->shutdown();
+    });
+    if (out_.empty())
+      say_goodbye();
+    // else on_write() calls say_goodbye() once the queue is empty.
+  }
+
+  void say_goodbye() {
+    if (closed_)
+      return;
+    boost::system::error_code ec;
+    if (!tls_) {
+      // FIN, then drain until the peer's EOF (on_read), so the server reads all we sent.
+      stream_->next_layer().shutdown(tcp::socket::shutdown_send, ec);
+      if (ec)
+        return shutdown();
+      if (!reading_)
+        do_read();
+      return;
+    }
+    if (reading_) {
+      // ssl::stream allows one read at a time, and the shutdown reads the peer's
+      // close_notify: stop the pending read first; on_read() comes back here.
+      stream_->next_layer().cancel(ec);
+      return;
+    }
+    tls_shutdown_started_ = true;
+    stream_->async_shutdown([self = shared_from_this()](boost::system::error_code) { self->shutdown(); });
   }
 
   void do_read() {
@@ -262,6 +344,16 @@ class connection_impl final : public connection, public std::enable_shared_from_
     reading_ = false;
     if (closed_ || (ec == asio::error::operation_aborted && handshaking_))
       return;
+    if (closing_) {
+      // What the server says after LOGOUT (BYE, OK) is not wanted any more.
+      if (ec && tls_ && !tls_shutdown_started_ && ec == asio::error::operation_aborted)
+        return say_goodbye();
+      if (ec)
+        return shutdown();
+      return do_read();
+    }
+    if (n > 0)
+      touch();
     if (n > 0 && cbs_.on_data)
       cbs_.on_data(std::string(buf_.data(), n));
     if (closed_)
@@ -280,6 +372,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
   void do_write() {
     if (closed_ || out_.empty())
       return;
+    touch();  // a new command starts a new wait for its answer
     auto handler = [self = shared_from_this()](boost::system::error_code ec, std::size_t) { self->on_write(ec); };
     if (tls_)
       asio::async_write(*stream_, asio::buffer(out_.front()), handler);
@@ -295,8 +388,8 @@ class connection_impl final : public connection, public std::enable_shared_from_
     out_.pop_front();
     if (!out_.empty())
       return do_write();
-    if (close_after_write_)
-      shutdown();
+    if (closing_)
+      say_goodbye();
   }
 
   void fail(failure f) {
@@ -313,6 +406,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
       return;
     closed_ = true;
     timer_.cancel();
+    idle_timer_.cancel();
     resolver_.cancel();
     if (stream_) {
       boost::system::error_code ec;
@@ -326,7 +420,9 @@ class connection_impl final : public connection, public std::enable_shared_from_
   io_runtime& rt_;
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::resolver resolver_;
-  asio::steady_timer timer_;
+  asio::steady_timer timer_;       // connect / STARTTLS handshake / graceful close bound
+  asio::steady_timer idle_timer_;
+  std::chrono::steady_clock::time_point last_activity_{};
   endpoint_options opts_;
   connection_callbacks cbs_;
   std::shared_ptr<ssl::context> ctx_;
@@ -339,7 +435,9 @@ class connection_impl final : public connection, public std::enable_shared_from_
   bool handshaking_ = false;
   bool reading_ = false;
   bool tls_ = false;
-  bool close_after_write_ = false;
+  bool closing_ = false;
+  bool tls_shutdown_started_ = false;
+  std::uint64_t idle_generation_ = 0;
 };
 
 } // namespace

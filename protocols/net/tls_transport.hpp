@@ -7,7 +7,30 @@
 //
 //   resolving --> connecting --> [tls_handshake] --> open --(start_tls)--> open(tls)
 //       |              |               |              |                     |
-//       +--------------+---------------+--------------+---------------------+--> failed / closed
+//       |              |               |              +--close(graceful)----+--> closing
+//       |              |               |              |                     |      |
+//       +--------------+---------------+--------------+---------------------+------+--> failed / closed
+//
+// closing: queued writes are flushed (e.g. LOGOUT), then TLS sends close_notify (and waits for
+// the peer's, bounded by close_timeout_ms) or plain TCP sends FIN and drains until the peer's
+// EOF; then the socket is closed.
+//
+// TLS: 1.2 or newer only. Certificate chain and host name are verified unless
+// verify_certificate is false; SNI is sent for every DNS name (never for an IP literal,
+// RFC 6066 3). A rejected certificate fails with certificate_invalid and a detail naming the
+// check that failed (OpenSSL's verify error, or the host-name mismatch).
+//
+// Timeouts (all in this transport, all ending in failure_kind::timeout):
+//   connect_timeout_ms  resolve + TCP connect + implicit TLS handshake; also bounds a
+//                       STARTTLS handshake on its own.
+//   idle_timeout_ms     once open: no byte received for this long fails the connection (the
+//                       greeting timeout, and the command timeout of a silent server). Every
+//                       received byte and every write restarts it. 0 = off. An owner that stops
+//                       asking the server for data on purpose (backpressure, IMAP IDLE) pauses
+//                       it with set_idle_timeout(0) and re-arms it with set_idle_timeout(ms).
+//                       The mailbox actor keeps its own command_timeout_s (time since the last
+//                       received byte, not counted while it awaits resume()): an owner using
+//                       both sets idle_timeout_ms to the same value, or leaves it 0.
 //
 // Every callback runs on the io thread; after close() no callback fires.
 #include <cstdint>
@@ -43,6 +66,8 @@ struct endpoint_options {
   bool verify_certificate = true;   // chain + host name; off only when configured
   std::string ca_file;              // extra trust anchor (PEM), besides the system store
   std::uint32_t connect_timeout_ms = 20000;  // resolve + connect + TLS handshake
+  std::uint32_t idle_timeout_ms = 0;         // open and nothing received for this long; 0 = off
+  std::uint32_t close_timeout_ms = 2000;     // graceful close: flush + close_notify / FIN bound
 };
 
 struct connection_callbacks {
@@ -73,7 +98,11 @@ class connection {
   virtual void start() = 0;
   virtual void write(std::string bytes) = 0;
   virtual void start_tls() = 0;
-  // Idempotent. Pending writes are flushed first when `graceful`.
+  // Changes idle_timeout_ms from now on (0 = pause); the idle clock restarts.
+  virtual void set_idle_timeout(std::uint32_t ms) = 0;
+  // Idempotent; no callback fires afterwards. With `graceful`, queued writes are flushed and
+  // the connection is shut down cleanly (TLS close_notify / TCP FIN), bounded by
+  // close_timeout_ms; without, the socket is closed at once.
   virtual void close(bool graceful = false) = 0;
 };
 
