@@ -43,7 +43,7 @@ class store {
   std::optional<folder_checkpoint> checkpoint(std::string_view user, std::string_view folder) const;
   std::map<std::string, folder_checkpoint> checkpoints(std::string_view user) const;  // by folder
 
-  // Newest first (date descending, then key ascending); limit 0 = all.
+  // Newest first (date descending; ties by key length, then key bytes); limit 0 = all.
   std::vector<message_record> query_messages(const message_filter& f) const;
   std::optional<message_record> find_by_message_id(std::string_view message_id) const;
   std::optional<message_record> find_by_key(std::string_view key) const;
