@@ -1,0 +1,102 @@
+#pragma once
+// Scanner rules compiled once per config load and evaluated against every tracked message.
+//
+// Semantics (shared spec INTERFACE.md, issue 6):
+// - Fields: from, to, cc, bcc (each address is tried as "Name <email>" and as the bare email),
+//   subject (decoded), body (body_text), date, has_attachment (a non-inline attachment),
+//   folder (the folder the message was seen in).
+// - String operators (contains, equals, starts_with, ends_with and their not_ forms) are
+//   case-insensitive (Unicode simple folding); `regex` is RE2 syntax as written (add (?i) for
+//   case-insensitive) and matches anywhere unless anchored. For an address field a positive
+//   operator holds when any address form matches; not_* holds when none does (so
+//   not_contains on an empty Cc holds).
+// - date: before/after compare with "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS]Z" (or with a
+//   +HH:MM offset) or an RFC 5322 date; the string operators see "YYYY-MM-DDTHH:MM:SSZ". A
+//   message without a date satisfies only the not_* operators.
+// - has_attachment: equals / not_equals with "true" or "false".
+// - Groups nest ("all" = AND, "any" = OR); a group with no conditions holds.
+// - A rule applies only to its users and folders (empty = all); inactive rules are dropped.
+//
+// Cost: every distinct string/regex condition of a field goes into one RE2::Set per field, so
+// a message costs one linear DFA walk per field (per address form for address fields) however
+// many rules there are; rules are then indexed by a condition they cannot fire without (their
+// "guard"), and only the rules whose guard matched, plus the few that have none, are walked.
+#include "common/expected.hpp"
+#include "core/config.hpp"
+#include "protocols/mime/message.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mscan::core {
+
+struct rules_error {
+  // One line naming the rule and the condition, e.g.
+  // "rule 'Support desk': conditions[1].any[0] (subject regex '(urgent'): missing ): (urgent"
+  std::string message;
+};
+
+// One condition that made a rule fire (for `explain`).
+struct fired_condition {
+  std::string path;  // e.g. "conditions[1].any[0]"
+  std::string field, op, value;
+  // What matched: the address form ("Bob <bob@acme.example>"), the subject, up to ~120 bytes
+  // of body around the match, the folder, the date (ISO 8601) or "true"/"false". Empty for a
+  // not_* condition (nothing matched, that is why it held).
+  std::string matched;
+};
+
+struct rule_hit {
+  std::size_t rule_index = 0;  // index in the rule_config vector given to compile_rules
+  std::string_view name;       // views into the compiled_rules: valid while it lives
+  std::span<const action_config> actions;  // in configured order
+  std::vector<fired_condition> because;
+};
+
+struct compile_options {
+  // RE2 memory budget per field set (the DFA cache lives inside it).
+  std::int64_t max_mem_per_field = std::int64_t{64} << 20;
+};
+
+// Statistics of a compiled rule set (for logs and the bench).
+struct rules_stats {
+  std::size_t rules = 0;            // active rules
+  std::size_t unguarded_rules = 0;  // evaluated for every message in scope
+  std::size_t set_patterns = 0;     // distinct (field, pattern) entries over all sets
+};
+
+class compiled_rules {
+ public:
+  compiled_rules();
+  ~compiled_rules();
+  compiled_rules(compiled_rules&&) noexcept;
+  compiled_rules& operator=(compiled_rules&&) noexcept;
+
+  rules_stats stats() const;
+
+  struct impl;
+
+ private:
+  std::shared_ptr<const impl> impl_;  // immutable once compiled: shared by matcher threads
+  friend expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_config>&,
+                                                            const compile_options&);
+  friend std::vector<rule_hit> evaluate(const compiled_rules&, const mime::message&,
+                                        std::string_view, std::string_view);
+};
+
+// Validates and compiles every active rule: invalid regex, invalid date for before/after, an
+// operator that makes no sense for the field, an unknown field/operator/group, an invalid
+// ticket_regex in an action are errors naming the rule and the condition (or action).
+expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_config>& rules,
+                                                    const compile_options& opts = {});
+
+// The rules that fire for `msg` seen by `user` in `folder`, in configured order. Thread-safe
+// (const) and never throws.
+std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message& msg,
+                               std::string_view user, std::string_view folder);
+
+} // namespace mscan::core
