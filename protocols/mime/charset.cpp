@@ -6,6 +6,7 @@
 
 #include <iconv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -246,13 +247,20 @@ bool iconv_convert(iconv_t cd, std::string_view in, std::string& out, bool& loss
     if (out.size() - used < n) out.resize(out.size() * 2 + n); // doubling: amortised linear
   };
   while (src_left > 0) {
+    // Bounded chunks: sanitizer interceptors check the whole input range on every call,
+    // which would make each of many invalid bytes cost O(remaining input).
+    const std::size_t chunk = std::min<std::size_t>(src_left, 4096);
+    std::size_t chunk_left = chunk;
     char* dst = out.data() + used;
     std::size_t dst_left = out.size() - used;
-    std::size_t r = iconv(cd, &src, &src_left, &dst, &dst_left);
+    std::size_t r = iconv(cd, &src, &chunk_left, &dst, &dst_left);
+    src_left -= chunk - chunk_left;
     used = out.size() - dst_left;
-    if (r != std::size_t(-1)) break;
+    if (r != std::size_t(-1)) continue;
     if (errno == E2BIG) {
       room(out.size());
+    } else if (errno == EINVAL && src_left > chunk_left) {
+      continue; // a sequence cut by the chunk end: the next chunk starts with it
     } else if (errno == EILSEQ || errno == EINVAL) {
       // Invalid or truncated sequence: one replacement character, skip a byte, go on.
       room(3);

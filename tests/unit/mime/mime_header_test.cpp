@@ -123,6 +123,24 @@ TEST_CASE("to_utf8 for every supported charset", "[unit]") {
     CHECK(to_utf8(s.bytes, s.charset, &lossy) == s.utf8);
     CHECK_FALSE(lossy);
   }
+  // multi-byte sequences that straddle the converter's internal 4096-byte chunks
+  std::string long_sjis, long_utf8;
+  for (int k = 0; k < 3000; ++k) {
+    long_sjis += k % 7 == 0 ? std::string("a") : std::string("\x82\xA0");
+    long_utf8 += k % 7 == 0 ? "a" : "あ";
+  }
+  bool long_lossy = true;
+  CHECK(to_utf8(long_sjis, "shift_jis", &long_lossy) == long_utf8);
+  CHECK_FALSE(long_lossy);
+  std::string long_jis = "\x1B\x24\x42";
+  std::string long_jis_utf8;
+  for (int k = 0; k < 5000; ++k) {
+    long_jis += "\x24\x22";
+    long_jis_utf8 += "あ";
+  }
+  long_jis += "\x1B\x28\x42";
+  CHECK(to_utf8(long_jis, "iso-2022-jp", &long_lossy) == long_jis_utf8);
+  CHECK_FALSE(long_lossy);
   for (int n = 1; n <= 15; ++n) {
     if (n == 12) continue; // ISO-8859-12 was never published
     bool lossy = true;
