@@ -115,8 +115,17 @@ std::string tail_lines(const std::string& text, std::size_t lines) {
 
 // Runs a helper program (openssl) to completion, output into log_file.
 void run_program(const std::vector<std::string>& args, const fs::path& log_file) {
+  // Only async-signal-safe calls between fork and exec: resolve the program first.
+  std::string program = args[0];
+  if (program.find('/') == std::string::npos)
+    for (const char* dir : {"/usr/bin/", "/bin/", "/usr/local/bin/"})
+      if (::access((dir + args[0]).c_str(), X_OK) == 0) {
+        program = dir + args[0];
+        break;
+      }
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(program.data());
+  for (std::size_t i = 1; i < args.size(); ++i) argv.push_back(const_cast<char*>(args[i].c_str()));
   argv.push_back(nullptr);
   int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) fail("cannot open " + log_file.string() + ": " + errno_text(errno));
@@ -130,7 +139,7 @@ void run_program(const std::vector<std::string>& args, const fs::path& log_file)
     ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
-    ::execvp(argv[0], argv.data());
+    ::execv(argv[0], argv.data());
     ::_exit(127);
   }
   ::close(log_fd);
@@ -437,6 +446,10 @@ struct dovecot_fixture::impl {
                               const_cast<char*>("-c"), conf.data(), nullptr};
     int err_fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (err_fd < 0) fail("cannot open " + stderr_path.string());
+    // Hundreds of sessions need thousands of descriptors in dovecot's processes.
+    rlimit files{};
+    ::getrlimit(RLIMIT_NOFILE, &files);
+    files.rlim_cur = files.rlim_max == RLIM_INFINITY ? 20000 : std::min<rlim_t>(20000, files.rlim_max);
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) {
@@ -455,8 +468,7 @@ struct dovecot_fixture::impl {
       ::dup2(err_fd, 2);
       // Test sockets must not leak into dovecot (they would stay open after a test closes).
       ::close_range(3, ~0U, 0);
-      rlimit rl{20000, 20000};
-      ::setrlimit(RLIMIT_NOFILE, &rl);
+      ::setrlimit(RLIMIT_NOFILE, &files);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }

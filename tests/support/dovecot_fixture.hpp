@@ -7,7 +7,10 @@
 // foreground (`dovecot -F -c CONF`) as our child in its own process group; the destructor
 // SIGKILLs that group (its id = our child's pid, only this instance) and reaps every member.
 // The test process makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) so it can reap
-// those stragglers; PR_SET_PDEATHSIG makes dovecot die with the test process if it crashes.
+// those stragglers (side effect: any orphaned grandchild of the test process is re-parented
+// to it, not to init). PR_SET_PDEATHSIG makes dovecot die with the test process if that
+// crashes; it fires when the *thread* that constructed the fixture exits, so construct a
+// fixture on a thread that outlives it (the test's own thread).
 //
 // Mail storage: `maildir:~/Maildir:LAYOUT=fs:UTF-8`, hierarchy separator "/".
 //   INBOX      = <home>/Maildir/{cur,new,tmp}
