@@ -11,4 +11,5 @@ mailscan_add_fuzzer(imap_session_fuzz
           ${PROJECT_SOURCE_DIR}/protocols/imap/utf7.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/command_writer.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/scan_session.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/body_structure.cpp
   LIBS mailscan_common fmt::fmt)

@@ -97,6 +97,7 @@ struct fetch_data {
   std::optional<std::uint64_t> modseq;
   std::optional<std::uint64_t> gm_msgid, gm_thrid;
   std::optional<std::vector<std::string>> gm_labels;
+  std::optional<std::string> email_id;          // EMAILID (RFC 8474), without parentheses
   const body_section* find_section(std::string_view section) const;  // BODY[...] only
   body_section* find_section(std::string_view section);
 };

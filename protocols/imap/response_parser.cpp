@@ -728,6 +728,12 @@ bool response_parser::parse_fetch(std::uint32_t seq, std::size_t list, fetch_dat
     } else if (iequals(name, "X-GM-MSGID") || iequals(name, "X-GM-THRID")) {
       if (!node_number(v, num)) return bad(name);
       (iequals(name, "X-GM-MSGID") ? f.gm_msgid : f.gm_thrid) = num;
+    } else if (iequals(name, "EMAILID")) {
+      // "(M6d99ac3275bb4e)": a list of one objectid
+      if (vt != node::kind::list || nodes_[v].length != 1 ||
+          nodes_[v + 1].type != node::kind::atom)
+        return bad(name);
+      f.email_id = node_string(v + 1);
     } else if (iequals(name, "X-GM-LABELS")) {
       if (vt != node::kind::list) return bad(name);
       f.gm_labels = node_atoms(v);
@@ -756,7 +762,7 @@ bool response_parser::parse_fetch(std::uint32_t seq, std::size_t list, fetch_dat
       if (vt != node::kind::nil) b.data = take_node_string(v);
       f.sections.push_back(std::move(b));
     }
-    // Anything else (BINARY.SIZE, EMAILID, PREVIEW, ...) is skipped.
+    // Anything else (BINARY.SIZE, THREADID, PREVIEW, ...) is skipped.
     i = next;
   }
   return true;

@@ -113,7 +113,7 @@ scan_session::scan_session(session_options opts) : opts_(std::move(opts)) {
   l.max_line_length = 8u << 20;
   l.max_items = 1500000;
   parser_.set_limits(l);
-  for (const auto& f : opts_.folders) folders_.push_back({f, {}, true});
+  for (const auto& f : opts_.folders) folders_.push_back({f, {}, true, {}});
 }
 
 std::optional<session_output> scan_session::poll() {
@@ -167,8 +167,31 @@ void scan_session::on_eof() {
 
 void scan_session::resume() {
   if (phase_ != phase::await_resume) return;
+  if (!seen_.empty()) {
+    std::sort(seen_.begin(), seen_.end());
+    seen_.erase(std::unique(seen_.begin(), seen_.end()), seen_.end());
+    phase_ = phase::store;
+    send(writer_.begin("UID STORE").atom(sequence_set(seen_)).atom("+FLAGS.SILENT (\\Seen)").finish(),
+         cmd_kind::store);
+    seen_.clear();
+    return;
+  }
   if (batch_pos_ < uids_.size()) next_batch();
   else finish_folder();
+}
+
+void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
+  const std::string folder = folder_index_ < folders_.size() ? folders_[folder_index_].name : "";
+  if (phase_ != phase::await_resume) {
+    out_.push_back(session_warning{folder, "mark_seen ignored: only possible between batch_complete and resume()"});
+    return;
+  }
+  if (!opts_.unread_only) {
+    out_.push_back(session_warning{folder, "mark_seen ignored: the folder is opened read-only (EXAMINE) unless scanning unread mail"});
+    return;
+  }
+  for (auto u : uids)
+    if (u != 0) seen_.push_back(u);
 }
 
 void scan_session::send(command c, cmd_kind kind) {
@@ -286,7 +309,13 @@ void scan_session::handle(response& r) {
     std::string name = l->mailbox;
     if (!utf8_)
       if (auto decoded = utf7_decode(l->mailbox)) name = std::move(*decoded);
-    folders_.push_back({std::move(name), std::move(l->mailbox), false});
+    std::string special;
+    for (const char* flag : {"\\Sent", "\\Trash", "\\Junk", "\\Drafts", "\\All", "\\Archive", "\\Flagged"})
+      if (l->has_flag(flag)) {
+        special = flag;
+        break;
+      }
+    folders_.push_back({std::move(name), std::move(l->mailbox), false, std::move(special)});
   } else if (auto* e = std::get_if<exists_data>(&r)) {
     if (phase_ == phase::select) exists_ = e->count;
   } else if (auto* s = std::get_if<search_data>(&r)) {
@@ -357,6 +386,14 @@ void scan_session::handle_untagged_status(const status_response& s) {
         if (s.code.kind == code_kind::uidvalidity) uidvalidity_ = static_cast<std::uint32_t>(s.code.number);
         else if (s.code.kind == code_kind::uidnext) uidnext_ = static_cast<std::uint32_t>(s.code.number);
         else if (s.code.kind == code_kind::highestmodseq) highest_modseq_ = s.code.number;
+        else if (s.code.kind == code_kind::other && s.code.name == "MAILBOXID") {
+          // "(F2212ea87-6097-4256-9d51-71338625)": an objectid is 1-255 letters, digits, - _
+          mailbox_id_.clear();
+          for (char c : s.code.arguments)
+            if (((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_') && mailbox_id_.size() < 255)
+              mailbox_id_ += c;
+        }
       }
       return;
     case status_kind::no:
@@ -452,6 +489,8 @@ void scan_session::open_folder() {
   phase_ = phase::select;
   uidvalidity_ = uidnext_ = exists_ = 0;
   highest_modseq_ = 0;
+  mailbox_id_.clear();
+  seen_.clear();
   uids_.clear();
   large_uids_.clear();
   batch_pos_ = 0;
@@ -469,7 +508,8 @@ void scan_session::folder_selected() {
   const auto* cp = checkpoint();
   const bool changed = cp && cp->uidvalidity != 0 && cp->uidvalidity != uidvalidity_;
   const auto& f = folders_[folder_index_];
-  out_.push_back(folder_opened{f.name, uidvalidity_, uidnext_, exists_, changed});
+  out_.push_back(folder_opened{f.name, uidvalidity_, uidnext_, exists_, changed, f.special_use,
+                              mailbox_id_});
   if (cp && !changed) highest_uid_ = cp->last_uid;
   if (exists_ == 0) {
     finish_folder();
@@ -498,7 +538,7 @@ void scan_session::start_search() {
   pending_.push_back({c1.tag, cmd_kind::search_all});
   bytes += c1.parts[0];
   searches_left_ = 1;
-  if (opts_.max_message_bytes > 0) {
+  if (opts_.max_message_bytes > 0 && opts_.fetch == fetch_strategy::whole_message) {
     auto c2 = writer_.begin("UID SEARCH").atom(criteria).atom("LARGER").atom(
         std::to_string(opts_.max_message_bytes)).finish();
     pending_.push_back({c2.tag, cmd_kind::search_large});
@@ -515,6 +555,18 @@ void scan_session::next_batch() {
                 uids_.begin() + static_cast<std::ptrdiff_t>(end));
   batch_pos_ = end;
   delivered_.assign(batch_.size(), false);
+  if (opts_.fetch == fetch_strategy::structure) {
+    fetch_stage_ = 1;
+    staged_.assign(batch_.size(), staged_message{});
+    std::string items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]";
+    if (has_cap("X-GM-EXT-1")) items += " X-GM-MSGID";
+    if (has_cap("CONDSTORE") && highest_modseq_ > 0) items += " MODSEQ";
+    if (has_cap("OBJECTID")) items += " EMAILID";
+    items += ')';
+    send(writer_.begin("UID FETCH").atom(sequence_set(batch_)).atom(items).finish(), cmd_kind::fetch);
+    fetches_left_ = 1;
+    return;
+  }
   std::vector<std::uint32_t> small, large;
   for (auto u : batch_)
     (std::binary_search(large_uids_.begin(), large_uids_.end(), u) ? large : small).push_back(u);
@@ -545,6 +597,10 @@ void scan_session::handle_fetch(fetch_data& f) {
   if (at == batch_.end() || *at != *f.uid) return;
   const auto index = static_cast<std::size_t>(at - batch_.begin());
   if (delivered_[index]) return;  // a repeated answer for the same message
+  if (opts_.fetch == fetch_strategy::structure) {
+    handle_structure_fetch(f, index);
+    return;
+  }
   message_fetched m;
   m.truncated = false;
   if (auto* whole = f.find_section(""); whole && whole->data) {
@@ -565,6 +621,98 @@ void scan_session::handle_fetch(fetch_data& f) {
   if (f.flags) m.flags = std::move(*f.flags);
   delivered_[index] = true;
   out_.push_back(std::move(m));
+}
+
+void scan_session::handle_structure_fetch(fetch_data& f, std::size_t index) {
+  auto& st = staged_[index];
+  if (fetch_stage_ == 2) {
+    if (!st.have_meta) return;
+    for (auto& sec : f.sections) {
+      if (sec.binary || !sec.data) continue;
+      std::string key = sec.section;
+      for (auto& c : key)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+      st.sections[std::move(key)] = std::move(*sec.data);
+    }
+    return;
+  }
+  // Stage 1; a server may split one message's answer over several FETCH responses.
+  auto& m = st.m;
+  if (f.flags) m.flags = std::move(*f.flags);
+  if (f.rfc822_size) m.size = *f.rfc822_size;
+  if (f.internaldate) m.internaldate = parse_internaldate(*f.internaldate).value_or(0);
+  if (f.gm_msgid) m.gm_msgid = *f.gm_msgid;
+  if (f.modseq) m.modseq = *f.modseq;
+  if (f.email_id) m.email_id = std::move(*f.email_id);
+  if (f.bodystructure) st.root = parse_body_structure(*f.bodystructure);
+  if (auto* whole = f.find_section(""); whole && whole->data) {
+    // More than we asked for: the whole message is as good as it gets.
+    st.have_meta = true;
+    st.plan = fetch_plan{};
+    st.sections[""] = std::move(*whole->data);
+    if (!st.root) st.root = body_part{};
+  } else if (auto* header = f.find_section("HEADER"); header && header->data) {
+    st.have_meta = true;
+    st.header = std::move(*header->data);
+  }
+}
+
+void scan_session::fetch_parts() {
+  // Messages that need the same sections share one command: most batches need very few.
+  std::map<std::string, std::vector<std::uint32_t>> by_items;
+  for (std::size_t i = 0; i < staged_.size(); ++i) {
+    auto& st = staged_[i];
+    if (!st.have_meta || st.sections.count("")) continue;
+    if (!st.root) {
+      // No usable BODYSTRUCTURE: the whole message, capped.
+      st.root = body_part{};
+      st.plan.sections = {""};
+      st.plan.capped = {""};
+    } else {
+      st.plan = plan_fetch(*st.root);
+    }
+    auto items = st.plan.items(opts_.max_message_bytes);
+    if (!items.empty()) by_items[std::move(items)].push_back(batch_[i]);
+  }
+  fetch_stage_ = 2;
+  fetches_left_ = 0;
+  if (by_items.empty()) {
+    complete_batch();
+    return;
+  }
+  std::string bytes;
+  for (const auto& [items, uids] : by_items) {
+    auto c = writer_.begin("UID FETCH").atom(sequence_set(uids)).atom("(UID " + items + ")").finish();
+    pending_.push_back({c.tag, cmd_kind::fetch_parts});
+    bytes += c.parts[0];
+    ++fetches_left_;
+  }
+  out_.push_back(write_bytes{std::move(bytes)});
+}
+
+void scan_session::complete_batch() {
+  if (opts_.fetch == fetch_strategy::structure) {
+    for (std::size_t i = 0; i < staged_.size(); ++i) {
+      auto& st = staged_[i];
+      if (!st.have_meta) continue;  // expunged meanwhile
+      message_fetched m = std::move(st.m);
+      m.folder = folders_[folder_index_].name;
+      m.uidvalidity = uidvalidity_;
+      m.uid = batch_[i];
+      bool truncated = false;
+      m.raw = assemble_message(*st.root, st.header, st.sections, opts_.max_message_bytes, truncated);
+      if (m.size == 0) m.size = m.raw.size();
+      m.truncated = truncated;
+      m.attachments = std::move(st.plan.attachments);
+      delivered_[i] = true;
+      out_.push_back(std::move(m));
+    }
+    staged_.clear();
+    fetch_stage_ = 0;
+  }
+  if (!batch_.empty()) highest_uid_ = std::max(highest_uid_, batch_.back());
+  out_.push_back(batch_complete{folders_[folder_index_].name, uidvalidity_, highest_uid_});
+  phase_ = phase::await_resume;
 }
 
 void scan_session::finish_folder() {
@@ -669,14 +817,26 @@ void scan_session::handle_tagged(const status_response& s) {
       else next_batch();
       return;
     case cmd_kind::fetch:
+    case cmd_kind::fetch_parts:
       if (!ok) {
         if (fail_if_throttled(s)) return;
         return fail_protocol(fmt::format("UID FETCH failed: {}", s.text));
       }
       if (--fetches_left_ > 0) return;
-      if (!batch_.empty()) highest_uid_ = std::max(highest_uid_, batch_.back());
-      out_.push_back(batch_complete{folders_[folder_index_].name, uidvalidity_, highest_uid_});
-      phase_ = phase::await_resume;
+      if (opts_.fetch == fetch_strategy::structure && fetch_stage_ == 1) {
+        fetch_parts();
+        return;
+      }
+      complete_batch();
+      return;
+    case cmd_kind::store:
+      if (s.status == status_kind::bad)
+        return fail_protocol(fmt::format("UID STORE rejected: {}", s.text));
+      if (!ok)
+        out_.push_back(session_warning{folders_[folder_index_].name,
+                                       fmt::format("marking messages \\Seen failed: {}", s.text)});
+      if (batch_pos_ < uids_.size()) next_batch();
+      else finish_folder();
       return;
     case cmd_kind::logout:
       return;

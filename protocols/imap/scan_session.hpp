@@ -17,9 +17,13 @@
 //   |        v                                                                     |
 //   |    UID SEARCH <window> + UID SEARCH <window> LARGER max  (pipelined)         |
 //   |        v                                                                     |
-//   |    UID FETCH batch (small: BODY.PEEK[]; large: HEADER + TEXT<0.N>)            |
+//   |    UID FETCH batch: structure (default): UID FLAGS ... BODYSTRUCTURE HEADER,   |
+//   |        then UID FETCH of the text parts only (one command per distinct       |
+//   |        set of sections, pipelined); whole_message: BODY.PEEK[] or            |
+//   |        HEADER + TEXT<0.N> for messages LARGER than the limit                  |
 //   |        v    message_fetched ...                                              |
-//   |    batch_complete --(owner calls resume())--> next batch | folder_complete <--+
+//   |    batch_complete --(owner calls resume())--> [UID STORE +FLAGS.SILENT       |
+//   |        (\Seen) of the UIDs given to mark_seen()] --> next batch | folder_complete
 //   +---------------------------------------------------------- next folder
 //                                      v
 //                                LOGOUT --> scan_complete
@@ -35,6 +39,7 @@
 #include <variant>
 #include <vector>
 
+#include "protocols/imap/body_structure.hpp"
 #include "protocols/imap/command_writer.hpp"
 #include "protocols/imap/response_parser.hpp"
 
@@ -52,6 +57,10 @@ struct error {
 struct folder_checkpoint { std::uint32_t uidvalidity = 0; std::uint32_t last_uid = 0;
                            std::uint64_t highest_modseq = 0; };
 enum class auth_method { password, xoauth2 };
+// structure: headers + BODYSTRUCTURE, then only the text parts (attachment bytes never
+// cross the network; message_fetched::raw is a synthetic message with stub attachments).
+// whole_message: the message itself (BODY.PEEK[], capped at max_message_bytes).
+enum class fetch_strategy { structure, whole_message };
 struct session_options {
   std::string username; std::string secret;          // password or bearer token
   auth_method auth = auth_method::password;
@@ -62,21 +71,36 @@ struct session_options {
   std::map<std::string, folder_checkpoint> checkpoints;   // by UTF-8 folder name
   std::size_t batch_size = 200;      // messages per UID FETCH
   std::size_t max_message_bytes = 2 * 1024 * 1024; // larger: header + first part of body only
+                                                   // (structure: the cap of each text part)
+  fetch_strategy fetch = fetch_strategy::structure;
 };
 struct write_bytes { std::string data; };   // send these bytes to the server
 struct start_tls {};  // transport: TLS handshake now, then call on_tls_established()
 struct folder_opened { std::string folder; std::uint32_t uidvalidity; std::uint32_t uidnext;
-                       std::uint32_t exists; bool uidvalidity_changed; };
+                       std::uint32_t exists; bool uidvalidity_changed;
+  std::string special_use;   // LIST attribute "\\Sent", "\\Trash", "\\Junk", "\\Drafts", "\\All",
+                             // "\\Archive", "\\Flagged" (RFC 6154); empty when none or not listed
+  std::string mailbox_id;    // MAILBOXID (RFC 8474): survives renames; empty when not offered
+};
 struct message_fetched { std::string folder; std::uint32_t uidvalidity; std::uint32_t uid;
   std::uint64_t size; std::int64_t internaldate; std::vector<std::string> flags;
-  std::string raw; bool truncated; };
+  std::string raw; bool truncated;
+  // structure strategy: the parts that were not downloaded, sizes as the server counts them
+  // (the parts are in `raw` as headers-only stubs, so the parser's own sizes are ~0).
+  std::vector<attachment_stub> attachments;
+  std::uint64_t gm_msgid = 0;   // X-GM-MSGID (Gmail, X-GM-EXT-1); 0 when not offered
+  std::string email_id;         // EMAILID (RFC 8474); empty when not offered
+  std::uint64_t modseq = 0;     // MODSEQ (CONDSTORE); 0 when not available
+};
 struct batch_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid; };
 struct folder_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid;
                          std::uint64_t highest_modseq; };
 struct scan_complete {};               // LOGOUT was written; owner closes after sending it
 struct scan_failed { error err; };
+// Something did not work but the scan goes on (e.g. UID STORE \Seen refused).
+struct session_warning { std::string folder; std::string detail; };
 using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
-  batch_complete, folder_complete, scan_complete, scan_failed>;
+  batch_complete, folder_complete, scan_complete, scan_failed, session_warning>;
 
 class scan_session {
  public:
@@ -85,22 +109,38 @@ class scan_session {
   void on_tls_established();
   void on_eof();            // peer closed: scan_failed{server_bye or protocol_error} unless done
   void resume();            // after batch_complete: the owner has capacity for the next batch
+  // While awaiting_resume() with unread_only (folder opened with SELECT): these UIDs of the
+  // current folder are durably tracked; resume() first sends UID STORE +FLAGS.SILENT (\Seen)
+  // for them. A refusal is a session_warning, not a failure. Otherwise: a warning, ignored.
+  void mark_seen(std::vector<std::uint32_t> uids);
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
   const std::vector<std::string>& capabilities() const;
 
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
-                     select, search, fetch, await_resume, done };
+                     select, search, fetch, await_resume, store, done };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
-                        search_all, search_large, fetch, logout };
+                        search_all, search_large, fetch, fetch_parts, store, logout };
   struct pending_cmd { std::string tag; cmd_kind kind; };
-  struct folder { std::string name; std::string wire; bool configured; };
+  struct folder { std::string name; std::string wire; bool configured; std::string special_use; };
+  // One message of the batch between the structure FETCH and the text-part FETCH.
+  struct staged_message {
+    bool have_meta = false;
+    message_fetched m;
+    std::optional<body_part> root;
+    std::string header;
+    fetch_plan plan;
+    std::map<std::string, std::string, std::less<>> sections;
+  };
 
   void handle(response& r);
   void handle_tagged(const status_response& s);
   void handle_untagged_status(const status_response& s);
   void handle_fetch(fetch_data& f);
+  void handle_structure_fetch(fetch_data& f, std::size_t index);
+  void fetch_parts();
+  void complete_batch();
   void send(command c, cmd_kind kind);
   void set_capabilities(std::vector<std::string> caps);
   bool has_cap(std::string_view cap) const;
@@ -143,6 +183,10 @@ class scan_session {
   std::vector<std::uint32_t> batch_;       // UIDs of the batch in flight (sorted)
   std::vector<bool> delivered_;            // per batch_ entry: message_fetched emitted
   std::size_t fetches_left_ = 0;
+  int fetch_stage_ = 0;                    // structure: 1 = headers + structure, 2 = text parts
+  std::vector<staged_message> staged_;     // structure: per batch_ entry
+  std::vector<std::uint32_t> seen_;        // mark_seen() UIDs waiting for resume()
+  std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
 };
 

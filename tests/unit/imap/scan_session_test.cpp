@@ -84,6 +84,9 @@ session_options basic_options() {
   session_options o;
   o.username = "alice";
   o.secret = "s3cret-pw";
+  // These transcripts pin the whole-message strategy; structure_fetch_test.cpp covers the
+  // default (BODYSTRUCTURE + text parts).
+  o.fetch = fetch_strategy::whole_message;
   return o;
 }
 
