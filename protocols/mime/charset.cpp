@@ -97,6 +97,14 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+namespace {
+bool has_multibyte_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (static_cast<unsigned char>(s[i]) >= 0xC2 && utf8_seq_len(s, i) > 1) return true;
+  return false;
+}
+} // namespace
+
 bool looks_like_utf8(std::string_view s) {
   std::size_t good = 0, bad = 0;
   for (std::size_t i = 0; i < s.size();) {
@@ -314,6 +322,12 @@ std::string to_utf8(std::string_view bytes, std::string_view charset, bool* loss
     }
     // US-ASCII / undeclared with 8-bit bytes: windows-1252 is what such senders meant.
     if (!iequals(cs, "utf-8") && !iequals(cs, "utf8")) {
+      latin1_to_utf8(bytes, out, true);
+      lossy = true;
+      return finish();
+    }
+    // Labelled UTF-8 without a single valid multi-byte sequence: a legacy 8-bit text.
+    if (!has_multibyte_utf8(bytes)) {
       latin1_to_utf8(bytes, out, true);
       lossy = true;
       return finish();

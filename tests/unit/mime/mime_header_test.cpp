@@ -154,7 +154,10 @@ TEST_CASE("to_utf8 for every supported charset", "[unit]") {
   CHECK(to_utf8("abc\xFF", "x-unknown-charset", &lossy) == "abc\xC3\xBF");
   CHECK(lossy);
   lossy = false;
-  CHECK(to_utf8("ok\xC3", "utf-8", &lossy) == "ok\xEF\xBF\xBD");
+  CHECK(to_utf8("ok \xC3\xA9\xC3", "utf-8", &lossy) == "ok é\xEF\xBF\xBD");
+  CHECK(lossy);
+  lossy = false;
+  CHECK(to_utf8("caf\xE9", "utf-8", &lossy) == "café"); // mislabelled Latin-1
   CHECK(lossy);
   lossy = false;
   CHECK(to_utf8("\xA4\xA4\xA4", "big5", &lossy) == "中\xEF\xBF\xBD"); // truncated sequence
