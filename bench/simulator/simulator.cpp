@@ -90,14 +90,11 @@ std::optional<std::uint8_t> parse_flags(std::string_view list) {
   return f;
 }
 
-enum folder_id : std::uint8_t { inbox = 0, sent = 1 };
-constexpr std::array<std::string_view, 2> folder_names{"INBOX", "Sent"};
-
-std::optional<folder_id> resolve_folder(std::string_view name) {
-  if (iequals(name, "INBOX")) return inbox;
-  if (iequals(name, "Sent")) return sent;
-  return std::nullopt;
-}
+// 0 = INBOX, 1 = Sent, 2.. = folders the user created (CREATE), in creation order.
+using folder_id = std::uint32_t;
+constexpr folder_id inbox = 0;
+constexpr folder_id sent = 1;
+constexpr std::size_t max_created_folders = 64;  // per user: keeps the override state small
 
 // A folder's deviation from its generated state; exists only once a client changed it.
 struct folder_state {
@@ -108,7 +105,8 @@ struct folder_state {
   std::uint64_t highest_modseq = 1;
 };
 struct user_state {
-  std::array<folder_state, 2> folders;
+  std::vector<folder_state> folders;  // indexed by folder_id
+  std::vector<std::string> created;   // names of folders 2.. (CREATE)
 };
 
 struct seq_range {
@@ -252,11 +250,12 @@ std::string filter_header(std::string_view header, const std::vector<std::string
   return out + "\r\n";
 }
 
-// BODY[n] of our generated multipart: the n-th part's content (without its MIME header).
-std::optional<std::string> body_part(const generated_message& m, std::uint32_t n) {
+// BODY[n] (or with `mime`, BODY[n.MIME]) of our generated messages: the n-th part's content
+// without its MIME header, or that header with its empty line.
+std::optional<std::string> body_part(const generated_message& m, std::uint32_t n, bool mime) {
   if (!m.multipart) {
-    if (n == 1) return m.body;
-    return std::nullopt;
+    if (n != 1) return std::nullopt;
+    return mime ? m.header : m.body;
   }
   const auto bpos = m.header.find("boundary=\"");
   if (bpos == std::string::npos) return std::nullopt;
@@ -271,6 +270,7 @@ std::optional<std::string> body_part(const generated_message& m, std::uint32_t n
   const auto hdr_end = m.body.find("\r\n\r\n", pos);
   if (hdr_end == std::string::npos) return std::nullopt;
   const auto start = hdr_end + 4;
+  if (mime) return m.body.substr(pos, start - pos);
   const auto stop = m.body.find("\r\n" + delim, start);
   if (stop == std::string::npos) return std::nullopt;
   return m.body.substr(start, stop - start);  // the CRLF before the delimiter belongs to it
@@ -401,15 +401,45 @@ struct server {
   }
   const folder_state* find(std::size_t user, folder_id f) const {
     auto it = users.find(user);
-    return it == users.end() ? nullptr : &it->second.folders[f];
+    return it == users.end() || f >= it->second.folders.size() ? nullptr : &it->second.folders[f];
   }
-  folder_state& touch(std::size_t user, folder_id f) {
+  user_state& touch_user(std::size_t user) {
     auto [it, fresh] = users.try_emplace(user);
     if (fresh) {
+      it->second.folders.resize(2);
       it->second.folders[inbox].uidnext = base_count(inbox) + 1;
       it->second.folders[sent].uidnext = 1;
     }
-    return it->second.folders[f];
+    return it->second;
+  }
+  // Only for folders that exist (resolve_folder / create_folder returned them).
+  folder_state& touch(std::size_t user, folder_id f) { return touch_user(user).folders.at(f); }
+
+  std::size_t folder_count(std::size_t user) const {
+    auto it = users.find(user);
+    return it == users.end() ? 2 : it->second.folders.size();
+  }
+  std::string folder_name(std::size_t user, folder_id f) const {
+    if (f == inbox) return "INBOX";
+    if (f == sent) return "Sent";
+    return users.at(user).created.at(f - 2);
+  }
+  std::optional<folder_id> resolve_folder(std::size_t user, std::string_view name) const {
+    if (iequals(name, "INBOX")) return inbox;
+    if (name == "Sent") return sent;
+    auto it = users.find(user);
+    if (it == users.end()) return std::nullopt;
+    const auto& c = it->second.created;
+    for (std::size_t i = 0; i < c.size(); ++i)
+      if (c[i] == name) return static_cast<folder_id>(i + 2);
+    return std::nullopt;
+  }
+  std::optional<folder_id> create_folder(std::size_t user, std::string_view name) {
+    auto& u = touch_user(user);
+    if (u.created.size() >= max_created_folders) return std::nullopt;
+    u.created.emplace_back(name);
+    u.folders.emplace_back();
+    return static_cast<folder_id>(u.folders.size() - 1);
   }
   std::vector<std::uint32_t> visible(std::size_t user, folder_id f) const {
     const auto* st = find(user, f);
@@ -711,6 +741,14 @@ class connection : public std::enable_shared_from_this<connection> {
       count();
       return status(tag, t);
     }
+    if (name == "CREATE") {
+      count();
+      return create(tag, t);
+    }
+    if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE") {
+      count();
+      return tagged(tag, fmt::format("OK {} completed", name));  // every folder counts as subscribed
+    }
     if (name == "SELECT" || name == "EXAMINE") {
       count();
       return select(tag, name, t);
@@ -764,7 +802,8 @@ class connection : public std::enable_shared_from_this<connection> {
   }
 
   static bool is_known(const std::string& n) {
-    for (std::string_view k : {"ENABLE", "LIST", "LSUB", "STATUS", "SELECT", "EXAMINE", "IDLE", "CLOSE",
+    for (std::string_view k : {"ENABLE", "LIST", "LSUB", "STATUS", "CREATE", "SUBSCRIBE", "UNSUBSCRIBE",
+                               "SELECT", "EXAMINE", "IDLE", "CLOSE",
                                "UNSELECT", "FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
       if (n == k) return true;
     return false;
@@ -834,8 +873,8 @@ class connection : public std::enable_shared_from_this<connection> {
       out_ += fmt::format("* {} (\\Noselect) \"/\" \"\"\r\n", name);
       return tagged(tag, fmt::format("OK {} completed", name));
     }
-    for (int f = 0; f < 2; ++f) {
-      const auto folder = folder_names[static_cast<std::size_t>(f)];
+    for (folder_id f = 0; f < srv_.folder_count(user_); ++f) {
+      const auto folder = srv_.folder_name(user_, f);
       bool match = false;
       if (pat.what == token::kind::list) {
         tokenizer pt(pat.text);
@@ -850,6 +889,18 @@ class connection : public std::enable_shared_from_this<connection> {
     tagged(tag, fmt::format("OK {} completed", name));
   }
 
+  void create(const std::string& tag, tokenizer& t) {
+    const token mbox = t.next();
+    if (!mbox.is_string() || mbox.text.empty()) return tagged(tag, "BAD CREATE expects a mailbox name");
+    std::string name = mbox.text;
+    if (name.ends_with("/")) name.pop_back();  // a trailing delimiter only declares intent
+    if (name.empty() || name.find_first_of("*%\r\n\"\\") != std::string::npos || name.size() > 200)
+      return tagged(tag, "NO [CANNOT] Invalid mailbox name");
+    if (srv_.resolve_folder(user_, name)) return tagged(tag, "NO [ALREADYEXISTS] Mailbox exists");
+    if (!srv_.create_folder(user_, name)) return tagged(tag, "NO [LIMIT] Too many mailboxes");
+    tagged(tag, "OK CREATE completed");
+  }
+
   std::size_t unseen_count(folder_id f, const std::vector<std::uint32_t>& view) const {
     std::size_t n = 0;
     for (auto u : view) n += (srv_.flags_of(user_, f, u) & f_seen) == 0;
@@ -861,7 +912,7 @@ class connection : public std::enable_shared_from_this<connection> {
     const token items = t.next();
     if (!mbox.is_string() || items.what != token::kind::list)
       return tagged(tag, "BAD STATUS expects mailbox and item list");
-    const auto f = resolve_folder(mbox.text);
+    const auto f = srv_.resolve_folder(user_, mbox.text);
     if (!f) return tagged(tag, "NO [NONEXISTENT] Mailbox doesn't exist");
     const auto view = srv_.visible(user_, *f);
     std::string out;
@@ -879,7 +930,7 @@ class connection : public std::enable_shared_from_this<connection> {
       if (!out.empty()) out += ' ';
       out += k + " " + value;
     }
-    out_ += fmt::format("* STATUS {} ({})\r\n", quote(folder_names[*f]), out);
+    out_ += fmt::format("* STATUS {} ({})\r\n", quote(srv_.folder_name(user_, *f)), out);
     tagged(tag, "OK STATUS completed");
   }
 
@@ -887,7 +938,7 @@ class connection : public std::enable_shared_from_this<connection> {
     const token mbox = t.next();
     if (!mbox.is_string()) return tagged(tag, fmt::format("BAD {} expects a mailbox", name));
     state_ = state::authenticated;  // a failed SELECT leaves no mailbox selected
-    const auto f = resolve_folder(mbox.text);
+    const auto f = srv_.resolve_folder(user_, mbox.text);
     if (!f) return tagged(tag, "NO [NONEXISTENT] Mailbox doesn't exist");
     const token params = t.next();  // SELECT INBOX (CONDSTORE) enables it too (RFC 7162)
     if (params.what == token::kind::list && iequals(tokenizer(params.text).rest(), "CONDSTORE")) condstore_ = true;
@@ -999,10 +1050,8 @@ class connection : public std::enable_shared_from_this<connection> {
       tokenizer ft(std::string_view(s).substr(open + 1, close - open - 1));
       for (auto f = ft.next(); f.is_string(); f = ft.next()) fields.push_back(f.text);
       data = filter_header(m.header, fields, exclude);
-    } else if (s.ends_with(".MIME")) {
-      data = "";  // part headers are not served separately by this simulator
     } else {
-      auto part = body_part(m, s == "1" ? 1 : 2);
+      auto part = body_part(m, s.starts_with("1") ? 1 : 2, s.ends_with(".MIME"));
       if (!part) return std::nullopt;
       data = std::move(*part);
     }
@@ -1279,7 +1328,7 @@ class connection : public std::enable_shared_from_this<connection> {
     const token dest = t.next();
     if (set.what != token::kind::atom || !dest.is_string())
       return tagged(tag, "BAD COPY/MOVE expects a set and a mailbox");
-    const auto to = resolve_folder(dest.text);
+    const auto to = srv_.resolve_folder(user_, dest.text);
     if (!to) return tagged(tag, "NO [TRYCREATE] Mailbox doesn't exist");
     if (move && read_only_) return tagged(tag, "NO Mailbox is read-only");
     const auto view = srv_.visible(user_, folder_);

@@ -101,7 +101,9 @@ imap::session_options login(const std::string& user) {
 TEST_CASE("engine scan of a simulated mailbox sees every generated message", "[unit]") {
   sim::simulator sim(options(50));
   const auto port = sim.start();
-  const auto r = scan(port, login("sim3"));
+  auto o = login("sim3");
+  o.fetch = imap::fetch_strategy::whole_message;
+  const auto r = scan(port, o);
   REQUIRE_FALSE(r.timed_out);
   REQUIRE_FALSE(r.failed);
   REQUIRE(r.complete);
@@ -109,6 +111,7 @@ TEST_CASE("engine scan of a simulated mailbox sees every generated message", "[u
   REQUIRE(r.opened[0].folder == "INBOX");
   REQUIRE(r.opened[0].exists == 50);
   REQUIRE(r.opened[0].uidnext == 51);
+  REQUIRE(r.opened[1].special_use == "\\Sent");
   REQUIRE(r.inbox.size() == 50);
   for (const auto& [uid, m] : r.inbox) {
     REQUIRE(m.raw == sim.message(3, uid));
@@ -117,6 +120,38 @@ TEST_CASE("engine scan of a simulated mailbox sees every generated message", "[u
   }
   REQUIRE(r.inbox.at(50).internaldate == sim::parse_imap_date("24-Nov-2026"));
   REQUIRE(sim.stats().logins == 1);
+}
+
+TEST_CASE("engine structure fetch: text parts in full, the PDF as a stub", "[unit]") {
+  sim::simulator sim(options(20));
+  const auto port = sim.start();
+  auto o = login("sim4");
+  o.folders = {"INBOX"};
+  o.fetch = imap::fetch_strategy::structure;
+  const auto r = scan(port, o);
+  REQUIRE(r.complete);
+  REQUIRE(r.inbox.size() == 20);
+  for (const auto& [uid, m] : r.inbox) {
+    const auto full = sim.message(4, uid);
+    REQUIRE(m.size == full.size());
+    if (uid % 10 != 0) {
+      REQUIRE(m.raw == full);  // single text part: header + text is the message
+      REQUIRE(m.attachments.empty());
+      continue;
+    }
+    // multipart: same header, the text part with its own MIME header, the PDF as a stub.
+    const auto header_end = full.find("\r\n\r\n") + 4;
+    REQUIRE(m.raw.substr(0, header_end) == full.substr(0, header_end));
+    REQUIRE(m.raw.find("Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello sim4,") !=
+            std::string::npos);
+    const auto regards = full.find("Regards,");
+    REQUIRE(m.raw.find(full.substr(header_end + 200, regards - header_end - 200)) != std::string::npos);
+    REQUIRE(m.attachments.size() == 1);
+    REQUIRE(m.attachments[0].name == "quote-" + std::to_string(uid) + ".pdf");
+    REQUIRE(m.attachments[0].type == "application/pdf");
+    REQUIRE(m.attachments[0].disposition == "attachment");
+    REQUIRE(m.attachments[0].section == "2");
+  }
 }
 
 TEST_CASE("engine resumes from a checkpoint and windows by date", "[unit]") {
@@ -149,6 +184,7 @@ TEST_CASE("engine fetches large messages as header plus the start of the text", 
   auto o = login("sim2");
   o.folders = {"INBOX"};
   o.max_message_bytes = 1000;
+  o.fetch = imap::fetch_strategy::whole_message;
   const auto r = scan(port, o);
   REQUIRE(r.complete);
   REQUIRE(r.inbox.size() == 10);

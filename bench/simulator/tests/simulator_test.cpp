@@ -283,6 +283,9 @@ TEST_CASE("UID FETCH serves deterministic content with exact literal lengths", "
       R"re(^\* 5 FETCH \(UID 5 ENVELOPE \("[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} 2026 \d\d:\d\d:\d\d \+0000" "[^"]*OPP-10\d\d\)" )re"
       R"re(\(\("Person \d+" NIL "person\d+" "customer\d+\.example"\)\) .* \(\(NIL NIL "sim2" "tenant\.example"\)\) )re"
       R"re((NIL|\(\(.*\)\)) NIL NIL "<sim2\.5\.42@sim\.example>"\)\)\r\n$)re")));
+  const auto mime = c.command("mm", "UID FETCH 10 (BODY.PEEK[1.MIME])");
+  REQUIRE(mime[0] == "* 10 FETCH (UID 10 BODY[1.MIME] {79}\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+                     "Content-Transfer-Encoding: 7bit\r\n\r\n)\r\n");
   // BODY[2] of a multipart is the attachment's encoded content, as long as BODYSTRUCTURE says.
   const auto part = c.command("p", "UID FETCH 10 (BODY.PEEK[2])");
   std::smatch pm;
@@ -657,4 +660,31 @@ TEST_CASE("faulty users depend on the seed; latency delays every response", "[un
   const auto t1 = std::chrono::steady_clock::now();
   REQUIRE(c.command("n", "NOOP").back().starts_with("n OK"));
   REQUIRE(std::chrono::steady_clock::now() - t1 >= 200ms);
+}
+
+TEST_CASE("folders created by a client take moved mail (rule actions)", "[unit]") {
+  simulator sim(small(3, 10));
+  const auto port = sim.start();
+  auto c = logged_in(port, "sim1");
+  REQUIRE(c.command("s", "SELECT INBOX").back().starts_with("s OK"));
+  REQUIRE(c.command("m0", "UID MOVE 1 Processed").back().starts_with("m0 NO [TRYCREATE]"));
+  REQUIRE(c.command("c", "CREATE Processed").back() == "c OK CREATE completed\r\n");
+  REQUIRE(c.command("c2", "CREATE Processed").back().starts_with("c2 NO [ALREADYEXISTS]"));
+  REQUIRE(c.command("c3", "CREATE INBOX").back().starts_with("c3 NO [ALREADYEXISTS]"));
+  REQUIRE(c.command("c4", "CREATE \"a*b\"").back().starts_with("c4 NO"));
+  REQUIRE(c.command("sub", "SUBSCRIBE Processed").back().starts_with("sub OK"));
+  const auto mv = c.command("m", "UID MOVE 1:2 Processed");
+  REQUIRE(mv.back() == "m OK UID MOVE completed\r\n");
+  REQUIRE(has_line(mv, "1:2] Moved"));
+  const auto list = c.command("l", "LIST \"\" *");
+  REQUIRE(list.size() == 4);
+  REQUIRE(list[2] == "* LIST (\\HasNoChildren) \"/\" \"Processed\"\r\n");
+  REQUIRE(has_line(c.command("st", "STATUS Processed (MESSAGES UIDNEXT)"), "(MESSAGES 2 UIDNEXT 3)"));
+  REQUIRE(has_line(c.command("sp", "SELECT Processed"), "* 2 EXISTS"));
+  const auto body = c.command("f", "UID FETCH 2 BODY.PEEK[]");
+  REQUIRE(body[0].find(sim.message(1, 2)) != std::string::npos);
+  // Another user has no such folder.
+  auto other = logged_in(port, "sim2");
+  REQUIRE(other.command("s", "SELECT Processed").back().starts_with("s NO [NONEXISTENT]"));
+  REQUIRE(other.command("l", "LIST \"\" *").size() == 3);
 }
