@@ -367,13 +367,13 @@ struct message_view {
   std::string_view folder;
   std::string date_text;
   bool has_attachment = false;
-  std::vector<std::uint8_t> truth;
-  std::vector<std::int32_t> first_form;  // address patterns: which form matched first
+  // Per set pattern: -1 = no match, else the first text that matched (the address form index
+  // for address fields, 0 for the others).
+  std::vector<std::int32_t> first_form;
   std::array<std::vector<std::string>, 4> forms;
 
   message_view(const compiled_rules::impl& m_, const mime::message& msg_, std::string_view folder_)
-      : m(m_), msg(msg_), folder(folder_), truth(m_.patterns.size(), 0),
-        first_form(m_.patterns.size(), -1) {
+      : m(m_), msg(msg_), folder(folder_), first_form(m_.patterns.size(), -1) {
     if (msg.date)
       date_text = iso_date(*msg.date);
     has_attachment = std::any_of(msg.attachments.begin(), msg.attachments.end(),
@@ -432,10 +432,8 @@ struct message_view {
   }
 
   void mark(std::uint32_t pid, std::int32_t form) {
-    if (!truth[pid]) {
-      truth[pid] = 1;
+    if (first_form[pid] < 0)
       first_form[pid] = form;
-    }
   }
 
   bool holds(std::uint32_t id) const {
@@ -453,7 +451,7 @@ struct message_view {
           if (holds(m.children[n.first_child + i]))
             return true;
         return false;
-      case node_kind::set_leaf: return (truth[n.pid] != 0) != n.negate;
+      case node_kind::set_leaf: return (first_form[n.pid] >= 0) != n.negate;
       case node_kind::before: return msg.date && *msg.date < n.when;
       case node_kind::after: return msg.date && *msg.date > n.when;
       case node_kind::attachment: return (has_attachment == n.want) != n.negate;
@@ -525,6 +523,8 @@ bool in_scope(const std::vector<std::string>& sorted, std::string_view v) {
 
 compiled_rules::compiled_rules() = default;
 compiled_rules::~compiled_rules() = default;
+compiled_rules::compiled_rules(const compiled_rules&) = default;
+compiled_rules& compiled_rules::operator=(const compiled_rules&) = default;
 compiled_rules::compiled_rules(compiled_rules&&) noexcept = default;
 compiled_rules& compiled_rules::operator=(compiled_rules&&) noexcept = default;
 
@@ -608,8 +608,8 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
     std::vector<std::uint8_t> candidate(m.rules.size(), 0);
     for (auto r : m.unguarded)
       candidate[r] = 1;
-    for (std::size_t pid = 0; pid < view.truth.size(); ++pid)
-      if (view.truth[pid])
+    for (std::size_t pid = 0; pid < view.first_form.size(); ++pid)
+      if (view.first_form[pid] >= 0)
         for (auto r : m.guard_rules[pid])
           candidate[r] = 1;
     for (std::size_t r = 0; r < m.rules.size(); ++r) {

@@ -40,10 +40,11 @@ struct rules_error {
   std::string message;
 };
 
-// One condition that made a rule fire (for `explain`).
+// One condition that made a rule fire (for `explain`). The views point into the
+// compiled_rules (or a copy of it) and stay valid while it lives.
 struct fired_condition {
-  std::string path;  // e.g. "conditions[1].any[0]"
-  std::string field, op, value;
+  std::string_view path;  // e.g. "conditions[1].any[0]"
+  std::string_view field, op, value;
   // What matched: the address form ("Bob <bob@acme.example>"), the subject, up to ~120 bytes
   // of body around the match, the folder, the date (ISO 8601) or "true"/"false". Empty for a
   // not_* condition (nothing matched, that is why it held).
@@ -73,6 +74,9 @@ class compiled_rules {
  public:
   compiled_rules();
   ~compiled_rules();
+  // Copies share the same immutable compiled form (cheap: one per matcher actor is fine).
+  compiled_rules(const compiled_rules&);
+  compiled_rules& operator=(const compiled_rules&);
   compiled_rules(compiled_rules&&) noexcept;
   compiled_rules& operator=(compiled_rules&&) noexcept;
 

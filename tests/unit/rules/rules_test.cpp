@@ -401,3 +401,56 @@ TEST_CASE("a parsed message goes through the rules", "[unit]") {
                                  leaf("body", "contains", "anrufen")})});
   CHECK(core::evaluate(rs, m, "support", "INBOX").size() == 1);
 }
+
+TEST_CASE("a tiny regex memory budget never changes the result", "[unit]") {
+  // With little memory RE2's DFA keeps resetting its cache (and, were it to give up, evaluate()
+  // tests each pattern alone instead of missing matches). Every budget that compiles must
+  // agree with the default.
+  std::vector<rule_config> rules;
+  for (int i = 0; i < 300; ++i) {
+    auto k = std::to_string(i);
+    rules.push_back(rule("r" + k, {leaf("body", "regex", "w" + k + "[a-z]{0,3}\\d{2}x")}));
+    // "a" then 12 letters: a DFA needs up to 2^12 states for it over random letters.
+    if (i < 20)
+      rules.push_back(rule("x" + k, {leaf("body", "regex", std::string(1, char('a' + i)) + "[a-z]{12}" + k + "!")}));
+    rules.push_back(rule("c" + k, {leaf("body", "contains", "token" + k + "end")}));
+  }
+  auto m = sample();
+  std::string body;
+  for (int i = 0; i < 20000; ++i)
+    body += "w" + std::to_string(i % 400) + std::string(static_cast<std::size_t>(i % 4), 'q') +
+            std::to_string(10 + i % 90) + (i % 3 ? "x " : "y ") + "token" + std::to_string(i % 997) +
+            (i % 5 ? "end " : "nd ");
+  std::uint32_t seed = 12345;
+  for (int i = 0; i < 60000; ++i) {
+    seed = seed * 1103515245u + 12345u;
+    body += static_cast<char>('a' + (seed >> 16) % 26);
+    if (i % 5000 == 0)
+      body += std::to_string(i % 20) + "! ";
+  }
+  m.body_text = body;
+  auto names = [&](const core::compiled_rules& rs) {
+    std::vector<std::string> out;
+    for (auto& h : core::evaluate(rs, m, "u", "INBOX"))
+      out.emplace_back(h.name);
+    return out;
+  };
+  auto expected_names = names(compile(rules));
+  CHECK(expected_names.size() > 300);
+  int compiled_budgets = 0;
+  // 300 KiB compiles but leaves the DFA so little cache that it resets all the time; 256 KiB
+  // does not compile (an error naming the budget, never a half-working set).
+  for (std::int64_t budget : {std::int64_t{1} << 30, std::int64_t{4} << 20, std::int64_t{300} << 10,
+                              std::int64_t{256} << 10}) {
+    core::compile_options o;
+    o.max_mem_per_field = budget;
+    auto rs = core::compile_rules(rules, o);
+    if (!rs) {
+      CHECK(rs.error().message.find("memory budget") != std::string::npos);
+      continue;
+    }
+    ++compiled_budgets;
+    CHECK(names(*rs) == expected_names);
+  }
+  CHECK(compiled_budgets >= 2);
+}
