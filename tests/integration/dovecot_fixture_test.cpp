@@ -362,3 +362,44 @@ TEST_CASE("pop3 listeners when asked for", "[integration][dovecot]") {
   REQUIRE(tls);
   CHECK((*tls)->greeting().starts_with("+OK"));
 }
+
+TEST_CASE("per-user connection limit answers NO [LIMIT] (throttling)", "[integration][dovecot]") {
+  REQUIRE_DOVECOT();
+  dovecot_fixture dv({.users = {{"alice", "secret"}}, .max_userip_connections = 1});
+  auto first = connect_plain_or_fail(dv.imap_port());
+  run(*first, "LOGIN alice secret");
+  REQUIRE(tagged_ok(*first));
+  auto second = connect_plain_or_fail(dv.imap_port());
+  run(*second, "LOGIN alice secret");
+  INFO(second->last_status());
+  // Dovecot 2.3.19: "a1 NO [LIMIT] Maximum number of connections from user+IP exceeded ..."
+  CHECK(second->last_status().starts_with("a1 NO [LIMIT]"));
+}
+
+TEST_CASE("kick, remove_user and stop while clients are connected", "[integration][dovecot]") {
+  REQUIRE_DOVECOT();
+  dovecot_fixture dv({.users = {{"alice", "secret"}, {"bob", "pw"}}});
+  auto c = connect_plain_or_fail(dv.imap_port());
+  run(*c, "LOGIN alice secret");
+  REQUIRE(tagged_ok(*c));
+  REQUIRE(dv.wait_for_log("Login: user=<alice>", 1));
+  CHECK(dv.kick("alice"));
+  auto bye = c->read_response();
+  INFO((bye ? *bye : bye.error()));
+  REQUIRE(bye);
+  CHECK(bye->starts_with("* BYE"));
+  CHECK_FALSE(dv.kick("nobody-logged-in"));
+
+  dv.remove_user("bob");
+  auto b = connect_plain_or_fail(dv.imap_port());
+  run(*b, "LOGIN bob pw");
+  CHECK(b->last_status().find("NO [AUTHENTICATIONFAILED]") != std::string::npos);
+
+  int pid = dv.pid();
+  auto port = dv.imap_port();
+  dv.stop();
+  CHECK_FALSE(process_exists(pid));
+  auto refused = imap_test_client::connect_plain(port, 2s);
+  CHECK_FALSE(refused);
+  CHECK(dv.count_in_log("Login: user=<alice>") == 1);  // the log outlives the instance
+}

@@ -387,12 +387,12 @@ struct dovecot_fixture::impl {
     // Seeding writes files behind dovecot's back: no list index that could go stale.
     c += "mailbox_list_index = no\n";
     c += "mail_fsync = never\n";
-    c += "auth_mechanisms = plain login\n";
+    c += "auth_mechanisms = " + opts.auth_mechanisms + "\n";
     c += "disable_plaintext_auth = no\n";
     c += "auth_failure_delay = 0\n";
     c += "auth_cache_size = 0\n";
     c += "login_trusted_networks = 127.0.0.0/8\n";
-    c += "mail_max_userip_connections = 10000\n";
+    c += "mail_max_userip_connections = " + std::to_string(opts.max_userip_connections) + "\n";
     c += "default_process_limit = " + maxc + "\n";
     c += "default_client_limit = 20000\n";
     c += "default_vsz_limit = 0\n";
@@ -677,6 +677,25 @@ void dovecot_fixture::add_user(const dovecot_user& user) {
   impl_->create_home(user.name);
   impl_->write_passwd();
 }
+
+void dovecot_fixture::remove_user(const std::string& user) {
+  std::lock_guard lock(impl_->mu);
+  std::erase_if(impl_->users, [&](const dovecot_user& u) { return u.name == user; });
+  impl_->write_passwd();
+}
+
+bool dovecot_fixture::kick(const std::string& user) {
+  if (impl_->child <= 0 || !valid_name(user)) return false;
+  fs::path log = impl_->root_dir / "doveadm.log";
+  try {
+    run_program({"/usr/bin/doveadm", "-c", impl_->conf_path.string(), "kick", user}, log);
+    return true;
+  } catch (const std::exception&) {
+    return false;  // doveadm exits non-zero when no session of the user was found
+  }
+}
+
+void dovecot_fixture::stop() { impl_->stop(); }
 
 void dovecot_fixture::set_password(const std::string& user, const std::string& password) {
   if (password.find('\n') != std::string::npos) fail("password with a newline");

@@ -53,6 +53,10 @@ struct dovecot_options {
   bool pop3 = false;
   std::size_t max_connections = 4000;
   bool rawlog = false;  // keep raw IMAP traffic per session under <home>/rawlog
+  // Dovecot's mail_max_userip_connections: set it low (e.g. 1) to get "NO [LIMIT] ..."
+  // on the next LOGIN of the same user from 127.0.0.1 (throttling tests).
+  std::size_t max_userip_connections = 10000;
+  std::string auth_mechanisms = "plain login";
   // Dovecot's anvil auth penalty (2..15 s delay after failed logins from one IP). Off by
   // default: every test client comes from 127.0.0.1.
   bool auth_penalty = false;
@@ -97,6 +101,12 @@ class dovecot_fixture {
   // the very next LOGIN. Homes come from a static userdb: <root>/home/<user>.
   void add_user(const dovecot_user&);
   void set_password(const std::string& user, const std::string& password);
+  void remove_user(const std::string& user);  // later LOGINs fail; mail stays on disk
+  // `doveadm kick USER`: the user's live sessions get "* BYE" and are closed. False if
+  // the user had no session (or doveadm failed).
+  bool kick(const std::string& user);
+  // Stops the instance now (as the destructor does): later connections are refused.
+  void stop();
 
   // Seeds a folder ("INBOX", "Sent", "Archive/2024", UTF-8 names) by writing Maildir files
   // directly (tmp/ then rename into new/, or cur/ with ":2,S" when seen); creates the folder.
