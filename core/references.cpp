@@ -72,6 +72,7 @@ struct reference_matcher::impl {
   std::unordered_map<std::string, std::size_t, ci_hash, ci_equal> by_reference;
   std::vector<std::string> pattern_kinds;  // Set index -> kind
   std::unique_ptr<RE2::Set> set;           // null when there are no patterns
+  std::vector<std::string> unmatchable;
 };
 
 expected<reference_matcher, references_error>
@@ -81,8 +82,14 @@ reference_matcher::build(const std::vector<item_config>& items,
     auto p = std::make_shared<impl>();
     p->items = items;
     p->by_reference.reserve(items.size());
-    for (std::size_t i = 0; i < p->items.size(); ++i)
-      p->by_reference.emplace(p->items[i].reference, i);  // first definition wins
+    for (std::size_t i = 0; i < p->items.size(); ++i) {
+      const auto& ref = p->items[i].reference;
+      bool one_token = false;
+      for_each_token(ref, [&](std::string_view tok, std::size_t) { one_token = tok.size() == ref.size(); });
+      if (!one_token)
+        p->unmatchable.push_back(ref);
+      p->by_reference.emplace(ref, i);  // first definition wins
+    }
     if (!patterns.empty()) {
       auto opts = quiet_options();
       opts.set_max_mem(set_max_mem);
@@ -142,6 +149,11 @@ std::vector<reference_hit> reference_matcher::find(std::string_view subject) con
     out.push_back({std::string(tok), m.pattern_kinds[static_cast<std::size_t>(first)], false, offset});
   });
   return out;
+}
+
+const std::vector<std::string>& reference_matcher::unmatchable_references() const {
+  static const std::vector<std::string> none;
+  return impl_ ? impl_->unmatchable : none;
 }
 
 std::size_t reference_matcher::item_count() const { return impl_ ? impl_->items.size() : 0; }

@@ -47,6 +47,10 @@ class reference_matcher {
   // Every reference token in `subject`, in subject order, each reference once.
   std::vector<reference_hit> find(std::string_view subject) const;
 
+  // Item references that can never be found because they are not one token (e.g. "Q 2024/17"
+  // or "OPP-1-"): the config loader should warn about them.
+  const std::vector<std::string>& unmatchable_references() const;
+
   std::size_t item_count() const;
   std::size_t pattern_count() const;
 

@@ -1,5 +1,7 @@
 #include "core/rules.hpp"
 
+#include "core/references.hpp"
+
 #include <re2/re2.h>
 #include <re2/set.h>
 
@@ -61,6 +63,7 @@ struct compiled_rule {
   std::string name;
   std::vector<std::string> users, folders;  // sorted; empty = all
   std::vector<action_config> actions;
+  std::vector<ticket_matcher> tickets;  // parallel to actions; empty matcher without ticket_regex
   std::uint32_t root = 0;
   bool guarded = false;
 };
@@ -154,6 +157,27 @@ std::optional<std::int64_t> parse_rule_date(std::string_view v) {
 }
 
 // --- per-message matching -------------------------------------------------------------------
+
+std::string_view trim(std::string_view s) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!s.empty() && ws(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && ws(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
+// IMAP's INBOX is case-insensitive (RFC 3501 5.1); every other name is compared as written.
+std::string_view canonical_folder(std::string_view f) {
+  if (f.size() == 5) {
+    std::string low(f);
+    for (auto& c : low)
+      c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    if (low == "inbox")
+      return "INBOX";
+  }
+  return f;
+}
 
 std::string address_form(const mime::address& a) {
   if (a.display_name.empty())
@@ -376,8 +400,10 @@ struct message_view {
       : m(m_), msg(msg_), folder(folder_), first_form(m_.patterns.size(), -1) {
     if (msg.date)
       date_text = iso_date(*msg.date);
+    // An inline part referenced by Content-ID is a resource of the HTML body (a logo); every
+    // other part counts, including Apple Mail's inline PDFs.
     has_attachment = std::any_of(msg.attachments.begin(), msg.attachments.end(),
-                                 [](const mime::attachment& a) { return !a.is_inline; });
+                                 [](const mime::attachment& a) { return !a.is_inline || a.content_id.empty(); });
     std::vector<int> hits;
     for (std::size_t fi = 0; fi < set_field_count; ++fi) {
       if (!m.sets[fi])
@@ -407,8 +433,8 @@ struct message_view {
 
   std::string_view text_of(field_id f) const {
     switch (f) {
-      case field_id::subject: return msg.subject;
-      case field_id::body: return msg.body_text;
+      case field_id::subject: return trim(msg.subject);
+      case field_id::body: return trim(msg.body_text);
       case field_id::folder: return folder;
       case field_id::date: return date_text;
       default: return {};
@@ -562,17 +588,20 @@ expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_confi
       r.name = rc.name;
       r.users = rc.users;
       r.folders = rc.folders;
+      for (auto& f : r.folders)
+        f = std::string(canonical_folder(f));
       std::sort(r.users.begin(), r.users.end());
       std::sort(r.folders.begin(), r.folders.end());
       r.actions = rc.actions;
+      r.tickets.resize(r.actions.size());
       r.root = *id;
       for (std::size_t a = 0; a < r.actions.size(); ++a) {
         if (r.actions[a].ticket_regex.empty())
           continue;
-        RE2 t(r.actions[a].ticket_regex, quiet_options());
-        if (!t.ok())
-          return fail("actions[" + std::to_string(a) + "] (" + r.actions[a].type + ") ticket_regex '" +
-                      r.actions[a].ticket_regex + "': " + t.error());
+        auto t = ticket_matcher::compile(r.actions[a].ticket_regex);
+        if (!t)
+          return fail("actions[" + std::to_string(a) + "] (" + r.actions[a].type + ") " + t.error().message);
+        r.tickets[a] = std::move(*t);
       }
       m->rules.push_back(std::move(r));
     }
@@ -604,6 +633,7 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
     return out;
   const auto& m = *rules.impl_;
   try {
+    folder = canonical_folder(folder);
     message_view view(m, msg, folder);
     std::vector<std::uint8_t> candidate(m.rules.size(), 0);
     for (auto r : m.unguarded)
@@ -622,6 +652,7 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
       hit.rule_index = cr.index;
       hit.name = cr.name;
       hit.actions = cr.actions;
+      hit.tickets = cr.tickets;
       view.explain(cr.root, hit.because);
       out.push_back(std::move(hit));
     }

@@ -3,7 +3,8 @@
 //
 // Semantics (shared spec INTERFACE.md, issue 6):
 // - Fields: from, to, cc, bcc (each address is tried as "Name <email>" and as the bare email),
-//   subject (decoded), body (body_text), date, has_attachment (a non-inline attachment),
+//   subject (decoded), body (body_text), date, has_attachment (any part except an inline one
+//   referenced by Content-ID, i.e. not a logo embedded in the HTML),
 //   folder (the folder the message was seen in).
 // - String operators (contains, equals, starts_with, ends_with and their not_ forms) are
 //   case-insensitive (Unicode simple folding); `regex` is RE2 syntax as written (add (?i) for
@@ -15,7 +16,9 @@
 //   message without a date satisfies only the not_* operators.
 // - has_attachment: equals / not_equals with "true" or "false".
 // - Groups nest ("all" = AND, "any" = OR); a group with no conditions holds.
-// - A rule applies only to its users and folders (empty = all); inactive rules are dropped.
+// - A rule applies only to its users and folders (empty = all; folder names compare exactly,
+//   except INBOX in any case); inactive rules are dropped.
+// - subject and body are compared without leading/trailing whitespace.
 //
 // Cost: every distinct string/regex condition of a field goes into one RE2::Set per field, so
 // a message costs one linear DFA walk per field (per address form for address fields) however
@@ -23,6 +26,7 @@
 // "guard"), and only the rules whose guard matched, plus the few that have none, are walked.
 #include "common/expected.hpp"
 #include "core/config.hpp"
+#include "core/references.hpp"
 #include "protocols/mime/message.hpp"
 
 #include <cstddef>
@@ -55,6 +59,8 @@ struct rule_hit {
   std::size_t rule_index = 0;  // index in the rule_config vector given to compile_rules
   std::string_view name;       // views into the compiled_rules: valid while it lives
   std::span<const action_config> actions;  // in configured order
+  // tickets[i]: actions[i]'s ticket_regex compiled once (an empty matcher when it has none)
+  std::span<const ticket_matcher> tickets;
   std::vector<fired_condition> because;
 };
 

@@ -68,6 +68,12 @@ TEST_CASE("pattern matches without an item are unknown references", "[unit]") {
   CHECK(refs(m, "OPP-12abc TT9x").empty());
 }
 
+TEST_CASE("item references that are not one token are reported as unmatchable", "[unit]") {
+  auto m = matcher({{"quote", "Q 2024/17"}, {"opportunity", "OPP-1"}, {"project", "PRJ-1-"}, {"x", ""}}, {});
+  CHECK(m.unmatchable_references() == strings{"Q 2024/17", "PRJ-1-", ""});
+  CHECK(refs(m, "Q 2024/17").empty());
+}
+
 TEST_CASE("an invalid reference pattern is an error naming it", "[unit]") {
   auto m = core::reference_matcher::build({}, {{"project", "PRJ-(\\d+"}});
   REQUIRE_FALSE(m);

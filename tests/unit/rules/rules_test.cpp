@@ -152,6 +152,10 @@ TEST_CASE("body, folder and has_attachment", "[unit]") {
   CHECK(fires(leaf("body", "contains", "ROOM 4"), m));
   CHECK(fires(leaf("body", "not_contains", "water"), m));
   CHECK(fires(leaf("body", "ends_with", "regards, bob"), m));
+  m.body_text += "\r\n\r\n";
+  CHECK(fires(leaf("body", "ends_with", "regards, bob"), m));  // trailing whitespace ignored
+  m.subject = "  padded subject\t";
+  CHECK(fires(leaf("subject", "equals", "padded subject"), m));
   CHECK(fires(leaf("folder", "equals", "inbox"), m, "alice", "INBOX"));
   CHECK_FALSE(fires(leaf("folder", "equals", "inbox"), m, "alice", "INBOX/Sub"));
   CHECK(fires(leaf("folder", "starts_with", "INBOX/"), m, "alice", "INBOX/Sub"));
@@ -162,7 +166,9 @@ TEST_CASE("body, folder and has_attachment", "[unit]") {
   logo.name = "logo.png";
   logo.is_inline = true;
   m.attachments.push_back(logo);
-  CHECK(fires(leaf("has_attachment", "equals", "false"), m));  // inline images do not count
+  CHECK_FALSE(fires(leaf("has_attachment", "equals", "false"), m));  // inline without Content-ID counts
+  m.attachments.back().content_id = "<logo@x>";
+  CHECK(fires(leaf("has_attachment", "equals", "false"), m));  // an HTML body's embedded logo does not
   mime::attachment pdf;
   pdf.name = "quote.pdf";
   m.attachments.push_back(pdf);
@@ -253,6 +259,8 @@ TEST_CASE("rules apply only to their users and folders, inactive rules never", "
   CHECK(names("alice", "INBOX") == std::vector<std::string>{"scoped", "everyone"});
   CHECK(names("bob", "INBOX") == std::vector<std::string>{"everyone"});
   CHECK(names("support", "Sent") == std::vector<std::string>{"everyone"});
+  CHECK(names("support", "inbox") == std::vector<std::string>{"scoped", "everyone"});  // INBOX in any case
+  CHECK(names("support", "INBOX/Sub") == std::vector<std::string>{"everyone"});
   // rule_index is the position in the configured vector (inactive rules count)
   auto hits = core::evaluate(rs, m, "support", "INBOX");
   REQUIRE(hits.size() == 2);
@@ -286,6 +294,9 @@ TEST_CASE("hits carry ordered actions and the conditions that fired", "[unit]") 
   CHECK(h.actions[0].type == "create_contact");
   CHECK(h.actions[1].type == "create_or_update_ticket");
   CHECK(h.actions[2].folder == "Processed");
+  REQUIRE(h.tickets.size() == 3);
+  CHECK(h.tickets[1].find("Re: [TT42] printer") == std::optional<std::string>("TT42"));
+  CHECK(h.tickets[0].find("Re: [TT42] printer") == std::nullopt);
 
   REQUIRE(h.because.size() == 4);
   CHECK(h.because[0].path == "conditions[0]");
