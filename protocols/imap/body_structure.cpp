@@ -146,6 +146,63 @@ std::string body_spec(const leaf& l) {
   return l.part->section;
 }
 
+// The media type and boundary a header block's first Content-Type field announces, read the
+// way a lenient MIME parser reads it (servers do not always agree: an unquoted boundary with
+// '=' in it, a missing ';'). The synthetic message must use the header's boundary.
+struct header_type { std::string type, boundary; };
+
+header_type content_type_of(std::string_view h) {
+  header_type out;
+  std::size_t pos = 0;
+  std::string value;
+  while (pos < h.size()) {
+    std::size_t eol = h.find('\n', pos);
+    if (eol == std::string_view::npos) eol = h.size();
+    const std::string_view line = h.substr(pos, eol - pos);
+    if (line.empty() || line == "\r") break;  // end of the header block
+    if (line.size() > 13 && iequals(line.substr(0, 13), "content-type:")) {
+      value = std::string(line.substr(13));
+      std::size_t next = eol + 1;
+      while (next < h.size() && (h[next] == ' ' || h[next] == '\t')) {
+        std::size_t e = h.find('\n', next);
+        if (e == std::string_view::npos) e = h.size();
+        value += ' ';
+        value += h.substr(next, e - next);
+        next = e + 1;
+      }
+      break;
+    }
+    pos = eol + 1;
+  }
+  if (value.empty()) return out;
+  std::size_t i = 0;
+  while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+  while (i < value.size() && value[i] != ';' && value[i] != ' ' && value[i] != '\t' && value[i] != '\r')
+    out.type += value[i++];
+  out.type = lower(out.type);
+  const std::string low = lower(value);
+  for (std::size_t at = low.find("boundary", i); at != std::string::npos; at = low.find("boundary", at + 1)) {
+    std::size_t k = at + 8;
+    while (k < value.size() && (value[k] == ' ' || value[k] == '\t')) ++k;
+    if (k >= value.size() || value[k] != '=') continue;
+    ++k;
+    while (k < value.size() && (value[k] == ' ' || value[k] == '\t')) ++k;
+    std::string b;
+    if (k < value.size() && value[k] == '"') {
+      for (++k; k < value.size() && value[k] != '"'; ++k) {
+        if (value[k] == '\\' && k + 1 < value.size()) ++k;
+        b += value[k];
+      }
+    } else {
+      while (k < value.size() && value[k] != ';' && value[k] != ' ' && value[k] != '\t' && value[k] != '\r')
+        b += value[k++];
+    }
+    out.boundary = std::move(b);
+    break;
+  }
+  return out;
+}
+
 bool boundaries_ok(const body_part& p) {
   if (p.multipart()) {
     const auto* b = p.param("boundary");
@@ -266,9 +323,12 @@ struct assembler {
     if (p.size > 0 && r != role::plain && r != role::html && r != role::other_text) out += ' ';
   }
 
-  void body(const body_part& p, context ctx) {
+  // `real_header`: the header block this entity's Content-Type came from, when it is the
+  // server's (the message's, or an attached message's); its boundary wins.
+  void body(const body_part& p, context ctx, std::string_view real_header = {}) {
     if (p.multipart()) {
-      const std::string b = *p.param("boundary");
+      std::string b = content_type_of(real_header).boundary;
+      if (b.empty()) b = *p.param("boundary");
       for (const auto& c : p.children) {
         out += "--";
         out += b;
@@ -283,9 +343,13 @@ struct assembler {
     }
     if (role_of(p) == role::message && ctx != context::root) {
       const body_part& inner = p.children.front();
-      if (const auto* h = find(p.section + ".HEADER")) append_header(out, *h);
-      else out += stub_header(inner, inner.multipart() ? *inner.param("boundary") : "");
-      body(inner, context::message);
+      if (const auto* h = find(p.section + ".HEADER")) {
+        append_header(out, *h);
+        body(inner, context::message, *h);
+      } else {
+        out += stub_header(inner, inner.multipart() ? *inner.param("boundary") : "");
+        body(inner, context::message);
+      }
       return;
     }
     leaf_body(p, ctx);
@@ -347,9 +411,26 @@ std::string fetch_plan::items(std::size_t cap) const {
   return out;
 }
 
-fetch_plan plan_fetch(const body_part& root) {
+fetch_plan plan_fetch(const body_part& root, std::string_view header) {
   fetch_plan plan;
-  if (!boundaries_ok(root)) {
+  // The header must announce the tree the server describes, or the parser would read
+  // the synthetic body differently.
+  const header_type ht = content_type_of(header);
+  const bool header_multipart = ht.type.rfind("multipart/", 0) == 0 && !ht.boundary.empty();
+  // A message/rfc822 as the whole message: no section spec for its inner header that all
+  // servers agree on, so it comes whole (capped), as a forwarded message is mostly text.
+  bool consistent = header_multipart == root.multipart() && !root.message();
+  // A single part whose declared type the server read differently (e.g. "text plain").
+  if (consistent && !root.multipart() && !ht.type.empty() &&
+      ht.type != root.type + "/" + root.subtype && !(ht.type == "text" && root.type == "text"))
+    consistent = false;
+  if (consistent && root.multipart() && !root.param("boundary")) {
+    // the header's boundary will do for the root; the rest still needs the server's
+    for (const auto& c : root.children) consistent = consistent && boundaries_ok(c);
+  } else if (consistent) {
+    consistent = boundaries_ok(root);
+  }
+  if (!consistent) {
     // No way to rebuild the tree the header announces: the whole message, capped.
     plan.sections = {""};
     plan.capped = {""};
@@ -420,7 +501,7 @@ std::string assemble_message(const body_part& root, std::string_view header,
   }
   assembler a{sections, cap, false, {}};
   append_header(a.out, header);
-  a.body(root, context::root);
+  a.body(root, context::root, header);
   truncated = a.truncated;
   return std::move(a.out);
 }

@@ -69,7 +69,9 @@ struct fetch_plan {
   std::string items(std::size_t cap) const;
 };
 
-fetch_plan plan_fetch(const body_part& root);
+// `header`: the message's header block (BODY[HEADER]); when its Content-Type disagrees with
+// the structure (multipart or not), the plan is the whole message, capped.
+fetch_plan plan_fetch(const body_part& root, std::string_view header);
 
 // Builds the synthetic message. `sections` maps a section spec (as in the plan) to its bytes.
 // `truncated` is set when a fetched text part is longer than `cap`.

@@ -180,15 +180,11 @@ TEST_CASE("structure fetch: every corpus message parses as the whole message doe
   // Attachments are not downloaded: well under the corpus size.
   INFO("FETCH bytes " << server.fetch_bytes << " of corpus bytes " << total);
   CHECK(server.fetch_bytes < total);
-  // Known divergences (each a malformed or unusual message; 131 of 148 are equal):
-  //  - a message/rfc822 as the root, or base64-encoded: kept as one opaque stub, the parser
-  //    of the whole message descends into it;
-  //  - broken MIME where this test server's splitter (like a real server's) draws part or
-  //    header boundaries differently from our MIME parser, so the server's BODYSTRUCTURE
-  //    already describes another tree. 048 and 050 still need a closer look.
+  // Known divergences: malformed MIME where this test server's splitter (like a real
+  // server's) draws part or header boundaries differently from our MIME parser, so the
+  // BODYSTRUCTURE already describes another tree (135 of 148 equal here; against a real
+  // dovecot 2.3.19, 136 of 148). 048 and 050 deserve a closer look.
   const std::vector<std::string> known = {
-      "053-multipart-digest-root-rfc822.eml", "075-re-fwd-nested-rfc822.eml",
-      "065-base64-message-rfc822.eml", "074-base64-encoded-multipart-rfc822.eml",
       "024-multipart-missing-body.eml", "046-empty-multipart-alternative.eml",
       "048-arf-feedback-report-8bit.eml", "050-outlook-reply-chain-tnef.eml",
       "062-no-header-at-all.eml", "072-bounce-bad-boundary.eml",
@@ -201,10 +197,15 @@ TEST_CASE("structure fetch: every corpus message parses as the whole message doe
     const auto& m = r.messages[i];
     REQUIRE(m.uid == i + 1);
     INFO(corpus[i].first);
-    if (std::find(known.begin(), known.end(), corpus[i].first) != known.end()) continue;
-    ++compared;
+    const bool is_known = std::find(known.begin(), known.end(), corpus[i].first) != known.end();
     const auto full = mscan::mime::parse_message(corpus[i].second);
     const auto synth = mscan::mime::parse_message(m.raw);
+    if (is_known) {
+      if (synth.body_text == full.body_text && attachment_names(synth) == attachment_names(full))
+        WARN("now equal, drop it from the known list: " << corpus[i].first);
+      continue;
+    }
+    ++compared;
     CHECK(synth.subject == full.subject);
     CHECK(emails(synth.from) == emails(full.from));
     CHECK(emails(synth.to) == emails(full.to));
