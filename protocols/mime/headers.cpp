@@ -374,10 +374,10 @@ structured_value parse_structured(std::string_view s, std::string_view fallback_
     if (auto star = lname.find('*'); star != std::string::npos) {
       std::string_view idx = std::string_view(lname).substr(star + 1);
       int n = 0;
-      bool ok = !idx.empty() && idx.size() < 5;
-      for (char c : idx) {
-        if (c < '0' || c > '9') ok = false;
-        else n = n * 10 + (c - '0');
+      bool ok = !idx.empty() && idx.size() < 5; // at most 9999 sections: no overflow below
+      for (std::size_t k = 0; ok && k < idx.size(); ++k) {
+        if (idx[k] < '0' || idx[k] > '9') ok = false;
+        else n = n * 10 + (idx[k] - '0');
       }
       if (ok) {
         rp.section = n;

@@ -137,6 +137,9 @@ TEST_CASE("attachments: RFC 2231 names, encoded names, TNEF, inline images", "[u
       "Content-Type: multipart/mixed\r\n boundary=\"k\";; charset=utf-8\r\n\r\n--k\r\n"
       "Content-Type: application/pdf; name=Invoice_(3).pdf; name=\"other.pdf\"\r\n\r\nx\r\n--k--");
   CHECK(names(p) == std::vector<std::string>{"Invoice_(3).pdf"});
+  // RFC 2231 section numbers that are not numbers (found by fuzzing: integer overflow)
+  auto q = parse_message("Content-Type: application/pdf; name*838183818838183818=x; name*99999=y; name*1x=z\r\n\r\nx");
+  REQUIRE(q.attachments.size() == 1);
 }
 
 TEST_CASE("text/calendar invitation", "[unit]") {
