@@ -39,11 +39,17 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         std::move(b.checkpoints.begin(), b.checkpoints.end(), std::back_inserter(checkpoints));
       }
       auto res = db->write(records, checkpoints);
+      std::size_t pos = 0;
       for (auto& b : *pending) {
-        if (res)
-          self->send(b.reply_to, durable_atom::value, b.seq, static_cast<std::uint64_t>(res->new_messages),
-                     static_cast<std::uint64_t>(res->new_sightings));
-        else
+        if (res) {
+          // Tell each batch what *it* added (a group commit mixes many mailboxes' batches).
+          std::uint64_t new_messages = 0, new_sightings = 0;
+          for (std::size_t i = 0; i < b.records.size() && pos < res->per_record.size(); ++i, ++pos) {
+            new_messages += res->per_record[pos].new_message ? 1 : 0;
+            new_sightings += res->per_record[pos].new_sightings;
+          }
+          self->send(b.reply_to, durable_atom::value, b.seq, new_messages, new_sightings);
+        } else
           self->send(b.reply_to, write_failed_atom::value, b.seq, std::string{reason_of(res.error())},
                      res.error().message);
       }

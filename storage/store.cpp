@@ -99,15 +99,22 @@ merge_delta merge_into(message_record& cur, const message_record& in) {
   }
   d.changed |= add_all(cur.to, in.to);
   d.changed |= add_all(cur.cc, in.cc);
+  // A sighting is one copy on a server: (user, folder, uidvalidity, uid). Two copies of a
+  // message in one folder are two sightings. A newer UIDVALIDITY of a folder supersedes the
+  // copies seen under the older one (their UIDs no longer exist); an older one is stale.
   for (const auto& s : in.sightings) {
-    auto it = std::find_if(cur.sightings.begin(), cur.sightings.end(), [&](const sighting& x) {
-      return x.user == s.user && x.folder == s.folder;
-    });
-    if (it == cur.sightings.end()) {
+    bool stale = false, present = false;
+    for (const auto& x : cur.sightings) {
+      if (x.user != s.user || x.folder != s.folder)
+        continue;
+      stale |= x.uidvalidity > s.uidvalidity;
+      present |= x.uidvalidity == s.uidvalidity && x.uid == s.uid;
+    }
+    if (!stale && !present) {
+      std::erase_if(cur.sightings, [&](const sighting& x) {
+        return x.user == s.user && x.folder == s.folder && x.uidvalidity < s.uidvalidity;
+      });
       cur.sightings.push_back(s);
-      ++d.sightings_added;
-    } else if (std::tie(s.uidvalidity, s.uid) > std::tie(it->uidvalidity, it->uid)) {
-      *it = s;
       ++d.sightings_added;
     }
     d.changed |= add_unique(cur.users, s.user);
@@ -458,6 +465,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     }
     auto delta = merge_into(*sl.cur, m);
     stats.new_sightings += delta.sightings_added;
+    stats.per_record.push_back({brand_new, static_cast<std::uint32_t>(delta.sightings_added)});
     if (brand_new)
       ++stats.new_messages;
     else if (delta.changed)

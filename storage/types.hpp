@@ -108,9 +108,18 @@ struct message_filter {
 // existing records that changed; unchanged = incoming records that changed nothing
 // (a replayed batch counts every record here). corrupt_replaced = stored values that could
 // not be decoded and were replaced instead of failing the batch (worth a log line).
+struct record_outcome {
+  bool new_message = false;
+  std::uint32_t new_sightings = 0;
+  bool operator==(const record_outcome&) const = default;
+};
+
 struct write_stats {
   std::size_t new_messages = 0, new_sightings = 0, unchanged = 0;
   std::size_t updated = 0;
+  // One entry per input record, in input order: lets a group commit of many batches tell
+  // each batch what it added.
+  std::vector<record_outcome> per_record = {};
   std::size_t corrupt_replaced = 0;
 };
 

@@ -158,24 +158,6 @@ int cmd_explain(const std::string& config_file, const std::string& message_id) {
   return exit_ok;
 }
 
-bool parse_listen(const std::string& listen, std::string& host, std::uint16_t& port) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos)
-    return false;
-  host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  try {
-    auto p = std::stoul(listen.substr(colon + 1));
-    if (p > 65535)
-      return false;
-    port = static_cast<std::uint16_t>(p);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return true;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -250,8 +232,11 @@ int main(int argc, char** argv) {
     if (*explain)
       return cmd_explain(config_file, message_id);
     if (*simulate) {
-      if (!parse_listen(listen, so.host, so.port))
-        return error_line("simulate", fmt::format("--listen {}: expected HOST:PORT", listen), exit_usage);
+      auto addr = sim::parse_listen_address(listen);
+      if (!addr)
+        return error_line("simulate", fmt::format("--listen {}: {}", listen, addr.error()), exit_usage);
+      so.host = addr->first;
+      so.port = addr->second;
       return sim::run_simulate_command(so);
     }
     if (*demo)

@@ -166,20 +166,27 @@ TEST_CASE("upsert merges the same message from two mailboxes into one record",
     CHECK(db->mailbox_state_of("bob")->messages_tracked == 1);
     CHECK(db->query_messages({}) == all);
   }
-  SECTION("a later sighting in the same folder replaces the older one, an older one does not") {
-    auto moved = msg("m1@acme.example", 1700000000, "alice", "INBOX", 11);
-    auto r2 = db->write(std::vector{moved}, {});
+  SECTION("a second copy in a folder is a second sighting; a new UIDVALIDITY supersedes, an old one is stale") {
+    auto copy = msg("m1@acme.example", 1700000000, "alice", "INBOX", 11);
+    auto r2 = db->write(std::vector{copy}, {});
     REQUIRE(r2);
     CHECK(r2->new_sightings == 1);
     CHECK(r2->updated == 1);
-    auto stale = msg("m1@acme.example", 1700000000, "alice", "INBOX", 9);
+    CHECK(r2->per_record == std::vector<record_outcome>{{false, 1}});
+    CHECK(db->find_by_message_id("<m1@acme.example>")->sightings.size() == 3);
+    auto rescanned = copy;
+    rescanned.sightings = {{"alice", "INBOX", 8, 1}};  // the folder was recreated
+    REQUIRE(db->write(std::vector{rescanned}, {}));
+    auto rec = db->find_by_message_id("<m1@acme.example>");
+    REQUIRE(rec);
+    REQUIRE(rec->sightings.size() == 2);  // bob's, and alice's under UIDVALIDITY 8 only
+    CHECK(rec->sightings[1].uidvalidity == 8);
+    auto stale = copy;
+    stale.sightings = {{"alice", "INBOX", 7, 12}};
     auto r3 = db->write(std::vector{stale}, {});
     REQUIRE(r3);
     CHECK(r3->unchanged == 1);
-    auto rec = db->find_by_message_id("<m1@acme.example>");
-    REQUIRE(rec);
-    REQUIRE(rec->sightings.size() == 2);
-    CHECK(rec->sightings[0].uid == 11);
+    CHECK(db->find_by_message_id("<m1@acme.example>")->sightings.size() == 2);
     CHECK(db->mailbox_state_of("alice")->messages_tracked == 1);
   }
   SECTION("a third user in a later batch is counted once for that user") {
