@@ -403,3 +403,10 @@ TEST_CASE("kick, remove_user and stop while clients are connected", "[integratio
   CHECK_FALSE(refused);
   CHECK(dv.count_in_log("Login: user=<alice>") == 1);  // the log outlives the instance
 }
+
+TEST_CASE("the readiness probe leaves no dropped connection in the log", "[integration][dovecot]") {
+  REQUIRE_DOVECOT();
+  dovecot_fixture dv({.users = {{"alice", "secret"}}, .pop3 = true});
+  CHECK(dv.wait_for_log("Aborted login by logging out", 2));
+  CHECK(dv.count_in_log("Disconnected: Connection closed") == 0);
+}

@@ -201,9 +201,12 @@ int remaining_ms(clock::time_point deadline) {
 
 enum class probe_result { ready, not_yet };
 
-// Connects and, when greeting_prefix is given, reads lines until one starts with it.
+// Connects, waits for a greeting line starting with greeting_prefix, then says goodbye
+// politely (logout_command) and waits for the server to close: the probe leaves exactly one
+// "Disconnected: Aborted login by logging out" line in the log, never "Connection closed"
+// (tests assert that their own clients never just drop connections).
 probe_result probe_port(std::uint16_t port, std::string_view greeting_prefix,
-                        clock::time_point deadline) {
+                        std::string_view logout_command, clock::time_point deadline) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return probe_result::not_yet;
   sockaddr_in addr{};
@@ -215,24 +218,28 @@ probe_result probe_port(std::uint16_t port, std::string_view greeting_prefix,
     ::close(fd);
     return probe_result::not_yet;
   }
-  if (greeting_prefix.empty()) {
-    ::close(fd);
-    return probe_result::ready;
-  }
   std::string buf;
   probe_result result = probe_result::not_yet;
-  while (result == probe_result::not_yet) {
+  bool greeted = false;
+  for (;;) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, remaining_ms(deadline)) <= 0) break;
     char chunk[512];
     auto n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n <= 0) break;
+    if (n <= 0) {
+      if (greeted) result = probe_result::ready;  // closed after our logout
+      break;
+    }
+    if (greeted) continue;  // the logout answer; wait for the close
     buf.append(chunk, static_cast<std::size_t>(n));
     // "* OK Waiting for authentication process to respond.." comes before the real greeting.
-    for (auto nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n')) {
+    for (auto nl = buf.find('\n'); nl != std::string::npos && !greeted; nl = buf.find('\n')) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (line.starts_with(greeting_prefix)) result = probe_result::ready;
+      if (line.starts_with(greeting_prefix)) {
+        greeted = true;
+        if (::send(fd, logout_command.data(), logout_command.size(), MSG_NOSIGNAL) < 0) break;
+      }
     }
   }
   ::close(fd);
@@ -531,18 +538,18 @@ struct dovecot_fixture::impl {
   // True when ready; false when the child died (caller decides whether to retry).
   bool wait_ready() {
     auto deadline = clock::now() + ready_timeout;
+    // Only the plain ports: the master binds every listener (imaps, pop3s too) before it
+    // starts any service and exits if one fails, so a greeting on the plain port means all
+    // listeners are bound and the login process is connected to auth.
     struct probe {
       std::uint16_t port;
-      std::string_view greeting;
+      std::string_view greeting, logout;
     };
-    std::vector<probe> probes{{imap, "* OK [CAPABILITY"}, {imaps, ""}};
-    if (opts.pop3) {
-      probes.push_back({pop3, "+OK"});
-      probes.push_back({pop3s, ""});
-    }
+    std::vector<probe> probes{{imap, "* OK [CAPABILITY", "p LOGOUT\r\n"}};
+    if (opts.pop3) probes.push_back({pop3, "+OK", "QUIT\r\n"});
     std::size_t next = 0;
     while (clock::now() < deadline) {
-      if (probe_port(probes[next].port, probes[next].greeting, deadline) ==
+      if (probe_port(probes[next].port, probes[next].greeting, probes[next].logout, deadline) ==
           probe_result::ready) {
         if (++next == probes.size()) return true;
         continue;

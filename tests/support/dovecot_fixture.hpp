@@ -23,6 +23,10 @@
 // Anvil's auth penalty is off (see dovecot_options::auth_penalty), auth_failure_delay = 0;
 // a failed LOGIN still takes ~0.5 s (dovecot flushes delayed failures on a 0.5 s timer).
 //
+// Readiness: the constructor connects to the plain IMAP (and POP3) port until the greeting
+// arrives, then LOGOUTs (QUITs): each start leaves one "Disconnected: Aborted login by
+// logging out" line per protocol in the log and no "Connection closed" line.
+//
 // Counting what the server did (for "a second scan fetched no bodies"):
 //   every IMAP session end is logged with `imap_logout_format` as one line
 //     "... Disconnected: <reason> mscan_stats in=.. out=.. fetch_hdr_count=.. fetch_hdr_bytes=..
