@@ -81,7 +81,7 @@ std::string synthetic_message(int user, int i) {
 
 } // namespace
 
-TEST_CASE("crash safety: SIGKILL at 24 points, then every message tracked exactly once",
+TEST_CASE("crash safety: SIGKILL at 24 points while mail arrives, then every message tracked exactly once",
           "[integration][crash]") {
   constexpr int users = 3, per_user = 1000, shared = 200;
   test::dovecot_fixture dc{{{{"u0", "p0"}, {"u1", "p1"}, {"u2", "p2"}}}};
@@ -102,10 +102,16 @@ TEST_CASE("crash safety: SIGKILL at 24 points, then every message tracked exactl
   auto conf = dir / "mailscan.toml";
 
   // Kill points spread from "just started" to "probably finished", deterministic per seed.
+  // Every round also delivers new mail (appended while the previous run may have been
+  // scanning), so each run has real work to be killed in.
   std::mt19937 rng{20261124};
-  std::uniform_int_distribution<int> delay_ms{5, 700};
-  int killed = 0;
+  std::uniform_int_distribution<int> delay_ms{5, 250};
+  int killed = 0, appended = 0;
   for (int round = 0; round < 24; ++round) {
+    for (int u = 0; u < users; ++u)
+      for (int i = 0; i < 100; ++i)
+        dc.seed(fmt::format("u{}", u), "INBOX", synthetic_message(u, 10000 + round * 100 + i));
+    appended += users * 100;
     auto pid = spawn_run(conf, dir / "runs.log");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));  // the kill point itself
     ::kill(pid, SIGKILL);
@@ -131,8 +137,8 @@ TEST_CASE("crash safety: SIGKILL at 24 points, then every message tracked exactl
     CHECK(ids.insert(m.at("message_id").get<std::string>()).second);
     sightings += m.at("sightings").size();
   }
-  CHECK(msgs.size() == static_cast<std::size_t>(users * per_user));
-  CHECK(sightings == static_cast<std::size_t>(users * per_user + shared));
+  CHECK(msgs.size() == static_cast<std::size_t>(users * per_user + appended));
+  CHECK(sightings == static_cast<std::size_t>(users * per_user + shared + appended));
 
   auto status = nlohmann::json::parse(
     capture(fmt::format("{} status --config {} --json", mailscan_bin(), conf.string())));
@@ -140,5 +146,5 @@ TEST_CASE("crash safety: SIGKILL at 24 points, then every message tracked exactl
   for (auto& m : status.at("mailboxes"))
     tracked += m.at("messages_tracked").get<std::uint64_t>();
   // messages_tracked counts messages per user: u0 has its 1000 plus the 200 shared ones.
-  CHECK(tracked == static_cast<std::uint64_t>(users * per_user + shared));
+  CHECK(tracked == static_cast<std::uint64_t>(users * per_user + shared + appended));
 }
