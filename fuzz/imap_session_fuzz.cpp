@@ -1,5 +1,7 @@
 // libFuzzer target for scan_session: the input is the server's side of a conversation.
-// Byte 0 picks options, byte 1 the chunk size. Checked: no crash, exactly one terminal
+// Byte 0 picks options, byte 1 the chunk size (low 6 bits), the fetch strategy (bit 6:
+// whole_message, else BODYSTRUCTURE + text parts) and whether every delivered message is
+// passed to mark_seen() before resume() (bit 7). Checked: no crash, exactly one terminal
 // output (scan_complete or scan_failed) and nothing after it, finished() after EOF, and
 // the secret never appears in an error detail.
 #include <cstdint>
@@ -23,6 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.batch_size = (data[0] >> 6) + 1;
   o.max_message_bytes = 64;
   const std::size_t chunk = std::size_t{data[1]} % 64 + 1;
+  o.fetch = (data[1] & 64) ? fetch_strategy::whole_message : fetch_strategy::structure;
+  const bool mark = (data[1] & 128) != 0;
+  std::vector<std::uint32_t> delivered;
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
   scan_session s(o);
   int terminal = 0;
@@ -35,8 +40,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (f->err.detail.find(o.secret) != std::string::npos) std::abort();
       }
       if (std::holds_alternative<scan_complete>(*out)) ++terminal;
+      if (auto* m = std::get_if<message_fetched>(&*out)) {
+        delivered.push_back(m->uid);
+        // The synthetic message holds the header and texts it was built from, never more
+        // than the caps allow (a header is not capped: bounded by the parser's limits).
+        if (m->raw.size() > (std::size_t{64} << 20)) std::abort();
+      }
     }
-    if (s.awaiting_resume()) s.resume();
+    if (s.awaiting_resume()) {
+      if (mark) s.mark_seen(delivered);
+      s.resume();
+    }
   };
   for (std::size_t pos = 0; pos < bytes.size(); pos += chunk) {
     s.on_bytes(bytes.substr(pos, std::min(chunk, bytes.size() - pos)));

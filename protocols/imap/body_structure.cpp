@@ -14,17 +14,19 @@ std::string lower(std::string_view s) {
 }
 
 bool is_str(const sexp& s) { return s.type == sexp::kind::atom || s.type == sexp::kind::string; }
-std::string str_of(const sexp& s) { return is_str(s) ? s.text : std::string{}; }
+// The tree is consumed: strings are moved out, not copied.
+std::string str_of(sexp& s) { return is_str(s) ? std::move(s.text) : std::string{}; }
 
-mime_params params_of(const sexp& s) {
+mime_params params_of(sexp& s) {
   mime_params out;
   if (s.type != sexp::kind::list) return out;
+  out.reserve(s.items.size() / 2);
   for (std::size_t i = 0; i + 1 < s.items.size(); i += 2)
-    if (is_str(s.items[i])) out.emplace_back(s.items[i].text, str_of(s.items[i + 1]));
+    if (is_str(s.items[i])) out.emplace_back(std::move(s.items[i].text), str_of(s.items[i + 1]));
   return out;
 }
 
-void disposition_of(const sexp& s, body_part& p) {
+void disposition_of(sexp& s, body_part& p) {
   if (s.type != sexp::kind::list || s.items.empty() || !is_str(s.items[0])) return;
   p.disposition = lower(s.items[0].text);
   if (s.items.size() > 1) p.disposition_params = params_of(s.items[1]);
@@ -34,13 +36,13 @@ std::string child_section(const std::string& parent, std::size_t index) {
   return parent.empty() ? std::to_string(index + 1) : fmt::format("{}.{}", parent, index + 1);
 }
 
-bool parse_part(const sexp& t, const std::string& section, std::size_t depth,
+bool parse_part(sexp& t, const std::string& section, std::size_t depth,
                 const body_structure_limits& lim, std::size_t& parts, body_part& p) {
   if (t.type != sexp::kind::list || t.items.empty() || depth >= lim.max_depth ||
       ++parts > lim.max_parts)
     return false;
   p.section = section;
-  const auto& it = t.items;
+  auto& it = t.items;
   if (it[0].type == sexp::kind::list) {
     p.type = "multipart";
     std::size_t k = 0;
@@ -180,9 +182,9 @@ header_type content_type_of(std::string_view h) {
   while (i < value.size() && value[i] != ';' && value[i] != ' ' && value[i] != '\t' && value[i] != '\r')
     out.type += value[i++];
   out.type = lower(out.type);
-  const std::string low = lower(value);
-  for (std::size_t at = low.find("boundary", i); at != std::string::npos; at = low.find("boundary", at + 1)) {
-    std::size_t k = at + 8;
+  const std::string low = lower(std::string_view(value).substr(i));
+  for (std::size_t at = low.find("boundary"); at != std::string::npos; at = low.find("boundary", at + 1)) {
+    std::size_t k = i + at + 8;
     while (k < value.size() && (value[k] == ' ' || value[k] == '\t')) ++k;
     if (k >= value.size() || value[k] != '=') continue;
     ++k;
@@ -389,6 +391,10 @@ std::string body_part::file_name() const {
 }
 
 std::optional<body_part> parse_body_structure(const sexp& tree, const body_structure_limits& lim) {
+  return parse_body_structure(sexp(tree), lim);
+}
+
+std::optional<body_part> parse_body_structure(sexp&& tree, const body_structure_limits& lim) {
   body_part root;
   std::size_t parts = 0;
   if (!parse_part(tree, "", 0, lim, parts, root)) return std::nullopt;
@@ -500,6 +506,9 @@ std::string assemble_message(const body_part& root, std::string_view header,
     return it->second;
   }
   assembler a{sections, cap, false, {}};
+  std::size_t expect = header.size() + 1024;
+  for (const auto& kv : sections) expect += kv.second.size() + 256;
+  a.out.reserve(expect);
   append_header(a.out, header);
   a.body(root, context::root, header);
   truncated = a.truncated;

@@ -46,6 +46,7 @@ struct body_structure_limits { std::size_t max_depth = 32, max_parts = 1000; };
 
 // nullopt when the tree is not a BODYSTRUCTURE (or breaks a limit). Sections are numbered.
 std::optional<body_part> parse_body_structure(const sexp& tree, const body_structure_limits& = {});
+std::optional<body_part> parse_body_structure(sexp&& tree, const body_structure_limits& = {});
 
 // One attachment as the server describes it: no byte of it is downloaded.
 struct attachment_stub {

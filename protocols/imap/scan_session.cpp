@@ -644,7 +644,7 @@ void scan_session::handle_structure_fetch(fetch_data& f, std::size_t index) {
   if (f.gm_msgid) m.gm_msgid = *f.gm_msgid;
   if (f.modseq) m.modseq = *f.modseq;
   if (f.email_id) m.email_id = std::move(*f.email_id);
-  if (f.bodystructure) st.root = parse_body_structure(*f.bodystructure);
+  if (f.bodystructure) st.root = parse_body_structure(std::move(*f.bodystructure));
   if (auto* whole = f.find_section(""); whole && whole->data) {
     // More than we asked for: the whole message is as good as it gets.
     st.have_meta = true;

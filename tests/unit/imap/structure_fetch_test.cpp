@@ -23,6 +23,7 @@ struct run_result {
   std::vector<session_warning> warnings;
   bool complete = false;
   std::string failure;
+  std::string server_bytes;  // everything the server sent, in order
 };
 
 // Runs a whole scan against the server; `chunk` > 0 feeds the answers in pieces.
@@ -32,6 +33,7 @@ run_result run(mime_server& server, session_options o, std::size_t chunk = 0,
   run_result r;
   std::string to_server;
   auto feed = [&](const std::string& bytes) {
+    r.server_bytes += bytes;
     if (chunk == 0) {
       s.on_bytes(bytes);
       return;
@@ -325,5 +327,46 @@ TEST_CASE("structure fetch: mark_seen stores \\Seen before the next batch; NO is
     REQUIRE(r.warnings.size() == 1);
     CHECK(r.warnings[0].detail.find("read-only") != std::string::npos);
     for (const auto& c : server.commands) CHECK(c.find("STORE") == std::string::npos);
+  }
+}
+
+TEST_CASE("structure fetch: EOF at every byte of a scan ends in exactly one failure", "[unit]") {
+  const std::string msg =
+      "Subject: s\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+      "Content-Type: text/plain\r\n\r\nbody\r\n--x\r\nContent-Type: image/png; name=a.png\r\n"
+      "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--x--\r\n";
+  mime_server server({msg, msg, "Subject: t\r\n\r\nplain\r\n"});
+  auto o = options();
+  o.batch_size = 2;
+  const auto whole = run(server, o);
+  REQUIRE(whole.complete);
+  REQUIRE(whole.messages.size() == 3);
+  CHECK(whole.messages[0].attachments.size() == 1);
+  const std::string& stream = whole.server_bytes;
+  for (std::size_t k = 0; k < stream.size(); ++k) {
+    scan_session s(o);
+    int terminal = 0;
+    auto drain = [&] {
+      while (auto out = s.poll()) {
+        if (terminal) FAIL("output after the terminal one");
+        if (std::holds_alternative<scan_failed>(*out) || std::holds_alternative<scan_complete>(*out))
+          ++terminal;
+      }
+      if (s.awaiting_resume()) {
+        s.resume();
+        while (auto out = s.poll())
+          if (std::holds_alternative<scan_failed>(*out) || std::holds_alternative<scan_complete>(*out))
+            ++terminal;
+      }
+    };
+    for (std::size_t i = 0; i < k; i += 64) {
+      s.on_bytes(std::string_view(stream).substr(i, std::min<std::size_t>(64, k - i)));
+      drain();
+    }
+    s.on_eof();
+    drain();
+    INFO("EOF after " << k << " of " << stream.size());
+    REQUIRE(terminal == 1);
+    CHECK(s.finished());
   }
 }
