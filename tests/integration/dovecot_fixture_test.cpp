@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <signal.h>
 #include <stdexcept>
@@ -409,4 +410,26 @@ TEST_CASE("the readiness probe leaves no dropped connection in the log", "[integ
   dovecot_fixture dv({.users = {{"alice", "secret"}}, .pop3 = true});
   CHECK(dv.wait_for_log("Aborted login by logging out", 2));
   CHECK(dv.count_in_log("Disconnected: Connection closed") == 0);
+}
+
+TEST_CASE("seed with an internal date: SEARCH SINCE sees it", "[integration][dovecot]") {
+  REQUIRE_DOVECOT();
+  dovecot_fixture dv({.users = {{"alice", "secret"}}});
+  auto now = std::chrono::system_clock::now();
+  dv.seed("alice", "INBOX", message("old"), false, now - std::chrono::hours(24 * 30));
+  dv.seed("alice", "INBOX", message("new"));
+  auto c = connect_plain_or_fail(dv.imap_port());
+  run(*c, "LOGIN alice secret");
+  run(*c, "EXAMINE INBOX");
+  std::time_t t = std::chrono::system_clock::to_time_t(now - std::chrono::hours(24 * 10));
+  char since[32];
+  std::strftime(since, sizeof since, "%d-%b-%Y", std::gmtime(&t));
+  auto r = run(*c, std::string("UID SEARCH SINCE ") + since);
+  REQUIRE(r.size() == 2);
+  CHECK(r[0] == "* SEARCH 2");
+  auto all = run(*c, "UID FETCH 1 (INTERNALDATE)");
+  std::time_t old_t = std::chrono::system_clock::to_time_t(now - std::chrono::hours(24 * 30));
+  char old_day[32];
+  std::strftime(old_day, sizeof old_day, "%d-%b-%Y", std::localtime(&old_t));
+  CHECK(all[0].find(old_day) != std::string::npos);
 }

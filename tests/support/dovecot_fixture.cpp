@@ -739,7 +739,8 @@ fs::path dovecot_fixture::maildir_path(const std::string& user,
 }
 
 void dovecot_fixture::seed(const std::string& user, const std::string& folder,
-                           std::string_view raw_message, bool seen) {
+                           std::string_view raw_message, bool seen,
+                           std::optional<std::chrono::system_clock::time_point> internal_date) {
   auto& d = *impl_;
   fs::path dir = maildir_path(user, folder);
   std::uint64_t seq;
@@ -762,6 +763,16 @@ void dovecot_fixture::seed(const std::string& user, const std::string& folder,
     if (!out) fail("cannot write " + tmp.string());
   }
   ::chmod(tmp.c_str(), 0600);
+  if (internal_date) {
+    // Maildir has no INTERNALDATE field: dovecot takes the file's mtime.
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(
+                    internal_date->time_since_epoch()).count();
+    timespec times[2];
+    times[0].tv_sec = static_cast<time_t>(secs);
+    times[0].tv_nsec = 0;
+    times[1] = times[0];
+    ::utimensat(AT_FDCWD, tmp.c_str(), times, 0);
+  }
   d.chown_mail(tmp);
   fs::path final_path = seen ? dir / "cur" / (std::string(name) + ":2,S") : dir / "new" / name;
   fs::rename(tmp, final_path);

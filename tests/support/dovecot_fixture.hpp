@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,9 +115,11 @@ class dovecot_fixture {
 
   // Seeds a folder ("INBOX", "Sent", "Archive/2024", UTF-8 names) by writing Maildir files
   // directly (tmp/ then rename into new/, or cur/ with ":2,S" when seen); creates the folder.
-  // Works while dovecot runs. UIDs follow seeding order.
+  // Works while dovecot runs. UIDs follow seeding order. internal_date (IMAP INTERNALDATE,
+  // what SEARCH SINCE/BEFORE compare) is the file's mtime: now unless given.
   void seed(const std::string& user, const std::string& folder, std::string_view raw_message,
-            bool seen = false);
+            bool seen = false,
+            std::optional<std::chrono::system_clock::time_point> internal_date = std::nullopt);
   void seed_files(const std::string& user, const std::string& folder,
                   const std::vector<std::filesystem::path>& eml_files);
   // Removes the folder and its index (and its subfolders); recreating it gives a new
