@@ -36,7 +36,13 @@
 //   imap_stats() sums those lines; the line is written when the session ends, so wait with
 //   wait_for_log("mscan_stats", n) for n finished sessions first. With options.rawlog every
 //   IMAP session's raw traffic is also kept (<home>/rawlog/*.in); count_in_rawlog(" FETCH ")
-//   counts commands the server received.
+//   counts commands the server received (post-login only: LOGIN itself is never in it).
+//
+// Errors: the constructor and the helpers below throw std::runtime_error on misuse (unknown
+// user, a folder name the layout cannot hold) or I/O failure: in a test, a throw is a failed
+// test with a message, which is what we want from a fixture. Helpers may be called from any
+// thread (an internal mutex serialises the passdb and seeding).
+// Folders exist only once seeded: the fixture creates no Sent/Drafts/Trash of its own.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +62,8 @@ struct dovecot_user {
 struct dovecot_options {
   std::vector<dovecot_user> users;
   bool pop3 = false;
+  // process_limit of imap/pop3 and client_limit of each login process (scale settings of
+  // /work/shared/TOOLCHAIN.md; 2,000 concurrent logged-in sessions measured fine).
   std::size_t max_connections = 4000;
   bool rawlog = false;  // keep raw IMAP traffic per session under <home>/rawlog
   // Dovecot's mail_max_userip_connections: set it low (e.g. 1) to get "NO [LIMIT] ..."
