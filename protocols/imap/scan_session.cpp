@@ -182,8 +182,10 @@ void scan_session::resume() {
 
 void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
   const std::string folder = folder_index_ < folders_.size() ? folders_[folder_index_].name : "";
-  if (phase_ != phase::await_resume) {
-    out_.push_back(session_warning{folder, "mark_seen ignored: only possible between batch_complete and resume()"});
+  // The folder stays selected from its first batch until the resume() after its last one;
+  // UIDs given meanwhile wait for the next resume().
+  if (phase_ != phase::await_resume && phase_ != phase::fetch && phase_ != phase::store) {
+    out_.push_back(session_warning{folder, "mark_seen ignored: no folder is being fetched"});
     return;
   }
   if (!opts_.unread_only) {

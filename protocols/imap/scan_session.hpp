@@ -109,9 +109,13 @@ class scan_session {
   void on_tls_established();
   void on_eof();            // peer closed: scan_failed{server_bye or protocol_error} unless done
   void resume();            // after batch_complete: the owner has capacity for the next batch
-  // While awaiting_resume() with unread_only (folder opened with SELECT): these UIDs of the
-  // current folder are durably tracked; resume() first sends UID STORE +FLAGS.SILENT (\Seen)
-  // for them. A refusal is a session_warning, not a failure. Otherwise: a warning, ignored.
+  // With unread_only (folder opened with SELECT): these UIDs of the current folder are
+  // durably tracked; the next resume() first sends UID STORE +FLAGS.SILENT (\Seen) for them.
+  // Callable while awaiting_resume() and also while the next batch is being fetched (the
+  // folder is still selected), so an owner with several batches in flight can pass UIDs as
+  // acknowledgements arrive; the folder is left only at the resume() after its last batch,
+  // so UIDs must be given before that resume(). A refusal is a session_warning, not a
+  // failure; a call at any other time, or without unread_only, is a warning and ignored.
   void mark_seen(std::vector<std::uint32_t> uids);
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;

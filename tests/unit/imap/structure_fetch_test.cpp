@@ -370,3 +370,43 @@ TEST_CASE("structure fetch: EOF at every byte of a scan ends in exactly one fail
     CHECK(s.finished());
   }
 }
+
+TEST_CASE("structure fetch: mark_seen while the next batch is in flight waits for resume()", "[unit]") {
+  const std::string msg = "Subject: s\r\n\r\nbody\r\n";
+  mime_server server({msg, msg, msg});
+  auto o = options();
+  o.unread_only = true;
+  o.batch_size = 2;
+  scan_session s(o);
+  std::string to_server;
+  std::vector<std::string> warnings;
+  auto drain = [&] {
+    while (auto out = s.poll()) {
+      if (auto* w = std::get_if<write_bytes>(&*out)) to_server += w->data;
+      if (auto* w = std::get_if<session_warning>(&*out)) warnings.push_back(w->detail);
+    }
+  };
+  s.mark_seen({1});  // nothing selected yet
+  s.on_bytes(server.greeting());
+  drain();
+  REQUIRE(warnings.size() == 1);
+  while (!s.awaiting_resume()) {
+    REQUIRE(!to_server.empty());
+    s.on_bytes(server.answer(std::exchange(to_server, {})));
+    drain();
+  }
+  s.resume();  // batch 2 in flight, batch 1 not yet durable
+  drain();
+  CHECK(to_server.find("UID FETCH 3 ") != std::string::npos);
+  s.mark_seen({2, 1});  // the acknowledgement of batch 1 arrives now
+  drain();
+  CHECK(to_server.find("STORE") == std::string::npos);
+  while (!s.awaiting_resume()) {
+    s.on_bytes(server.answer(std::exchange(to_server, {})));
+    drain();
+  }
+  s.resume();
+  drain();
+  CHECK(to_server == "a7 UID STORE 1:2 +FLAGS.SILENT (\\Seen)\r\n");
+  CHECK(warnings.size() == 1);
+}
