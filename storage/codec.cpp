@@ -269,6 +269,8 @@ std::string encode(const mailbox_state& s) {
   put_string(out, s.last_error_reason);
   put_string(out, s.last_error_detail);
   put_varint(out, s.messages_tracked);
+  put_string(out, s.credential_hash);
+  put_u8(out, s.notified ? 1 : 0);
   return out;
 }
 
@@ -284,6 +286,10 @@ expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::
   s.last_error_reason = r.string();
   s.last_error_detail = r.string();
   s.messages_tracked = r.varint();
+  if (value.size() > 0 && static_cast<std::uint8_t>(value[0]) >= 2) {  // version 1 lacks these
+    s.credential_hash = r.string();
+    s.notified = r.u8() != 0;
+  }
   if (!r.ok()) return unexpected{corrupt("mailbox state value is truncated or malformed")};
   if (!r.at_end()) return unexpected{corrupt("mailbox state value has trailing bytes")};
   return s;

@@ -60,7 +60,7 @@ class reader {
 // ---- values ------------------------------------------------------------------------
 inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
-inline constexpr std::uint8_t mailbox_state_value_version = 1;
+inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
 
 // The record's key is not part of the value (it is the RocksDB key); decode gets it back.
 std::string encode(const message_record& r);

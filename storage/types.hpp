@@ -93,6 +93,11 @@ struct mailbox_state {
   // Owned by store::write() (bumped once per message newly attached to the user);
   // put_mailbox_state() ignores the value passed in and keeps the stored count.
   std::uint64_t messages_tracked = 0;
+  // Value version 2 (core/mailbox_health.hpp owns their meaning): "salt$sha256" of the
+  // credentials that last logged in (or, in credentials_changed, that were refused) — never
+  // the secret; and whether the current failure episode has already been notified.
+  std::string credential_hash{};
+  bool notified = false;
   friend bool operator==(const mailbox_state&, const mailbox_state&) = default;
 };
 
