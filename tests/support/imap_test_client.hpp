@@ -37,7 +37,8 @@ class imap_test_client {
   imap_test_client& operator=(const imap_test_client&) = delete;
 
   const std::string& greeting() const;
-  // Sends "<tag> <command>\r\n" (tags are generated: a1, a2, ...) and returns every response
+  // Sends "<tag> <command>\r\n" (tags are generated: a1, a2, ...; one line, so no client
+  // literals: APPEND needs LITERAL+ inline or another client) and returns every response
   // line up to and including the tagged one. Literals are kept inline ("{5}\r\nhello").
   expected<lines, error> command(std::string_view command);
   // The tagged line of the last command ("a3 OK ...").
