@@ -308,3 +308,27 @@ TEST_CASE("ENVELOPE in typed form (RFC 3501 example)", "[unit]") {
   CHECK(e->message_id == "<B27397-0100000@cac.washington.edu>");
   CHECK_FALSE(to_envelope(sexp{}));
 }
+
+TEST_CASE("OBJECTID: EMAILID in FETCH, MAILBOXID as a response code (RFC 8474)", "[unit]") {
+  response_parser p;
+  std::string_view in = "* 3 FETCH (UID 9 EMAILID (M6d99ac3275bb4e) THREADID (T64b478a75b7ea9))\r\n"
+                        "* OK [MAILBOXID (F2212ea87-6097-4256-9d51-71338625)] Ok\r\n"
+                        "* 4 FETCH (UID 10 EMAILID M1)\r\n";
+  auto r = p.feed(in);
+  REQUIRE(r.status == feed_status::ready);
+  auto resp = p.take();
+  auto* f = std::get_if<fetch_data>(&resp);
+  REQUIRE(f);
+  CHECK(f->email_id == std::optional<std::string>("M6d99ac3275bb4e"));
+  in.remove_prefix(r.consumed);
+  r = p.feed(in);
+  REQUIRE(r.status == feed_status::ready);
+  resp = p.take();
+  auto* s = std::get_if<status_response>(&resp);
+  REQUIRE(s);
+  CHECK(s->code.name == "MAILBOXID");
+  CHECK(s->code.arguments == "(F2212ea87-6097-4256-9d51-71338625)");
+  in.remove_prefix(r.consumed);
+  r = p.feed(in);  // EMAILID must be a parenthesised objectid
+  CHECK(r.status == feed_status::failed);
+}
