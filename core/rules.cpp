@@ -526,7 +526,7 @@ struct message_view {
                                                                        : std::string{};
     }
     if (n.field == field_id::body) {
-      std::string_view body = msg.body_text;
+      std::string_view body = text_of(field_id::body);  // the text the set saw
       re2::StringPiece sp(body.data(), body.size()), hit;
       if (m.patterns[n.pid].alone->Match(sp, 0, body.size(), RE2::UNANCHORED, &hit, 1)) {
         auto b = static_cast<std::size_t>(hit.data() - body.data());

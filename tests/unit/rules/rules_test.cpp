@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace mscan;
@@ -464,4 +465,51 @@ TEST_CASE("a tiny regex memory budget never changes the result", "[unit]") {
     CHECK(names(*rs) == expected_names);
   }
   CHECK(compiled_budgets >= 2);
+}
+
+TEST_CASE("explain excerpts come from the text the rule saw", "[unit]") {
+  auto m = sample();
+  m.body_text = "\r\n\r\nHello team,\r\nplease call me.";
+  auto rs = compile({rule("greeting", {leaf("body", "starts_with", "hello"), leaf("body", "regex", "call\\s+me")})});
+  auto hits = core::evaluate(rs, m, "u", "INBOX");
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits[0].because.size() == 2);
+  CHECK(hits[0].because[0].matched.rfind("Hello team,", 0) == 0);  // newlines shown as spaces
+  CHECK(hits[0].because[1].matched.find("call me") != std::string::npos);
+  CHECK(hits[0].because[0].field == "body");
+  CHECK(hits[0].because[0].op == "starts_with");
+  CHECK(hits[0].because[0].value == "hello");
+}
+
+TEST_CASE("compiled rules are shared by copies and outlive the config they came from", "[unit]") {
+  core::compiled_rules copy;
+  {
+    std::vector<rule_config> rules{rule("temp", {leaf("subject", "contains", "printer")})};
+    auto rs = compile(rules);
+    copy = rs;
+  }
+  auto hits = core::evaluate(copy, sample(), "u", "INBOX");
+  REQUIRE(hits.size() == 1);
+  CHECK(hits[0].name == "temp");
+  CHECK(hits[0].because[0].value == "printer");
+  CHECK(core::evaluate(core::compiled_rules{}, sample(), "u", "INBOX").empty());
+}
+
+TEST_CASE("evaluate is safe from several threads on one compiled rule set", "[unit]") {
+  std::vector<rule_config> rules;
+  for (int i = 0; i < 200; ++i)
+    rules.push_back(rule("r" + std::to_string(i), {leaf("subject", "regex", "(?i)printer|fire" + std::to_string(i))}));
+  auto rs = compile(rules);
+  auto m = sample();
+  std::vector<std::size_t> counts(4, 0);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < counts.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 200; ++k)
+        counts[t] += core::evaluate(rs, m, "u", "INBOX").size();
+    });
+  for (auto& th : threads)
+    th.join();
+  for (auto c : counts)
+    CHECK(c == 200u * 200u);
 }
