@@ -285,6 +285,14 @@ std::string stub_header(const body_part& p, std::string_view boundary = {}) {
   return h;
 }
 
+// The boundary a multipart is written with when no header of the server's names one (the
+// plan checks that the server gave one; a server that then does not send what the plan asked
+// for must still not crash the assembly).
+std::string boundary_of(const body_part& p) {
+  if (const auto* b = p.param("boundary"); b && !b->empty()) return *b;
+  return "=_mscan_" + p.section;
+}
+
 // A header block as the server sent it, ending in its blank line whatever the server did.
 void append_header(std::string& out, std::string_view h) {
   out += h;
@@ -330,7 +338,7 @@ struct assembler {
   void body(const body_part& p, context ctx, std::string_view real_header = {}) {
     if (p.multipart()) {
       std::string b = content_type_of(real_header).boundary;
-      if (b.empty()) b = *p.param("boundary");
+      if (b.empty()) b = boundary_of(p);
       for (const auto& c : p.children) {
         out += "--";
         out += b;
@@ -349,7 +357,7 @@ struct assembler {
         append_header(out, *h);
         body(inner, context::message, *h);
       } else {
-        out += stub_header(inner, inner.multipart() ? *inner.param("boundary") : "");
+        out += stub_header(inner, inner.multipart() ? boundary_of(inner) : "");
         body(inner, context::message);
       }
       return;
@@ -365,7 +373,7 @@ struct assembler {
         body(p, context::multipart);
         return;
       }
-    out += stub_header(p, p.multipart() ? *p.param("boundary") : "");
+    out += stub_header(p, p.multipart() ? boundary_of(p) : "");
     body(p, context::multipart);
   }
 };

@@ -118,3 +118,16 @@ TEST_CASE("body structure: malformed trees are refused, limits hold", "[unit]") 
   CHECK(plan_fetch(*leaf, "Content-Type: multipart/mixed\r\n boundary=\"q\"\r\n\r\n").items(5) == "BODY.PEEK[]<0.5>");
   CHECK(plan_fetch(*leaf, "Content-Type: text/plain\r\n\r\n").items(5) == "BODY.PEEK[TEXT]<0.5>");
 }
+
+TEST_CASE("body structure: a server that leaves out what the plan asked for cannot crash the assembly", "[unit]") {
+  // Found by imap_session_fuzz: no boundary anywhere, so the plan is BODY.PEEK[]; the server
+  // then sends no BODY[] at all.
+  const auto root = parse_body_structure(structure_of(
+      "((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 4 1)(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 9"
+      " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1) \"MIXED\") 1) \"MIXED\")"));
+  REQUIRE(root);
+  CHECK(plan_fetch(*root, "A: b\r\n\r\n").items(5) == "BODY.PEEK[]<0.5>");
+  bool truncated = false;
+  const std::string raw = assemble_message(*root, "A: b\r\n\r\n", {}, 5, truncated);
+  CHECK(raw.find("=_mscan_") != std::string::npos);
+}
