@@ -15,6 +15,8 @@
 //   +HH:MM offset) or an RFC 5322 date; the string operators see "YYYY-MM-DDTHH:MM:SSZ". A
 //   message without a date satisfies only the not_* operators.
 // - has_attachment: equals / not_equals with "true" or "false".
+// - Text is UTF-8 as parse_message delivers it (invalid sequences already replaced); RE2's '.'
+//   does not match a stray invalid byte.
 // - Groups nest ("all" = AND, "any" = OR); a group with no conditions holds.
 // - A rule applies only to its users and folders (empty = all; folder names compare exactly,
 //   except INBOX in any case); inactive rules are dropped.

@@ -513,3 +513,20 @@ TEST_CASE("evaluate is safe from several threads on one compiled rule set", "[un
   for (auto c : counts)
     CHECK(c == 200u * 200u);
 }
+
+TEST_CASE("unknown groups are errors and invalid UTF-8 in mail is just bytes", "[unit]") {
+  auto r = rule("g", {leaf("subject", "contains", "x")});
+  r.root.group = "some";
+  auto c = core::compile_rules({r});
+  REQUIRE_FALSE(c);
+  CHECK(c.error().message.find("rule 'g': conditions: unknown group 'some'") != std::string::npos);
+
+  auto m = sample();
+  m.subject = std::string("\xff\xfe broken \xc3 bytes URGENT \xe2\x82");
+  CHECK(fires(leaf("subject", "contains", "urgent"), m));
+  CHECK(fires(leaf("subject", "regex", "broken \\C bytes"), m));
+  // RE2 runs in UTF-8 mode: '.' does not match an invalid byte. parse_message never hands
+  // out invalid UTF-8 (it substitutes U+FFFD), so this only matters for hand-built messages.
+  CHECK_FALSE(fires(leaf("subject", "regex", "broken .* bytes"), m));
+  CHECK_FALSE(fires(leaf("subject", "starts_with", "broken"), m));
+}
