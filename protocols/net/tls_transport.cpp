@@ -303,7 +303,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
   }
 
   void say_goodbye() {
-    if (closed_)
+    if (closed_ || tls_shutdown_started_)
       return;
     boost::system::error_code ec;
     if (!tls_) {
@@ -345,12 +345,13 @@ class connection_impl final : public connection, public std::enable_shared_from_
     if (closed_ || (ec == asio::error::operation_aborted && handshaking_))
       return;
     if (closing_) {
-      // What the server says after LOGOUT (BYE, OK) is not wanted any more.
-      if (ec && tls_ && !tls_shutdown_started_ && ec == asio::error::operation_aborted)
+      // What the server says after LOGOUT (BYE, OK) is not wanted any more. TLS: whatever
+      // ended this read (our cancel, data that raced it, EOF), the shutdown goes next.
+      if (tls_)
         return say_goodbye();
       if (ec)
         return shutdown();
-      return do_read();
+      return do_read();  // plain: drain until the peer's EOF answers our FIN
     }
     if (n > 0)
       touch();
