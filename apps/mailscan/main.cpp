@@ -2,6 +2,7 @@
 // (a well-kept Debian library: subcommands, typed options and usage errors for free) and calls
 // the layers. Errors are one line on stderr: "mailscan: <what failed>: <why>".
 #include "actors/engine.hpp"
+#include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/output.hpp"
 #include "bench/simulator/simulator.hpp"
 #include "core/config.hpp"
@@ -194,6 +195,19 @@ int main(int argc, char** argv) {
   explain->add_option("--config", config_file)->required();
   explain->add_option("message_id", message_id)->required();
 
+  // Operations (apps/mailscan/diagnose.hpp).
+  auto diagnose = app.add_subcommand("diagnose", "connection test of every mailbox");
+  diagnose->add_option("--config", config_file)->required();
+  diagnose->add_flag("--json", json);
+  auto test_mailbox = app.add_subcommand("test-mailbox", "the connection test of one user, in full");
+  std::string ops_user;
+  test_mailbox->add_option("--config", config_file)->required();
+  test_mailbox->add_option("user", ops_user)->required();
+  test_mailbox->add_flag("--json", json);
+  auto force_sync = app.add_subcommand("force-sync", "lift credentials_changed: log in once more");
+  force_sync->add_option("--config", config_file)->required();
+  force_sync->add_option("user", ops_user)->required();
+
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
   std::string listen = "127.0.0.1:0";
@@ -231,6 +245,12 @@ int main(int argc, char** argv) {
       return cmd_status(config_file, json);
     if (*explain)
       return cmd_explain(config_file, message_id);
+    if (*diagnose)
+      return apps::run_diagnose(config_file, json);
+    if (*test_mailbox)
+      return apps::run_test_mailbox(config_file, ops_user, json);
+    if (*force_sync)
+      return apps::run_force_sync(config_file, ops_user);
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)
