@@ -205,6 +205,13 @@ int main(int argc, char** argv) {
                  !compiled ? compiled.error().message.c_str() : refs.error().message.c_str());
     return 1;
   }
+  std::size_t body_bytes = 0, subject_bytes = 0;
+  for (const auto& m : parsed) {
+    body_bytes += m.body_text.size();
+    subject_bytes += m.subject.size();
+  }
+  std::printf("mean body_text %zu bytes, mean subject %zu bytes\n", body_bytes / parsed.size(),
+              subject_bytes / parsed.size());
   auto st = compiled->stats();
   std::printf("corpus: %zu messages; %zu rules (%zu unguarded, %zu distinct set patterns), %d reference patterns + %zu items\n",
               parsed.size(), st.rules, st.unguarded_rules, st.set_patterns, pattern_count, items.size());
