@@ -530,3 +530,47 @@ TEST_CASE("unknown groups are errors and invalid UTF-8 in mail is just bytes", "
   CHECK_FALSE(fires(leaf("subject", "regex", "broken .* bytes"), m));
   CHECK_FALSE(fires(leaf("subject", "starts_with", "broken"), m));
 }
+
+TEST_CASE("rules from the operator's TOML compile and fire (INTERFACE.md example)", "[unit]") {
+  auto cfg = core::parse_config(R"(
+[[rule]]
+name = "Support desk"
+users = ["support"]
+folders = ["INBOX"]
+match = "all"
+conditions = [
+  { field = "to", op = "contains", value = "support@corp.example" },
+  { any = [ { field = "subject", op = "regex", value = "(?i)urgent" },
+            { field = "from", op = "ends_with", value = "@acme.example" } ] },
+]
+actions = [
+  { type = "create_contact" },
+  { type = "create_or_update_ticket", status = "Open", assignee = "alice", ticket_regex = "TT\\d+" },
+  { type = "move", folder = "Processed" },
+]
+
+[[rule]]
+name = "Bad regex"
+active = true
+conditions = [ { field = "body", op = "regex", value = "a{2,1}" } ]
+)",
+                                "/etc/mailscan/rules.toml"  /* names the source only; nothing is read */);
+  INFO((cfg ? std::string() : cfg.error().message));
+  REQUIRE(cfg);
+  REQUIRE(cfg->rules.size() == 2);
+  auto bad = core::compile_rules(cfg->rules);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("rule 'Bad regex': conditions[0] (body regex 'a{2,1}')") != std::string::npos);
+
+  cfg->rules.pop_back();
+  auto rs = compile(cfg->rules);
+  auto m = sample();
+  m.subject = "Re: [TT17] printer";
+  auto hits = core::evaluate(rs, m, "support", "INBOX");
+  REQUIRE(hits.size() == 1);
+  CHECK(hits[0].because.size() == 2);
+  CHECK(hits[0].because[1].path == "conditions[1].any[1]");
+  REQUIRE(hits[0].actions.size() == 3);
+  CHECK(hits[0].tickets[1].find(m.subject) == std::optional<std::string>("TT17"));
+  CHECK(core::evaluate(rs, m, "alice", "INBOX").empty());
+}
