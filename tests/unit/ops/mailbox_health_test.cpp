@@ -24,7 +24,7 @@ core::pass_outcome fail(std::string reason, std::int64_t t = 100) {
 
 } // namespace
 
-TEST_CASE("credential hash is salted, never holds the secret, and detects a change", "[unit][ops]") {
+TEST_CASE("credential hash is salted and never holds the secret and detects a change", "[unit][ops]") {
   auto m = alice("hunter2-secret");
   auto h1 = core::credential_hash(m), h2 = core::credential_hash(m);
   REQUIRE_FALSE(h1.empty());
