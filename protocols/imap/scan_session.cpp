@@ -557,14 +557,16 @@ void scan_session::next_batch() {
                 uids_.begin() + static_cast<std::ptrdiff_t>(end));
   batch_pos_ = end;
   delivered_.assign(batch_.size(), false);
+  // Identity items the server offers: Gmail's message id, the RFC 8474 email id, MODSEQ
+  // when the mailbox has mod-sequences (asking for it enables CONDSTORE, RFC 7162 3.1).
+  std::string extra;
+  if (has_cap("X-GM-EXT-1")) extra += " X-GM-MSGID";
+  if (has_cap("CONDSTORE") && highest_modseq_ > 0) extra += " MODSEQ";
+  if (has_cap("OBJECTID")) extra += " EMAILID";
   if (opts_.fetch == fetch_strategy::structure) {
     fetch_stage_ = 1;
     staged_.assign(batch_.size(), staged_message{});
-    std::string items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]";
-    if (has_cap("X-GM-EXT-1")) items += " X-GM-MSGID";
-    if (has_cap("CONDSTORE") && highest_modseq_ > 0) items += " MODSEQ";
-    if (has_cap("OBJECTID")) items += " EMAILID";
-    items += ')';
+    std::string items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]" + extra + ")";
     send(writer_.begin("UID FETCH").atom(sequence_set(batch_)).atom(items).finish(), cmd_kind::fetch);
     fetches_left_ = 1;
     return;
@@ -576,7 +578,7 @@ void scan_session::next_batch() {
   fetches_left_ = 0;
   if (!small.empty()) {
     auto c = writer_.begin("UID FETCH").atom(sequence_set(small))
-                 .atom("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])").finish();
+                 .atom("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + extra + ")").finish();
     pending_.push_back({c.tag, cmd_kind::fetch});
     bytes += c.parts[0];
     ++fetches_left_;
@@ -584,7 +586,7 @@ void scan_session::next_batch() {
   if (!large.empty()) {
     auto c = writer_.begin("UID FETCH").atom(sequence_set(large))
                  .atom(fmt::format("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] "
-                                   "BODY.PEEK[TEXT]<0.{}>)", opts_.max_message_bytes))
+                                   "BODY.PEEK[TEXT]<0.{}>{})", opts_.max_message_bytes, extra))
                  .finish();
     pending_.push_back({c.tag, cmd_kind::fetch});
     bytes += c.parts[0];
@@ -621,6 +623,9 @@ void scan_session::handle_fetch(fetch_data& f) {
   m.size = f.rfc822_size.value_or(m.raw.size());
   m.internaldate = f.internaldate ? parse_internaldate(*f.internaldate).value_or(0) : 0;
   if (f.flags) m.flags = std::move(*f.flags);
+  m.gm_msgid = f.gm_msgid.value_or(0);
+  m.modseq = f.modseq.value_or(0);
+  if (f.email_id) m.email_id = std::move(*f.email_id);
   delivered_[index] = true;
   out_.push_back(std::move(m));
 }

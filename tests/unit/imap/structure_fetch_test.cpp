@@ -246,6 +246,19 @@ TEST_CASE("structure fetch: Gmail msgid, OBJECTID, CONDSTORE, special-use, split
                          "UID FETCH 1:2 (UID BODY.PEEK[TEXT]<0.2097152>)"});
   }
   {
+    // The whole-message strategy asks for the same identity items.
+    mime_server server({msg});
+    server.capabilities = "IMAP4rev1 X-GM-EXT-1 OBJECTID";
+    auto o = options();
+    o.fetch = fetch_strategy::whole_message;
+    o.max_message_bytes = 0;
+    const auto r = run(server, o);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0].gm_msgid == 1000000000001ull);
+    CHECK(r.messages[0].email_id == "M1abc");
+    CHECK(r.messages[0].raw == msg);
+  }
+  {
     // LIST special-use attributes reach folder_opened.
     session_options o;
     o.username = "u";
