@@ -418,7 +418,8 @@ struct dovecot_fixture::impl {
          "\n}\n";
     c += "userdb {\n  driver = static\n  args = home=" + r + "/home/%u\n}\n";
     c += "namespace inbox {\n  inbox = yes\n  separator = /\n}\n";
-    c += "service imap-login {\n  service_count = 0\n  process_min_avail = 2\n";
+    c += "service imap-login {\n  service_count = 0\n  process_min_avail = " +
+         std::to_string(std::min<std::size_t>(2, opts.max_connections)) + "\n";
     c += "  client_limit = " + maxc + "\n";
     c += "  inet_listener imap {\n    port = " + std::to_string(imap) + "\n  }\n";
     c += "  inet_listener imaps {\n    port = " + std::to_string(imaps) + "\n    ssl = yes\n  }\n";
@@ -597,6 +598,11 @@ dovecot_fixture::dovecot_fixture(dovecot_options options) : impl_(std::make_uniq
   auto& d = *impl_;
   d.opts = std::move(options);
   if (!dovecot_available()) fail(std::string(dovecot_binary) + " is not installed");
+  if (d.opts.max_connections == 0) fail("dovecot fixture: max_connections must be at least 1");
+  for (const auto& u : d.opts.users) {
+    if (!valid_name(u.name)) fail("dovecot fixture: invalid user name '" + u.name + "'");
+    if (u.password.find('\n') != std::string::npos) fail("dovecot fixture: password with a newline");
+  }
   try {
     fs::path parent = d.opts.parent_dir.empty() ? fs::path(MAILSCAN_BINARY_DIR) / "test-tmp"
                                                 : d.opts.parent_dir;
@@ -637,8 +643,6 @@ dovecot_fixture::dovecot_fixture(dovecot_options options) : impl_(std::make_uniq
     fs::create_directories(d.root_dir / "home");
     ::chmod((d.root_dir / "home").c_str(), 0711);
     for (const auto& u : d.opts.users) {
-      if (!valid_name(u.name)) fail("invalid user name for the fixture: '" + u.name + "'");
-      if (u.password.find('\n') != std::string::npos) fail("password with a newline");
       d.users.push_back(u);
       d.create_home(u.name);
     }

@@ -60,7 +60,7 @@ struct dovecot_user {
 };
 
 struct dovecot_options {
-  std::vector<dovecot_user> users;
+  std::vector<dovecot_user> users = {};
   bool pop3 = false;
   // process_limit of imap/pop3 and client_limit of each login process (scale settings of
   // /work/shared/TOOLCHAIN.md; 2,000 concurrent logged-in sessions measured fine).
