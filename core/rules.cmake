@@ -10,6 +10,6 @@ target_link_libraries(mailscan_rules
 # beside parse_message alone in the same run (bench/rules_bench.cpp).
 if(EXISTS "${PROJECT_SOURCE_DIR}/bench/rules_bench.cpp")
   add_executable(rules_bench "${PROJECT_SOURCE_DIR}/bench/rules_bench.cpp")
-  target_link_libraries(rules_bench PRIVATE mailscan_rules mailscan_warnings)
+  target_link_libraries(rules_bench PRIVATE mailscan_rules PkgConfig::RE2 mailscan_warnings)
   target_compile_definitions(rules_bench PRIVATE MAILSCAN_CORPUS_DIR="${MAILSCAN_CORPUS_DIR}")
 endif()
