@@ -439,6 +439,14 @@ TEST_CASE("certificate checks: wrong CA, host-name mismatch, verification off",
     CHECK(r.error->kind == imap::error_kind::certificate_invalid);
     CHECK(r.error->detail.find("host name 127.0.0.2") != std::string::npos);
   }
+  SECTION("implicit TLS to the plain port: tls_handshake_failed (not a certificate problem)") {
+    auto eo = tls_to(dv);
+    eo.port = dv.imap_port();
+    auto r = run_scan(rt, eo, alice());
+    INFO(describe(r));
+    REQUIRE(r.error);
+    CHECK(r.error->kind == imap::error_kind::tls_handshake_failed);
+  }
   SECTION("verify_certificate = false accepts the wrong CA and the wrong name") {
     tcp_forwarder fwd{"127.0.0.2", dv.imaps_port()};
     auto eo = tls_to(dv, "127.0.0.2");
