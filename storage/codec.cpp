@@ -295,4 +295,34 @@ expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::
   return s;
 }
 
+std::string encode(const notification_record& n) {
+  std::string out;
+  put_u8(out, notification_value_version);
+  put_string(out, n.reason);
+  put_string(out, n.detail);
+  put_string(out, n.next_step);
+  put_varint(out, n.consecutive_failures);
+  put_string(out, n.delivery);
+  return out;
+}
+
+expected<notification_record, error> decode_notification(std::int64_t at, std::string_view user,
+                                                         std::string_view kind, std::string_view value) {
+  reader r(value);
+  if (auto e = check_version(r, notification_value_version, "notification"); !e.empty())
+    return unexpected{corrupt(e)};
+  notification_record n;
+  n.at = at;
+  n.user = std::string(user);
+  n.kind = std::string(kind);
+  n.reason = r.string();
+  n.detail = r.string();
+  n.next_step = r.string();
+  n.consecutive_failures = r.varint32();
+  n.delivery = r.string();
+  if (!r.ok()) return unexpected{corrupt("notification value is truncated or malformed")};
+  if (!r.at_end()) return unexpected{corrupt("notification value has trailing bytes")};
+  return n;
+}
+
 }  // namespace mscan::storage::codec

@@ -60,6 +60,7 @@ class reader {
 // ---- values ------------------------------------------------------------------------
 inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
+inline constexpr std::uint8_t notification_value_version = 1;
 inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
 
 // The record's key is not part of the value (it is the RocksDB key); decode gets it back.
@@ -72,5 +73,9 @@ expected<folder_checkpoint, error> decode_checkpoint(std::string_view value);
 // The user is the RocksDB key; the value holds the rest.
 std::string encode(const mailbox_state& s);
 expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::string_view value);
+// at, user and kind live in the key; the value holds the rest.
+std::string encode(const notification_record& n);
+expected<notification_record, error> decode_notification(std::int64_t at, std::string_view user,
+                                                         std::string_view kind, std::string_view value);
 
 }  // namespace mscan::storage::codec

@@ -107,6 +107,25 @@ std::optional<std::string> decode_mailbox_state(std::string_view k) {
   return user;
 }
 
+std::string notification(std::int64_t at, std::string_view user, std::string_view kind) {
+  auto k = with_format(16 + user.size() + kind.size());
+  codec::put_be64(k, codec::order_preserving(at));
+  codec::put_lp_string(k, user);
+  codec::put_lp_string(k, kind);
+  return k;
+}
+
+std::optional<notification_key> decode_notification(std::string_view k) {
+  auto r = open(k);
+  if (!r) return std::nullopt;
+  notification_key out;
+  out.at = codec::from_order_preserving(r->be64());
+  out.user = r->lp_string();
+  out.kind = r->lp_string();
+  if (!r->ok() || !r->at_end()) return std::nullopt;
+  return out;
+}
+
 }  // namespace keys
 
 namespace {

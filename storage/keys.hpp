@@ -45,4 +45,12 @@ std::optional<index_key> decode_index(std::string_view k);
 std::string mailbox_state(std::string_view user);
 std::optional<std::string> decode_mailbox_state(std::string_view k);
 
+// notifications CF: [fmt][be64 order_preserving(at)][lp user][lp kind] (oldest first)
+std::string notification(std::int64_t at, std::string_view user, std::string_view kind);
+struct notification_key {
+  std::int64_t at = 0;
+  std::string user, kind;
+};
+std::optional<notification_key> decode_notification(std::string_view k);
+
 }  // namespace mscan::storage::keys

@@ -730,6 +730,42 @@ std::vector<mailbox_state> store::mailbox_states() const try {
   return {};
 }
 
+expected<void, error> store::put_notification(const notification_record& n) try {
+  auto& d = *impl_;
+  if (d.opts.read_only)
+    return unexpected{make_error(error::code::invalid_argument, "store is open read-only")};
+  if (n.user.empty() || n.kind.empty())
+    return unexpected{make_error(error::code::invalid_argument, "notification without user or kind")};
+  std::lock_guard lock(d.write_mu);
+  if (auto r = d.recover(); !r) return unexpected{r.error()};
+  auto st = d.db->Put(d.write_options, d.h(cf::notifications), keys::notification(n.at, n.user, n.kind),
+                      codec::encode(n));
+  if (!st.ok()) {
+    d.needs_recovery = true;
+    return unexpected{from_status(st, "write notification")};
+  }
+  return {};
+} catch (const std::exception& e) {
+  return unexpected{from_exception(e, "put notification")};
+}
+
+std::vector<notification_record> store::notifications(std::size_t limit) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
+  std::vector<notification_record> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::notifications)));
+  for (it->SeekToLast(); it->Valid() && (limit == 0 || out.size() < limit); it->Prev()) {
+    auto k = keys::decode_notification(view(it->key()));
+    if (!k) continue;
+    auto n = codec::decode_notification(k->at, k->user, k->kind, view(it->value()));
+    if (n) out.push_back(std::move(*n));
+  }
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
 std::uint64_t store::impl::count() const {
   auto v = get(cf::meta, std::string(keys::meta_message_count));
   if (!v) return 0;

@@ -53,6 +53,11 @@ class store {
   std::optional<mailbox_state> mailbox_state_of(std::string_view user) const;
   std::vector<mailbox_state> mailbox_states() const;  // ordered by user
 
+  // Operator notifications (notifications CF). put: one durable write; notifications():
+  // newest first, limit 0 = all; undecodable entries are skipped.
+  expected<void, error> put_notification(const notification_record& n);
+  std::vector<notification_record> notifications(std::size_t limit = 0) const;
+
   std::uint64_t message_count() const;
   std::uint32_t format_version() const;
   bool read_only() const;

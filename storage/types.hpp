@@ -101,6 +101,19 @@ struct mailbox_state {
   friend bool operator==(const mailbox_state&, const mailbox_state&) = default;
 };
 
+// One operator notification (core/mailbox_health.hpp decides when; core/notifier.hpp
+// delivers). Keyed by (at, user, kind): a second one for the same user and kind within the
+// same second replaces the first.
+struct notification_record {
+  std::int64_t at = 0;  // unix seconds
+  std::string user{};
+  std::string kind{};   // "failing" | "recovered" | "credentials_changed"
+  std::string reason{}, detail{}, next_step{};
+  std::uint32_t consecutive_failures = 0;
+  std::string delivery{};  // e.g. "webhook: delivered", "webhook: failed: timeout", "" = none
+  friend bool operator==(const notification_record&, const notification_record&) = default;
+};
+
 // Empty fields do not filter; all non-empty fields must match (contact: ASCII case-insensitive).
 // limit 0 = no limit.
 struct message_filter {

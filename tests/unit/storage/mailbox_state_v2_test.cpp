@@ -53,3 +53,51 @@ TEST_CASE("mailbox_state v1 values (older builds) still decode", "[unit][storage
   CHECK(back->credential_hash.empty());
   CHECK_FALSE(back->notified);
 }
+
+#include "storage/keys.hpp"
+#include "storage/store.hpp"
+#include "temp_dir.hpp"
+
+TEST_CASE("notifications: codec and key round trip; store lists newest first", "[unit][storage]") {
+  notification_record n;
+  n.at = 1'700'000'123;
+  n.user = std::string("al\0ice", 6);
+  n.kind = "failing";
+  n.reason = "timeout";
+  n.detail = "no answer in 60 s";
+  n.next_step = "check the host";
+  n.consecutive_failures = 10;
+  n.delivery = "webhook: delivered";
+  auto k = keys::decode_notification(keys::notification(n.at, n.user, n.kind));
+  REQUIRE(k);
+  CHECK(k->at == n.at);
+  CHECK(k->user == n.user);
+  CHECK(k->kind == n.kind);
+  const auto v = codec::encode(n);
+  auto back = codec::decode_notification(n.at, n.user, n.kind, v);
+  REQUIRE(back);
+  CHECK(*back == n);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    CHECK_FALSE(codec::decode_notification(0, "u", "k", std::string_view(v).substr(0, i)));
+  // Negative times sort before positive ones.
+  CHECK(keys::notification(-1, "a", "b") < keys::notification(1, "a", "b"));
+
+  mscan::storage::test::temp_dir dir;
+  auto db = store::open(dir.path() / "db");
+  REQUIRE(db);
+  for (int i = 0; i < 5; ++i) {
+    auto m = n;
+    m.at = 1000 + i;
+    m.user = "u" + std::to_string(i);
+    REQUIRE(db.value()->put_notification(m));
+  }
+  notification_record bad;
+  CHECK_FALSE(db.value()->put_notification(bad));
+  auto all = db.value()->notifications();
+  REQUIRE(all.size() == 5);
+  CHECK(all.front().user == "u4");
+  CHECK(all.back().user == "u0");
+  auto two = db.value()->notifications(2);
+  REQUIRE(two.size() == 2);
+  CHECK(two[1].user == "u3");
+}
