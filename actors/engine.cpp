@@ -13,14 +13,37 @@ namespace mscan::actors {
 
 using namespace mscan::atoms;
 
+namespace {
+
+pass_result to_pass(const scan_result& r) {
+  pass_result p{.user = r.user,
+                .ok = r.ok,
+                .reason = r.reason,
+                .detail = r.detail,
+                .fetched = r.fetched,
+                .new_messages = r.new_messages,
+                .new_sightings = r.new_sightings,
+                .capabilities = r.capabilities,
+                .folders = {}};
+  for (std::size_t i = 0; i < r.folder_names.size() && i < r.folder_counts.size(); ++i)
+    p.folders.push_back({r.folder_names[i], r.folder_counts[i]});
+  return p;
+}
+
+} // namespace
+
 expected<engine_report, std::string> run_engine(const core::config& cfg, const engine_options& opts) {
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.engine.data_dir, ec);
-  auto opened = storage::store::open(cfg.engine.data_dir);
-  if (!opened)
-    return unexpected{fmt::format("cannot open the store in {}: {}", cfg.engine.data_dir.string(),
-                                  opened.error().message)};
-  std::shared_ptr<storage::store> db = std::move(opened.value());
+  const bool probe = opts.mode == engine_mode::probe;
+  std::shared_ptr<storage::store> db;
+  if (!probe) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.engine.data_dir, ec);
+    auto opened = storage::store::open(cfg.engine.data_dir);
+    if (!opened)
+      return unexpected{fmt::format("cannot open the store in {}: {}", cfg.engine.data_dir.string(),
+                                    opened.error().message)};
+    db = std::move(opened.value());
+  }
 
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::mscan>();
@@ -31,29 +54,36 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   net::io_runtime io{1};
   {
     caf::actor_system sys{sys_cfg};
-    auto writer = sys.spawn<caf::detached>(writer_actor, db);
-    auto dir = std::make_shared<const core::directory>(cfg);
-    matcher_settings ms{dir, {}};
-    ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
-    auto n = cfg.engine.matchers ? cfg.engine.matchers : std::max(1u, std::thread::hardware_concurrency());
+    caf::actor writer;
     std::vector<caf::actor> matchers;
-    for (unsigned i = 0; i < n; ++i)
-      matchers.push_back(sys.spawn(matcher_actor, ms, writer));
+    if (!probe) {
+      writer = sys.spawn<caf::detached>(writer_actor, db);
+      auto dir = std::make_shared<const core::directory>(cfg);
+      matcher_settings ms{dir, {}};
+      ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
+      auto n = cfg.engine.matchers ? cfg.engine.matchers : std::max(1u, std::thread::hardware_concurrency());
+      for (unsigned i = 0; i < n; ++i)
+        matchers.push_back(sys.spawn(matcher_actor, ms, writer));
+    }
     auto log = std::make_shared<core::event_log>(cfg.engine);
-    log->write(core::log_level::info, "run_started", "", "", "",
+    log->write(core::log_level::info, probe ? "diagnose_started" : "run_started", "", "", "",
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
-    scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log};
-    auto sched = sys.spawn(scheduler_actor, std::move(ss));
     {
       caf::scoped_actor self{sys};
+      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}};
+      auto sched = sys.spawn(scheduler_actor, std::move(ss));
       self->send(sched, run_atom::value);
       bool done = false, stop_sent = false;
       while (!done) {
         self->receive(
           [&](run_summary& s) {
             for (auto& r : s.results)
-              report.passes.push_back({r.user, r.ok, r.reason, r.detail, r.fetched, r.new_messages, r.new_sightings});
+              report.passes.push_back(to_pass(r));
             done = true;
+          },
+          [&](progress_atom, scan_result& r, std::size_t n, std::size_t total) {
+            if (opts.on_progress)
+              opts.on_progress(to_pass(r), n, total);
           },
           [&](caf::error&) { done = true; },
           caf::after(std::chrono::milliseconds(100)) >> [&] {
@@ -63,20 +93,22 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
             }
           });
       }
-      // Flush: every batch sent to the writer was acknowledged before the passes finished;
-      // a final synchronous round trip makes sure the last state writes are applied too.
-      self->request(writer, caf::infinite, state_atom::value, std::string{}).receive(
-        [](storage::mailbox_state&) {}, [](caf::error&) {});
+      if (writer) {
+        // Every batch was acknowledged before the passes finished; one more round trip makes
+        // sure the last mailbox-state writes are applied too.
+        self->request(writer, caf::infinite, state_atom::value, std::string{}).receive(
+          [](storage::mailbox_state&) {}, [](caf::error&) {});
+        self->send_exit(writer, caf::exit_reason::user_shutdown);
+      }
       for (auto& m : matchers)
         self->send_exit(m, caf::exit_reason::user_shutdown);
       self->send_exit(sched, caf::exit_reason::user_shutdown);
-      self->send_exit(writer, caf::exit_reason::user_shutdown);
     }
     matchers.clear();
     writer = nullptr;
-    sched = nullptr;
   }
-  report.messages_in_store = db->message_count();
+  if (db)
+    report.messages_in_store = db->message_count();
   return report;
 }
 

@@ -6,16 +6,30 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace mscan::actors {
+
+struct folder_info {
+  std::string name;
+  std::uint32_t exists = 0;
+};
 
 struct pass_result {
   std::string user;
   bool ok = false;
   std::string reason, detail;
   std::uint64_t fetched = 0, new_messages = 0, new_sightings = 0;
+  std::vector<std::string> capabilities;  // as the server announced them after login
+  std::vector<folder_info> folders;       // opened during the pass, with message counts
+};
+
+enum class engine_mode {
+  scan,   // the real job: fetch, match, persist
+  probe,  // diagnostics: connect, TLS, login, open the configured folders, LOGOUT;
+          // nothing fetched, nothing written, the store is not even opened
 };
 
 struct engine_report {
@@ -25,7 +39,10 @@ struct engine_report {
 
 struct engine_options {
   bool once = true;
+  engine_mode mode = engine_mode::scan;
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: orderly shutdown
+  // Called (from the engine's thread) as each mailbox finishes its first pass.
+  std::function<void(const pass_result&, std::size_t done, std::size_t total)> on_progress;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

@@ -57,7 +57,7 @@ void finish_if_drained(mailbox_actor_t* self);
 void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
   auto& st = self->state;
   if (!st.failure)
-    st.failure = scan_result{st.s.cfg.user, false, std::move(reason), std::move(detail), 0, 0, 0};
+    st.failure = failed_result(st.s.cfg.user, std::move(reason), std::move(detail));
   st.server_done = true;
   if (st.conn) {
     st.conn->close(false);
@@ -96,25 +96,38 @@ void pump(mailbox_actor_t* self) {
         } else if constexpr (std::is_same_v<T, imap::start_tls>) {
           st.conn->start_tls();
         } else if constexpr (std::is_same_v<T, imap::folder_opened>) {
-          // nothing to do yet: the checkpoint moves with the batches
+          // The checkpoint moves with the batches; the counts are for diagnostics.
+          st.result.folder_names.push_back(ev.folder);
+          st.result.folder_counts.push_back(ev.exists);
         } else if constexpr (std::is_same_v<T, imap::message_fetched>) {
+          if (st.s.probe)
+            return;  // a probe never asks for messages; ignore a server that sends some anyway
           ++st.result.fetched;
           st.batch.push_back(raw_message{std::move(ev.folder), ev.uidvalidity, ev.uid, ev.size, ev.internaldate,
                                          std::move(ev.flags), std::move(ev.raw), ev.truncated});
         } else if constexpr (std::is_same_v<T, imap::batch_complete>) {
+          if (st.s.probe) {
+            st.batch.clear();
+            st.session->resume();
+            return;
+          }
           storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
           send_batch(self, {cp});
           if (st.inflight < st.s.engine.max_inflight_batches)
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
+          if (st.s.probe)
+            return;
           storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, ev.highest_modseq}};
           send_batch(self, {cp});
         } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
+          st.result.capabilities = st.session->capabilities();
           st.server_done = true;
           st.conn->close(true);
           st.conn.reset();
           stop = true;
         } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
+          st.result.capabilities = st.session->capabilities();
           stop = true;
           fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
         }
@@ -142,6 +155,13 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.fetched = st.result.fetched;
     res.new_messages = st.result.new_messages;
     res.new_sightings = st.result.new_sightings;
+    res.capabilities = st.result.capabilities;
+    res.folder_names = st.result.folder_names;
+    res.folder_counts = st.result.folder_counts;
+  }
+  if (st.s.probe) {  // diagnostics change no state
+    self->send(st.scheduler, scan_done_atom::value, res);
+    return;
   }
   // Persist the mailbox's operational state (last scanned, failures) for `status`.
   auto& ms = st.stored;
@@ -183,6 +203,8 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
   o.folders = cfg.folders;
   o.unread_only = cfg.scan == core::scan_mode::unread;
   o.since_unix = st.s.engine.days_back == 0 ? 0 : now_unix() - std::int64_t{st.s.engine.days_back} * 86400;
+  if (st.s.probe)
+    o.since_unix = 4102444800;  // 2100-01-01: the folders are opened and searched, nothing matches
   for (auto& [folder, cp] : cps)
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
@@ -233,13 +255,17 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.running = true;
         st.server_done = false;
         st.failure.reset();
-        st.result = scan_result{st.s.cfg.user, false, {}, {}, 0, 0, 0};
+        st.result = failed_result(st.s.cfg.user, {}, {});
         ++st.generation;
         if (!st.s.cfg.is_set()) {
           st.server_done = true;
-          st.failure = scan_result{st.s.cfg.user, false, "login_failed",
-                                   st.s.cfg.host.empty() ? "no host configured" : st.s.cfg.secret_problem, 0, 0, 0};
+          st.failure = failed_result(st.s.cfg.user, "not_set",
+                                     st.s.cfg.host.empty() ? "no host configured" : st.s.cfg.secret_problem);
           finish_if_drained(self);
+          return;
+        }
+        if (st.s.probe) {
+          start_pass(self, {});
           return;
         }
         // Checkpoints and the stored state come from the writer, which owns the database.

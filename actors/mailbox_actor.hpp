@@ -24,6 +24,7 @@ struct mailbox_settings {
   caf::actor matcher;
   caf::actor writer;
   std::shared_ptr<core::event_log> log;
+  bool probe = false;  // diagnostics only: open the folders, fetch and write nothing
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -58,7 +58,18 @@ struct scan_result {
   std::uint64_t fetched = 0;
   std::uint64_t new_messages = 0;
   std::uint64_t new_sightings = 0;
+  std::vector<std::string> capabilities;
+  std::vector<std::string> folder_names;    // folders opened, in order
+  std::vector<std::uint32_t> folder_counts;  // their message counts (EXISTS)
 };
+
+inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
+  scan_result r;
+  r.user = std::move(user);
+  r.reason = std::move(reason);
+  r.detail = std::move(detail);
+  return r;
+}
 
 struct run_summary {
   std::vector<scan_result> results;
@@ -80,7 +91,7 @@ typename Inspector::result_type inspect(Inspector& f, matched_batch& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
-           x.new_messages, x.new_sightings);
+           x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
@@ -152,4 +163,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, net_tls_atom, "nettls")
   CAF_ADD_ATOM(mscan, mscan::atoms, net_fail_atom, "netfail")
   CAF_ADD_ATOM(mscan, mscan::atoms, timeout_atom, "timeout")
+  CAF_ADD_ATOM(mscan, mscan::atoms, progress_atom, "progress")
 CAF_END_TYPE_ID_BLOCK(mscan)

@@ -70,6 +70,8 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     if (st.remaining > 0)
       --st.remaining;
     st.summary.results.push_back(res);
+    if (st.s.observer)
+      self->send(st.s.observer, progress_atom::value, res, st.summary.results.size(), st.mailboxes.size());
   } else {
     for (auto& r : st.summary.results)
       if (r.user == res.user)
@@ -100,7 +102,8 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
   auto& st = self->state;
   st.s = std::move(s);
   for (auto& m : st.s.cfg.mailboxes) {
-    if (m.disable_mail_scan || !m.scan_emails)
+    // scan_emails = false keeps a mailbox in diagnostics but out of scanning.
+    if (m.disable_mail_scan || (!m.scan_emails && !st.s.probe))
       continue;
     st.mailboxes.push_back({m, caf::actor{}, false, false, false});
   }
@@ -113,7 +116,9 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     ms.io = st.s.io;
     ms.writer = st.s.writer;
     ms.log = st.s.log;
-    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
+    ms.probe = st.s.probe;
+    if (!st.s.matchers.empty())
+      ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
     e.actor = spawn_mailbox_actor(self, std::move(ms));
   };
   for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
@@ -133,7 +138,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     // actor takes over (it resumes from the last durable checkpoint).
     spawn_one(idx);
     if (was_scanning)
-      on_result(self, idx, scan_result{user, false, "internal_error", caf::to_string(dm.reason), 0, 0, 0});
+      on_result(self, idx, failed_result(user, "internal_error", caf::to_string(dm.reason)));
   });
 
   return {

@@ -17,6 +17,8 @@ struct scheduler_settings {
   std::vector<caf::actor> matchers;  // a mailbox always uses matchers[hash(user) % n]
   bool once = false;                 // one pass over every mailbox, then answer run_atom
   std::shared_ptr<core::event_log> log;
+  bool probe = false;     // diagnostics pass (see engine_mode::probe)
+  caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
 };
 
 // Accepts: (run_atom)  -> run_summary: with `once`, after every mailbox finished one pass;
