@@ -102,7 +102,7 @@ TEST_CASE("diagnose: Not Set + OK + Error with next steps and the JSON shape", "
   CHECK(text.str().find("s3cret-pw") == std::string::npos);
 }
 
-TEST_CASE("diagnose: all OK or Not Set exits 0; a mailbox the probe never reported is an Error",
+TEST_CASE("diagnose: all OK or Not Set exits 0 and a mailbox the probe never reported is an Error",
           "[unit][ops]") {
   core::config cfg;
   cfg.mailboxes.push_back(mailbox("alice"));

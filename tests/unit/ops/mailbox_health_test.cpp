@@ -108,7 +108,7 @@ TEST_CASE("force-sync lifts credentials_changed for one more attempt", "[unit][o
   CHECK(core::force_sync(good.state) == good.state);
 }
 
-TEST_CASE("10 consecutive failures -> exactly one notification; recovery notifies once", "[unit][ops]") {
+TEST_CASE("10 consecutive failures -> exactly one notification and recovery notifies once", "[unit][ops]") {
   auto m = alice();
   storage::mailbox_state s;
   int failing = 0;

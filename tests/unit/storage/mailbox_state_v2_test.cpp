@@ -58,7 +58,7 @@ TEST_CASE("mailbox_state v1 values (older builds) still decode", "[unit][storage
 #include "storage/store.hpp"
 #include "temp_dir.hpp"
 
-TEST_CASE("notifications: codec and key round trip; store lists newest first", "[unit][storage]") {
+TEST_CASE("notifications: codec and key round trip and the store lists newest first", "[unit][storage]") {
   notification_record n;
   n.at = 1'700'000'123;
   n.user = std::string("al\0ice", 6);
