@@ -567,7 +567,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   } catch (const toml::parse_error& e) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> top{"engine", "mailbox", "account", "contact", "item", "rule"};
+  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "rule"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -591,6 +591,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.connect_timeout_s = r.integer<std::uint32_t>("connect_timeout_s", 1, 3600).value_or(e.connect_timeout_s);
     e.command_timeout_s = r.integer<std::uint32_t>("command_timeout_s", 1, 3600).value_or(e.command_timeout_s);
     e.matchers = r.integer<std::uint32_t>("matchers", 0, 256).value_or(0);
+    e.min_free_disk_mb = r.integer<std::uint64_t>("min_free_disk_mb", 0, 1 << 20).value_or(e.min_free_disk_mb);
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);
     for (auto& d : r.str_list("internal_domains"))
       e.internal_domains.push_back(lower(d));
@@ -601,6 +602,40 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     r.reject_unknown();
   } else if (root.get("engine")) {
     fail(fmt::format("{}: [engine] must be a table", file));
+  }
+
+  if (auto st = root.get_as<toml::table>("service")) {
+    table_reader r(*st, file, "[service]");
+    auto& s = cfg.service;
+    s.listen = r.str("listen").value_or("");
+    if (!s.listen.empty()) {
+      const auto colon = s.listen.rfind(':');
+      const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < s.listen.size() &&
+                      s.listen.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+                      s.listen.size() - colon - 1 <= 5 && std::stoul(s.listen.substr(colon + 1)) <= 65535;
+      if (!ok)
+        r.error_at(r.node("listen"), "listen", "expected HOST:PORT, e.g. \"127.0.0.1:8080\"");
+      s.token_env = r.req_str("token_env");
+      if (const char* v = std::getenv(s.token_env.c_str()))
+        s.token = v;
+      // An unset variable is refused when the service starts, not here: `status`, `query` and
+      // `diagnose` in an operator's shell must not need the service's token.
+    } else if (auto t = r.str("token_env")) {
+      s.token_env = *t;
+    }
+    s.webhook_url = r.str("webhook_url").value_or("");
+    if (!s.webhook_url.empty() && !s.webhook_url.starts_with("http://") && !s.webhook_url.starts_with("https://"))
+      r.error_at(r.node("webhook_url"), "webhook_url", "expected an http:// or https:// URL");
+    if (auto t = r.str("webhook_token_env")) {
+      s.webhook_token_env = *t;
+      if (const char* v = std::getenv(t->c_str()))
+        s.webhook_token = v;
+    }
+    if (auto f = r.str("webhook_ca_file"))
+      s.webhook_ca_file = resolve(base, *f);
+    r.reject_unknown();
+  } else if (root.get("service")) {
+    fail(fmt::format("{}: [service] must be a table", file));
   }
 
   for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {

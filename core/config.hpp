@@ -31,6 +31,9 @@ struct engine_config {
   std::uint32_t connect_timeout_s = 20;
   std::uint32_t command_timeout_s = 60;
   std::uint32_t matchers = 0;              // 0 = one per core
+  // Writes stop (reported as disk_full, nothing lost) while the data_dir's file system has
+  // less free space than this: RocksDB itself must never run into ENOSPC.
+  std::uint64_t min_free_disk_mb = 64;
   bool strip_subaddress = false;
   std::vector<std::string> internal_domains;  // the tenant's own: never an account link
   std::filesystem::path mailboxes_file;
@@ -59,6 +62,17 @@ struct mailbox_config {
 
   // "Not Set" in diagnostics: nothing to connect to or nothing to log in with.
   bool is_set() const { return !host.empty() && !username.empty() && !secret.empty(); }
+};
+
+// [service]: the opt-in status API and dashboard, and the notification webhook.
+struct service_config {
+  std::string listen;         // "127.0.0.1:8080"; empty = no status service
+  std::string token_env;      // environment variable holding the bearer token (required with listen)
+  std::string token;          // resolved from token_env; never printed
+  std::string webhook_url;    // empty = no webhook (notifications are still recorded)
+  std::string webhook_token_env;  // optional bearer token for the webhook
+  std::string webhook_token;      // resolved; never printed
+  std::filesystem::path webhook_ca_file;
 };
 
 struct account_config {
@@ -101,6 +115,7 @@ struct rule_config {
 struct config {
   std::filesystem::path file;  // the config file itself (absolute)
   engine_config engine;
+  service_config service;
   std::vector<mailbox_config> mailboxes;
   std::vector<account_config> accounts;
   std::vector<contact_config> contacts;
