@@ -1,5 +1,9 @@
 #include "actors/writer_actor.hpp"
 
+#include <fmt/format.h>
+
+#include <sys/statvfs.h>
+
 namespace mscan::actors {
 
 using namespace mscan::atoms;
@@ -14,9 +18,26 @@ std::string_view reason_of(const storage::error& e) {
   }
 }
 
+// RocksDB's WAL writer does not survive ENOSPC gracefully (Debian's build even asserts),
+// so the writer refuses a commit itself while the file system is below the reserve.
+std::optional<storage::error> check_free_space(const writer_settings& s) {
+  if (s.min_free_bytes == 0)
+    return std::nullopt;
+  struct statvfs vfs {};
+  if (::statvfs(s.data_dir.c_str(), &vfs) != 0)
+    return std::nullopt;
+  auto free_bytes = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes >= s.min_free_bytes)
+    return std::nullopt;
+  return storage::error{storage::error::code::no_space,
+                        fmt::format("{} has {} KiB free, below the reserve of {} KiB (min_free_disk_mb)",
+                                    s.data_dir.string(), free_bytes / 1024, s.min_free_bytes / 1024)};
+}
+
 } // namespace
 
-caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db) {
+caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,
+                           writer_settings settings) {
   // Batches waiting for the next group commit; bounded by the mailboxes' credit.
   auto pending = std::make_shared<std::vector<matched_batch>>();
   auto flush_scheduled = std::make_shared<bool>(false);
@@ -38,7 +59,9 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         std::move(b.records.begin(), b.records.end(), std::back_inserter(records));
         std::move(b.checkpoints.begin(), b.checkpoints.end(), std::back_inserter(checkpoints));
       }
-      auto res = db->write(records, checkpoints);
+      auto low = check_free_space(settings);
+      auto res = low ? expected<storage::write_stats, storage::error>{unexpected{*low}}
+                     : db->write(records, checkpoints);
       std::size_t pos = 0;
       for (auto& b : *pending) {
         if (res) {

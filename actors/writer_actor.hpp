@@ -16,6 +16,12 @@ namespace mscan::actors {
 //          (checkpoints_atom, user)               -> std::map<folder, folder_checkpoint>
 //          (state_atom, user)                     -> storage::mailbox_state
 //          (state_atom, storage::mailbox_state)   -> stores it
-caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db);
+struct writer_settings {
+  std::filesystem::path data_dir;   // checked for free space before every group commit
+  std::uint64_t min_free_bytes = 0; // below this, batches are refused as disk_full
+};
+
+caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,
+                           writer_settings settings);
 
 } // namespace mscan::actors

@@ -87,9 +87,9 @@ TEST_CASE("disk full: reported, nothing lost, finished once space returns", "[in
                         "body {0}\r\n",
                         i));
   auto dir = unique_dir("diskfull");
-  small_disk disk{dir / "data", 640};
+  small_disk disk{dir / "data", 6 * 1024};
   std::ofstream(dir / "mailscan.toml") << fmt::format(
-    "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 0\nbatch_size = 100\n\n"
+    "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 0\nbatch_size = 100\nmin_free_disk_mb = 4\n\n"
     "[[mailbox]]\nuser = \"alice\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n"
     "username = \"alice\"\npassword = \"pw\"\nfolders = \"INBOX\"\n",
     dc.imap_port());
