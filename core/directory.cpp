@@ -1,14 +1,26 @@
 #include "core/directory.hpp"
 
+#include "protocols/mime/message.hpp"
+
 #include <algorithm>
 
 namespace mscan::core {
 
-std::string normalize_address(std::string_view email) {
-  std::string s{email};
+namespace {
+std::string lower_ascii(std::string_view v) {
+  std::string s{v};
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
+}
+} // namespace
+
+// The same normal form the message parser gives addresses (case folding, IDNA labels,
+// optional +tag stripping), so a configured contact matches however the mail spells it.
+std::string normalize_address(std::string_view email, bool strip_subaddress) {
+  mime::parse_options o;
+  o.strip_subaddress = strip_subaddress;
+  return mime::normalize_email(email, o);
 }
 
 const std::vector<std::string>& default_freemail_domains() {
@@ -27,18 +39,24 @@ directory::directory(const config& cfg)
     item_store_(cfg.items),
     mailbox_store_(cfg.mailboxes) {
   contacts_.reserve(contact_store_.size());
+  const bool strip = cfg.engine.strip_subaddress;
   for (auto& c : contact_store_)
-    contacts_[normalize_address(c.email)].push_back(&c);
+    contacts_[normalize_address(c.email, strip)].push_back(&c);
+  // Domains: through the address normaliser too, so IDN domains compare in one form.
+  auto domain_form = [](std::string_view d) {
+    auto n = normalize_address(std::string{"x@"} + std::string{d}, false);
+    return n.substr(n.find('@') + 1);
+  };
   for (auto& a : account_store_)
     for (auto& d : a.domains)
-      domains_.emplace(normalize_address(d), &a);
+      domains_.emplace(domain_form(d), &a);
   for (auto& i : item_store_)
-    items_.emplace(normalize_address(i.reference), &i);
+    items_.emplace(lower_ascii(i.reference), &i);
   for (auto& m : mailbox_store_)
     if (!m.address.empty())
-      users_.emplace(normalize_address(m.address), &m);
+      users_.emplace(normalize_address(m.address, strip), &m);
   for (auto& d : cfg.engine.internal_domains)
-    internal_.insert(normalize_address(d));
+    internal_.insert(domain_form(d));
   for (auto& d : default_freemail_domains())
     freemail_.insert(d);
 }
@@ -65,7 +83,7 @@ const account_config* directory::account_for_domain(std::string_view domain) con
 }
 
 const item_config* directory::item_for(std::string_view reference) const {
-  auto it = items_.find(normalize_address(reference));
+  auto it = items_.find(lower_ascii(reference));
   return it == items_.end() ? nullptr : it->second;
 }
 

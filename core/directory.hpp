@@ -40,8 +40,9 @@ class directory {
   std::unordered_set<std::string> freemail_;
 };
 
-// Lower-cases an address for matching (the local part is compared case-insensitively too).
-std::string normalize_address(std::string_view email);
+// An address in the form matching compares (mime::normalize_email: case folded, IDNA
+// decoded, "+tag" stripped when configured).
+std::string normalize_address(std::string_view email, bool strip_subaddress = false);
 // The shipped list of free-mail domains (never an account link by domain).
 const std::vector<std::string>& default_freemail_domains();
 
