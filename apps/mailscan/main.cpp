@@ -219,6 +219,10 @@ int main(int argc, char** argv) {
   simulate->add_option("--max-connections", so.max_connections);
   simulate->add_option("--message-bytes", so.message_bytes);
   simulate->add_option("--report", so.report_file);
+  simulate->add_option("--fault-wrong-password", so.faults.wrong_password, "fraction of users whose LOGIN fails");
+  simulate->add_option("--fault-disconnect", so.faults.disconnect_mid_fetch, "fraction disconnected mid-FETCH");
+  simulate->add_option("--fault-slow", so.faults.slow, "fraction answering slowly after login");
+  simulate->add_option("--fault-uidvalidity", so.faults.uidvalidity_reset, "fraction with a UIDVALIDITY reset");
 
   auto demo = app.add_subcommand("demo", "scan the embedded simulator's mailboxes and show what was tracked");
   std::string demo_dir = "demo-data";
