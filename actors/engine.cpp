@@ -58,7 +58,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     std::vector<caf::actor> matchers;
     if (!probe) {
       writer = sys.spawn<caf::detached>(writer_actor, db,
-                                        writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20});
+                                        writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
+                                                        cfg.engine.write_delay_ms});
       auto dir = std::make_shared<const core::directory>(cfg);
       matcher_settings ms{dir, {}};
       ms.parse.strip_subaddress = cfg.engine.strip_subaddress;

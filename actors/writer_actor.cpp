@@ -4,6 +4,8 @@
 
 #include <sys/statvfs.h>
 
+#include <thread>
+
 namespace mscan::actors {
 
 using namespace mscan::atoms;
@@ -59,6 +61,8 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         std::move(b.records.begin(), b.records.end(), std::back_inserter(records));
         std::move(b.checkpoints.begin(), b.checkpoints.end(), std::back_inserter(checkpoints));
       }
+      if (settings.write_delay_ms)
+        std::this_thread::sleep_for(std::chrono::milliseconds(settings.write_delay_ms));
       auto low = check_free_space(settings);
       auto res = low ? expected<storage::write_stats, storage::error>{unexpected{*low}}
                      : db->write(records, checkpoints);

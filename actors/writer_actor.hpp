@@ -19,6 +19,7 @@ namespace mscan::actors {
 struct writer_settings {
   std::filesystem::path data_dir;   // checked for free space before every group commit
   std::uint64_t min_free_bytes = 0; // below this, batches are refused as disk_full
+  std::uint32_t write_delay_ms = 0; // benchmark knob: a slow disk
 };
 
 caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,

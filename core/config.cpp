@@ -592,6 +592,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.command_timeout_s = r.integer<std::uint32_t>("command_timeout_s", 1, 3600).value_or(e.command_timeout_s);
     e.matchers = r.integer<std::uint32_t>("matchers", 0, 256).value_or(0);
     e.min_free_disk_mb = r.integer<std::uint64_t>("min_free_disk_mb", 0, 1 << 20).value_or(e.min_free_disk_mb);
+    e.write_delay_ms = r.integer<std::uint32_t>("write_delay_ms", 0, 60000).value_or(0);
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);
     for (auto& d : r.str_list("internal_domains"))
       e.internal_domains.push_back(lower(d));

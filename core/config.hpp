@@ -34,6 +34,8 @@ struct engine_config {
   // Writes stop (reported as disk_full, nothing lost) while the data_dir's file system has
   // less free space than this: RocksDB itself must never run into ENOSPC.
   std::uint64_t min_free_disk_mb = 64;
+  // Testing/benchmark knob: every group commit first sleeps this long (a slow disk).
+  std::uint32_t write_delay_ms = 0;
   bool strip_subaddress = false;
   std::vector<std::string> internal_domains;  // the tenant's own: never an account link
   std::filesystem::path mailboxes_file;
