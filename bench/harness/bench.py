@@ -1,0 +1,702 @@
+#!/usr/bin/env python3
+"""mailscan benchmark suite (standard library only). scripts/bench.sh builds and calls this.
+
+Every engine figure is printed beside a baseline measured in the same run on the same data:
+  1. full scan on a private dovecot: `mailscan run --once` vs the raw FETCH client and mbsync
+  2. incremental poll of unchanged mailboxes: second `run --once` vs raw LOGIN+STATUS, and
+     commands per poll counted by the simulator
+  3. scale on the simulator: peak RSS, RSS per mailbox, peak concurrent connections, pass time
+  4. backpressure: writer slowed by [engine] write_delay_ms vs unslowed, peak RSS of both
+  5. fault storm: 10% of simulator mailboxes failing vs fault-free
+Writes bench/results/<date>-<host>.md and .json and prints the Markdown.
+`--compare PREVIOUS.json` prints ratios of this run's figures to an earlier report (and with
+`--compare-only CURRENT.json` does so without running anything).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- the machine
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "host": socket.gethostname(),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_mib": round(mem_kib / 1024),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def git_head():
+    try:
+        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------- processes
+def run_measured(argv, env=None, cwd=None):
+    """Runs argv to completion; returns wall seconds, CPU seconds, peak RSS (KiB), exit code,
+    stdout, stderr. CPU and peak RSS come from wait4() rusage of the child (ru_maxrss is the
+    child's VmHWM); /proc/<pid>/status VmHWM is sampled as well while it runs."""
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    start = time.monotonic()
+    p = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+    hwm = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            hwm[0] = max(hwm[0], int(line.split()[1]))
+            except OSError:
+                return
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - start
+    done.set()
+    t.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    err.seek(0)
+    return {
+        "wall_s": wall,
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+        "user_s": ru.ru_utime,
+        "sys_s": ru.ru_stime,
+        "peak_rss_kib": max(ru.ru_maxrss, hwm[0]),
+        "rc": p.returncode,
+        "stdout": out.read().decode(errors="replace"),
+        "stderr": err.read().decode(errors="replace"),
+    }
+
+
+class Background:
+    """A long-running helper (simulator, dovecot) that prints a readiness line."""
+
+    def __init__(self, argv, ready_word, env=None, timeout=600):
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                  start_new_session=True)
+        self.lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{argv[0]} exited before it was ready: {self.p.stderr.read()[-2000:]}")
+            self.lines.append(line.strip())
+            if line.startswith(ready_word):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{argv[0]} not ready in {timeout}s")
+
+    def value(self, key):
+        for l in self.lines:
+            parts = l.split(None, 1)
+            if parts and parts[0] == key:
+                return parts[1] if len(parts) > 1 else ""
+        return None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)  # only our own child, by pid
+            try:
+                self.p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+class Simulator(Background):
+    def __init__(self, bins, workdir, name, mailboxes, messages, max_connections, message_bytes=4000,
+                 faults=None):
+        self.report = os.path.join(workdir, f"sim-{name}.json")
+        argv = [bins["mailscan"], "simulate", "--listen", "127.0.0.1:0", "--mailboxes", str(mailboxes),
+                "--messages", str(messages), "--max-connections", str(max_connections), "--message-bytes",
+                str(message_bytes), "--report", self.report, "--seed", "7"]
+        for k, v in (faults or {}).items():
+            argv += [f"--fault-{k}", str(v)]
+        super().__init__(argv, "ready")
+        self.port = int(self.value("ready").rsplit(":", 1)[1])
+
+    def finish(self):
+        self.stop()
+        with open(self.report) as f:
+            return json.load(f)
+
+
+# ---------------------------------------------------------------------------- engine runs
+def write_engine_config(path, data_dir, port, users, password_env, max_conn, per_host, write_delay_ms=0,
+                        days_back=30):
+    base = os.path.dirname(path)
+    csv = os.path.join(base, os.path.basename(path) + ".mailboxes.csv")
+    with open(csv, "w") as f:
+        f.write("user,address,host,port,security,auth,username,password_env,folders,scan\n")
+        for u in users:
+            f.write(f"{u},{u}@tenant.example,127.0.0.1,{port},none,password,{u},{password_env},INBOX,all\n")
+    with open(path, "w") as f:
+        f.write("[engine]\n")
+        f.write(f'data_dir = "{data_dir}"\nlog_dir = "{data_dir}-logs"\n')
+        f.write(f"max_connections = {max_conn}\nmax_connections_per_host = {per_host}\n")
+        f.write(f"days_back = {days_back}\nwrite_delay_ms = {write_delay_ms}\n")
+        f.write('internal_domains = ["tenant.example"]\n')
+        f.write(f'mailboxes_file = "{csv}"\n\n')
+        # A small directory and rules-free config: the matcher still resolves every address.
+        for c in range(50):
+            f.write(f'[[account]]\nname = "Customer {c} Ltd"\ndomains = ["customer{c}.example"]\n\n')
+        for n in range(1000, 1100):
+            f.write(f'[[item]]\nkind = "opportunity"\nreference = "OPP-{n}"\n\n')
+
+
+def engine_run(bins, config, env):
+    r = run_measured([bins["mailscan"], "run", "--config", config, "--once"], env=env)
+    fetched = ok = failed = 0
+    for line in r["stdout"].splitlines():
+        if ": OK, " in line:
+            ok += 1
+            try:
+                fetched += int(line.split(": OK, ", 1)[1].split()[0])
+            except ValueError:
+                pass
+        elif ": Error (" in line:
+            failed += 1
+    r["fetched"] = fetched
+    r["ok_mailboxes"] = ok
+    r["failed_mailboxes"] = failed
+    if failed and r["rc"] != 0:
+        reasons = {}
+        for line in r["stdout"].splitlines():
+            if ": Error (" in line:
+                reason = line.split(": Error (", 1)[1].split(")", 1)[0]
+                reasons[reason] = reasons.get(reason, 0) + 1
+        r["error_reasons"] = reasons
+    if ok == 0 and failed == 0:
+        log(f"engine run produced no mailbox lines (rc {r['rc']}): {r['stderr'][-500:]}")
+    return r
+
+
+def slim(r):
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+            if k not in ("stdout", "stderr")}
+
+
+def raw_run(bins, port, prefix, count, connections, mode, env):
+    r = run_measured([bins["raw"], "--port", str(port), "--prefix", prefix, "--count", str(count),
+                      "--connections", str(connections), "--mode", mode], env=env)
+    try:
+        res = json.loads(r["stdout"])
+    except ValueError:
+        raise RuntimeError(f"raw client failed (rc {r['rc']}): {r['stderr'][-500:]}")
+    res["process_cpu_s"] = r["cpu_s"]
+    res["wall_s"] = r["wall_s"]
+    return res
+
+
+def ratio(a, b):
+    return round(a / b, 3) if b else None
+
+
+# ---------------------------------------------------------------------------- scenarios
+def scenario_dovecot(args, bins, work, env, pw_env):
+    n, m, c = args.dovecot_mailboxes, args.dovecot_messages, args.connections
+    log(f"dovecot: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
+    t0 = time.monotonic()
+    dv_dir = tempfile.mkdtemp(prefix="dv.", dir=work)
+    dv = Background([bins["dovecot"], "--mailboxes", str(n), "--messages", str(m), "--message-bytes",
+                     str(args.message_bytes), "--prefix", "u", "--dir", dv_dir], "ready", env=env, timeout=1800)
+    seed_s = time.monotonic() - t0
+    port = int(dv.value("imap"))
+    res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
+           "seed_s": round(seed_s, 1)}
+    try:
+        total = n * m
+        log("dovecot: raw client, headers (also builds dovecot's indexes: the warm-up)")
+        res["raw_headers"] = raw_run(bins, port, "u", n, c, "headers", env)
+        log("dovecot: raw client, full bodies")
+        raw = raw_run(bins, port, "u", n, c, "fetch", env)
+        res["raw_fetch"] = raw
+        log("dovecot: mailscan run --once (first scan)")
+        cfg = os.path.join(work, "dovecot.toml")
+        write_engine_config(cfg, os.path.join(work, "dovecot-data"), port, [f"u{i}" for i in range(n)], pw_env,
+                            c, c)
+        eng = engine_run(bins, cfg, env)
+        res["engine_first"] = slim(eng)
+        log("dovecot: mbsync into maildirs")
+        res["mbsync"] = mbsync_run(args, port, n, c, work, env)
+        log("dovecot: incremental: mailscan run --once again, and raw LOGIN+STATUS")
+        eng2 = engine_run(bins, cfg, env)
+        res["engine_second"] = slim(eng2)
+        res["raw_status"] = raw_run(bins, port, "u", n, c, "status", env)
+    finally:
+        dv.stop()
+        shutil.rmtree(dv_dir, ignore_errors=True)
+    # figures
+    eng_mps = eng["fetched"] / eng["wall_s"] if eng["wall_s"] else 0
+    raw_mps = raw["messages"] / raw["seconds"] if raw["seconds"] else 0
+    hdr = res["raw_headers"]
+    hdr_mps = hdr["messages"] / hdr["seconds"] if hdr["seconds"] else 0
+    mb = res["mbsync"]
+    mb_mps = mb.get("messages", 0) / mb["wall_s"] if mb.get("wall_s") else 0
+    st = res["raw_status"]
+    res["figures"] = {
+        "engine_messages": eng["fetched"],
+        "expected_messages": total,
+        "engine_msgs_per_s": round(eng_mps),
+        "raw_fetch_msgs_per_s": round(raw_mps),
+        "raw_fetch_mb_per_s": round(raw["bytes"] / raw["seconds"] / 1e6, 1) if raw["seconds"] else 0,
+        "raw_headers_msgs_per_s": round(hdr_mps),
+        "mbsync_msgs_per_s": round(mb_mps),
+        "engine_vs_raw_fetch": ratio(eng_mps, raw_mps),
+        "engine_vs_raw_headers": ratio(eng_mps, hdr_mps),
+        "engine_vs_mbsync": ratio(eng_mps, mb_mps),
+        "engine_cpu_us_per_msg": round(eng["cpu_s"] / eng["fetched"] * 1e6, 1) if eng["fetched"] else None,
+        "raw_fetch_cpu_us_per_msg": round(raw["process_cpu_s"] / raw["messages"] * 1e6, 1) if raw["messages"] else None,
+        "engine_peak_rss_mib": round(eng["peak_rss_kib"] / 1024, 1),
+        "engine_polls_per_s": round(n / eng2["wall_s"], 1) if eng2["wall_s"] else 0,
+        "engine_second_fetched": eng2["fetched"],
+        "raw_status_polls_per_s": round(st["mailboxes"] / st["seconds"], 1) if st["seconds"] else 0,
+        "engine_polls_vs_raw_status": ratio(n / eng2["wall_s"], st["mailboxes"] / st["seconds"]),
+        "engine_second_cpu_ms_per_poll": round(eng2["cpu_s"] / n * 1e3, 3),
+    }
+    return res
+
+
+def mbsync_run(args, port, n, c, work, env):
+    mbsync = shutil.which("mbsync")
+    if not mbsync:
+        return {"skipped": "mbsync (isync) not installed"}
+    base = tempfile.mkdtemp(prefix="mbsync.", dir=work)
+    pwfile = os.path.join(base, "pw")
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, env["MSCAN_BENCH_PASSWORD"].encode())
+    os.close(fd)
+    procs = []
+    groups = [list(range(i, n, c)) for i in range(min(c, n))]
+    start = time.monotonic()
+    for gi, g in enumerate(groups):
+        rc = os.path.join(base, f"mbsyncrc.{gi}")
+        with open(rc, "w") as f:
+            for i in g:
+                u = f"u{i}"
+                md = os.path.join(base, u)
+                os.makedirs(md, exist_ok=True)
+                f.write(f"IMAPAccount {u}\nHost 127.0.0.1\nPort {port}\nUser {u}\nPassCmd \"cat {pwfile}\"\n"
+                        f"SSLType None\nAuthMechs LOGIN\n\n"
+                        f"IMAPStore {u}-far\nAccount {u}\n\n"
+                        f"MaildirStore {u}-near\nPath {md}/\nInbox {md}/INBOX\n\n"
+                        f"Channel {u}\nFar :{u}-far:\nNear :{u}-near:\nPatterns INBOX\nSync Pull\nCreate Near\n"
+                        f"SyncState *\n\n")
+        procs.append(subprocess.Popen([mbsync, "-q", "-c", rc, "-a"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    cpu = 0.0
+    errors = []
+    for p in procs:
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        cpu += ru.ru_utime + ru.ru_stime
+        if p.returncode != 0:
+            errors.append(p.stderr.read()[-300:])
+    wall = time.monotonic() - start
+    msgs = 0
+    for root, dirs, files in os.walk(base):
+        if os.path.basename(root) in ("cur", "new"):
+            msgs += len(files)
+    shutil.rmtree(base, ignore_errors=True)
+    r = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "messages": msgs, "processes": len(procs)}
+    if errors:
+        r["errors"] = errors[:3]
+    return r
+
+
+def scenario_scale(args, bins, work, env):
+    per_host = args.per_host
+    sizes = [args.scale_small] + args.scale_sizes
+    res = {"per_host_limit": per_host, "max_connections": args.max_connections,
+           "messages_per_mailbox": args.scale_messages, "runs": []}
+    for size in sizes:
+        log(f"scale: {size} simulator mailboxes x {args.scale_messages}")
+        sim = Simulator(bins, work, f"scale{size}", size, args.scale_messages, max(4 * per_host, 64))
+        try:
+            cfg = os.path.join(work, f"scale{size}.toml")
+            write_engine_config(cfg, os.path.join(work, f"scale{size}-data"), sim.port,
+                                [f"sim{i}" for i in range(size)], "MSCAN_SIM_PASSWORD", args.max_connections,
+                                per_host)
+            r = engine_run(bins, cfg, env)
+        finally:
+            rep = sim.finish()
+        shutil.rmtree(os.path.join(work, f"scale{size}-data"), ignore_errors=True)
+        res["runs"].append({
+            "mailboxes": size, "pass_s": round(r["wall_s"], 2), "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
+            "cpu_s": round(r["cpu_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
+            "failed": r["failed_mailboxes"], "sim_peak_connections": rep.get("peak_connections"),
+            "sim_refused": rep.get("refused"), "sim_logins": rep.get("logins"),
+            "mailboxes_per_s": round(size / r["wall_s"], 1) if r["wall_s"] else 0,
+        })
+    small = res["runs"][0]
+    for run in res["runs"][1:]:
+        d_rss = (run["peak_rss_mib"] - small["peak_rss_mib"]) * 1024
+        run["rss_kib_per_mailbox_over_small"] = round(d_rss / (run["mailboxes"] - small["mailboxes"]), 2)
+        run["within_per_host_limit"] = (run["sim_peak_connections"] or 0) <= per_host
+    return res
+
+
+def scenario_incremental_sim(args, bins, work, env):
+    """Commands the server receives per poll of unchanged mailboxes (simulator's counters)."""
+    n, m = args.poll_mailboxes, args.poll_messages
+    log(f"incremental (simulator): {n} mailboxes x {m}: first scan, then a counted second one")
+    cfg = os.path.join(work, "poll.toml")
+    data = os.path.join(work, "poll-data")
+    sim = Simulator(bins, work, "poll1", n, m, 1000)
+    try:
+        write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
+                            args.max_connections, args.per_host)
+        first = engine_run(bins, cfg, env)
+    finally:
+        rep1 = sim.finish()
+    sim = Simulator(bins, work, "poll2", n, m, 1000)  # same seed: same UIDVALIDITY and content
+    try:
+        write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
+                            args.max_connections, args.per_host)
+        second = engine_run(bins, cfg, env)
+    finally:
+        rep2 = sim.finish()
+    raw_sim = Simulator(bins, work, "poll-raw", n, m, 1000)
+    try:
+        raw = raw_run(bins, raw_sim.port, "sim", n, args.per_host, "status",
+                      dict(env, MSCAN_BENCH_PASSWORD="sim"))
+    finally:
+        rep3 = raw_sim.finish()
+    shutil.rmtree(data, ignore_errors=True)
+    cmds2 = sum(rep2.get("commands", {}).values())
+    cmds_raw = sum(rep3.get("commands", {}).values())
+    return {
+        "mailboxes": n, "messages_per_mailbox": m,
+        "first": slim(first), "second": slim(second),
+        "first_commands": rep1.get("commands"), "second_commands": rep2.get("commands"),
+        "raw_status_commands": rep3.get("commands"),
+        "figures": {
+            "second_fetched": second["fetched"],
+            "commands_per_poll": round(cmds2 / n, 2),
+            "commands_per_poll_excluding_logout": round((cmds2 - rep2.get("commands", {}).get("LOGOUT", 0)) / n, 2),
+            "logins_per_poll": round(rep2.get("logins", 0) / n, 2),
+            "raw_status_commands_per_poll": round(cmds_raw / n, 2),
+            "engine_polls_per_s": round(n / second["wall_s"], 1),
+            "raw_status_polls_per_s": round(n / raw["seconds"], 1) if raw["seconds"] else 0,
+            "engine_polls_vs_raw": ratio(n / second["wall_s"], n / raw["seconds"]) if raw["seconds"] else None,
+        },
+    }
+
+
+def scenario_backpressure(args, bins, work, env):
+    n, m = args.bp_mailboxes, args.bp_messages
+    res = {"mailboxes": n, "messages_per_mailbox": m, "write_delay_ms": args.write_delay_ms}
+    for name, delay in (("unslowed", 0), ("slowed", args.write_delay_ms)):
+        log(f"backpressure: {n} x {m}, write_delay_ms = {delay}")
+        sim = Simulator(bins, work, f"bp-{name}", n, m, 1000)
+        data = os.path.join(work, f"bp-{name}-data")
+        try:
+            cfg = os.path.join(work, f"bp-{name}.toml")
+            write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
+                                args.max_connections, args.per_host, write_delay_ms=delay)
+            r = engine_run(bins, cfg, env)
+        finally:
+            sim.finish()
+        shutil.rmtree(data, ignore_errors=True)
+        res[name] = {"pass_s": round(r["wall_s"], 2), "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
+                     "fetched": r["fetched"], "cpu_s": round(r["cpu_s"], 2), "ok": r["ok_mailboxes"]}
+    u, s = res["unslowed"], res["slowed"]
+    res["figures"] = {
+        "slowdown": ratio(s["pass_s"], u["pass_s"]),
+        "peak_rss_ratio": ratio(s["peak_rss_mib"], u["peak_rss_mib"]),
+        "within_10_percent": bool(u["peak_rss_mib"]) and s["peak_rss_mib"] <= 1.10 * u["peak_rss_mib"],
+    }
+    return res
+
+
+def scenario_faults(args, bins, work, env):
+    n, m = args.fault_mailboxes, args.fault_messages
+    faults = {"wrong-password": 0.03, "disconnect": 0.03, "slow": 0.02, "uidvalidity": 0.02}
+    res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults}
+    for name, plan in (("fault_free", None), ("storm", faults)):
+        log(f"fault storm: {n} x {m}, {name}")
+        sim = Simulator(bins, work, f"faults-{name}", n, m, 1000, faults=plan)
+        data = os.path.join(work, f"faults-{name}-data")
+        try:
+            cfg = os.path.join(work, f"faults-{name}.toml")
+            write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
+                                args.max_connections, args.per_host)
+            r = engine_run(bins, cfg, env)
+        finally:
+            rep = sim.finish()
+        shutil.rmtree(data, ignore_errors=True)
+        res[name] = {"pass_s": round(r["wall_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
+                     "failed": r["failed_mailboxes"], "error_reasons": r.get("error_reasons", {}),
+                     "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1), "rc": r["rc"],
+                     "sim_peak_connections": rep.get("peak_connections"), "sim_failed_logins": rep.get("failed_logins")}
+    ff, st = res["fault_free"], res["storm"]
+    res["figures"] = {
+        "pass_time_ratio": ratio(st["pass_s"], ff["pass_s"]),
+        "healthy_mailboxes_ok": st["ok"],
+        "msgs_per_s_fault_free": round(ff["fetched"] / ff["pass_s"]) if ff["pass_s"] else 0,
+        "msgs_per_s_storm": round(st["fetched"] / st["pass_s"]) if st["pass_s"] else 0,
+    }
+    return res
+
+
+# ---------------------------------------------------------------------------- report
+def flatten(d, prefix=""):
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            out.update(flatten(v, f"{prefix}{i}."))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        out[prefix[:-1]] = d
+    return out
+
+
+def compare(current, previous):
+    cur = flatten(current.get("scenarios", {}))
+    prev = flatten(previous.get("scenarios", {}))
+    lines = [f"## Compared with {previous.get('date', '?')} ({previous.get('machine', {}).get('host', '?')}, "
+             f"commit {previous.get('commit', '?')})", "", "| figure | previous | now | now / previous |",
+             "|---|---:|---:|---:|"]
+    for k in sorted(cur):
+        if ".figures." not in k and not k.startswith("scale.runs."):
+            continue
+        if k in prev:
+            lines.append(f"| {k} | {prev[k]} | {cur[k]} | {ratio(cur[k], prev[k]) if prev[k] else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def fmt(v):
+    return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}"
+
+
+def markdown(rep):
+    m = rep["machine"]
+    s = rep["scenarios"]
+    L = [f"# mailscan benchmark — {rep['date']} — {m['host']}", "",
+         f"Commit `{rep['commit']}`, suite `{rep['suite']}`, {rep['elapsed_s']} s in all.  ",
+         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_mib']} MiB RAM, kernel {m['kernel']}, "
+         f"load average at start {m['loadavg_at_start']}.  ",
+         "Shared, noisy machine: read each figure against the baseline beside it (same run, same data).", ""]
+    if "dovecot" in s:
+        d = s["dovecot"]
+        f = d["figures"]
+        L += [f"## 1. Full scan on a private dovecot ({d['mailboxes']} mailboxes x {d['messages_per_mailbox']} "
+              f"messages of ~{d['message_bytes']} B, {d['connections']} connections, fresh LOGIN per mailbox)", "",
+              "| client | messages | messages/s | engine / it |", "|---|---:|---:|---:|",
+              f"| `mailscan run --once` (match + RocksDB) | {fmt(f['engine_messages'])} of {fmt(f['expected_messages'])} "
+              f"| {fmt(f['engine_msgs_per_s'])} | 1 |",
+              f"| raw client, UID FETCH BODY.PEEK[] | {fmt(d['raw_fetch']['messages'])} | {fmt(f['raw_fetch_msgs_per_s'])} "
+              f"({f['raw_fetch_mb_per_s']} MB/s) | {fmt(f['engine_vs_raw_fetch'])} |",
+              f"| raw client, BODY.PEEK[HEADER] (warm-up run) | {fmt(d['raw_headers']['messages'])} "
+              f"| {fmt(f['raw_headers_msgs_per_s'])} | {fmt(f['engine_vs_raw_headers'])} |",
+              f"| mbsync ({d['mbsync'].get('processes', 0)} processes) into maildirs | {fmt(d['mbsync'].get('messages'))} "
+              f"| {fmt(f['mbsync_msgs_per_s'])} | {fmt(f['engine_vs_mbsync'])} |", "",
+              f"Engine CPU per message: **{fmt(f['engine_cpu_us_per_msg'])} µs** (utime+stime of the `mailscan` "
+              f"process / messages; raw client: {fmt(f['raw_fetch_cpu_us_per_msg'])} µs). Engine peak RSS "
+              f"{f['engine_peak_rss_mib']} MiB. Seeding took {d['seed_s']} s.", "",
+              "## 2. Incremental poll of unchanged mailboxes", "",
+              "| | polls/s | vs raw LOGIN+STATUS |", "|---|---:|---:|",
+              f"| dovecot: second `run --once` ({fmt(f['engine_second_fetched'])} fetched, "
+              f"{f['engine_second_cpu_ms_per_poll']} ms CPU per poll) | {f['engine_polls_per_s']} "
+              f"| {fmt(f['engine_polls_vs_raw_status'])} |",
+              f"| dovecot: raw LOGIN+STATUS+LOGOUT | {f['raw_status_polls_per_s']} | 1 |"]
+        if "mbsync" in d and d["mbsync"].get("errors"):
+            L += ["", f"mbsync errors: `{d['mbsync']['errors'][0].strip()[:200]}`"]
+    if "incremental_sim" in s:
+        g = s["incremental_sim"]["figures"]
+        if "dovecot" not in s:
+            L += ["## 2. Incremental poll of unchanged mailboxes", "", "| | polls/s | vs raw LOGIN+STATUS |",
+                  "|---|---:|---:|"]
+        L += [f"| simulator ({s['incremental_sim']['mailboxes']} mailboxes): second `run --once` "
+              f"| {g['engine_polls_per_s']} | {fmt(g['engine_polls_vs_raw'])} |",
+              f"| simulator: raw LOGIN+STATUS+LOGOUT | {g['raw_status_polls_per_s']} | 1 |", "",
+              f"Server commands per poll (simulator's count, second pass): **{g['commands_per_poll']}** "
+              f"({g['commands_per_poll_excluding_logout']} without LOGOUT; {g['logins_per_poll']} LOGINs per poll; "
+              f"{g['second_fetched']} messages fetched) vs the raw client's {g['raw_status_commands_per_poll']} "
+              f"(LOGIN, STATUS, LOGOUT). By command: `{json.dumps(s['incremental_sim']['second_commands'])}`."]
+    if "scale" in s:
+        sc = s["scale"]
+        L += ["", f"## 3. Scale on the simulator ({sc['messages_per_mailbox']} messages per mailbox, "
+              f"max_connections {sc['max_connections']}, max_connections_per_host {sc['per_host_limit']})", "",
+              "| mailboxes | pass s | mailboxes/s | peak RSS MiB | KiB/mailbox (slope over smallest) "
+              "| peak connections | refused | ok / failed |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sc["runs"]:
+            L.append(f"| {fmt(r['mailboxes'])} | {r['pass_s']} | {r['mailboxes_per_s']} | {r['peak_rss_mib']} "
+                     f"| {fmt(r.get('rss_kib_per_mailbox_over_small'))} | {r['sim_peak_connections']} "
+                     f"(limit {sc['per_host_limit']}) | {r['sim_refused']} | {fmt(r['ok'])} / {fmt(r['failed'])} |")
+    if "backpressure" in s:
+        b = s["backpressure"]
+        L += ["", f"## 4. Backpressure ({b['mailboxes']} x {b['messages_per_mailbox']} on the simulator, "
+              f"slowed writer: write_delay_ms = {b['write_delay_ms']} per group commit)", "",
+              "| writer | pass s | peak RSS MiB | fetched |", "|---|---:|---:|---:|",
+              f"| unslowed | {b['unslowed']['pass_s']} | {b['unslowed']['peak_rss_mib']} | {fmt(b['unslowed']['fetched'])} |",
+              f"| slowed | {b['slowed']['pass_s']} | {b['slowed']['peak_rss_mib']} | {fmt(b['slowed']['fetched'])} |", "",
+              f"Slowdown {b['figures']['slowdown']}x; peak RSS ratio {b['figures']['peak_rss_ratio']} "
+              f"(within 10%: {'yes' if b['figures']['within_10_percent'] else '**no**'})."]
+    if "faults" in s:
+        fa = s["faults"]
+        L += ["", f"## 5. Fault storm ({fa['mailboxes']} x {fa['messages_per_mailbox']} on the simulator; "
+              f"fractions {fa['fault_fractions']})", "",
+              "| run | pass s | ok | failed | fetched | messages/s | reasons |", "|---|---:|---:|---:|---:|---:|---|"]
+        for name in ("fault_free", "storm"):
+            r = fa[name]
+            L.append(f"| {name} | {r['pass_s']} | {r['ok']} | {r['failed']} | {fmt(r['fetched'])} "
+                     f"| {fmt(round(r['fetched'] / r['pass_s']) if r['pass_s'] else 0)} | {r['error_reasons']} |")
+        L += ["", f"Pass time storm / fault-free: **{fa['figures']['pass_time_ratio']}** (the pass includes the "
+              "faulty mailboxes themselves, e.g. the slow ones)."]
+    if rep.get("errors"):
+        L += ["", "## Scenario errors", ""] + [f"- {e}" for e in rep["errors"]]
+    return "\n".join(L) + "\n"
+
+
+# ---------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    ap.add_argument("--quick", action="store_true", help="~2-minute subset")
+    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults")
+    ap.add_argument("--connections", type=int, default=8, help="engine max_connections = raw client threads")
+    ap.add_argument("--dovecot-mailboxes", type=int)
+    ap.add_argument("--dovecot-messages", type=int)
+    ap.add_argument("--message-bytes", type=int, default=13000)
+    ap.add_argument("--scale-sizes", default=None, help="comma list, default 10000,50000 (quick: 10000)")
+    ap.add_argument("--scale-small", type=int, default=500)
+    ap.add_argument("--scale-messages", type=int, default=2)
+    ap.add_argument("--max-connections", type=int, default=64)
+    ap.add_argument("--per-host", type=int, default=16)
+    ap.add_argument("--poll-mailboxes", type=int)
+    ap.add_argument("--poll-messages", type=int, default=20)
+    ap.add_argument("--bp-mailboxes", type=int)
+    ap.add_argument("--bp-messages", type=int, default=200)
+    ap.add_argument("--write-delay-ms", type=int, default=20)
+    ap.add_argument("--fault-mailboxes", type=int)
+    ap.add_argument("--fault-messages", type=int, default=20)
+    ap.add_argument("--results-dir", default=os.path.join(REPO, "bench", "results"))
+    ap.add_argument("--compare", metavar="PREVIOUS.json")
+    ap.add_argument("--compare-only", metavar="CURRENT.json", help="with --compare: no run, just the ratios")
+    args = ap.parse_args()
+
+    if args.compare_only:
+        if not args.compare:
+            ap.error("--compare-only needs --compare PREVIOUS.json")
+        with open(args.compare_only) as a, open(args.compare) as b:
+            print(compare(json.load(a), json.load(b)))
+        return 0
+
+    q = args.quick
+    args.dovecot_mailboxes = args.dovecot_mailboxes or (40 if q else 200)
+    args.dovecot_messages = args.dovecot_messages or (100 if q else 100)
+    args.poll_mailboxes = args.poll_mailboxes or (200 if q else 1000)
+    args.bp_mailboxes = args.bp_mailboxes or (20 if q else 100)
+    args.fault_mailboxes = args.fault_mailboxes or (200 if q else 1000)
+    args.scale_sizes = [int(x) for x in (args.scale_sizes or ("10000" if q else "10000,50000")).split(",") if x]
+    only = set(x for x in args.only.split(",") if x) or {"dovecot", "incremental", "scale", "backpressure", "faults"}
+
+    b = args.build_dir
+    bins = {"mailscan": os.path.join(b, "apps", "mailscan", "mailscan"),
+            "raw": os.path.join(b, "bench", "harness", "mailscan_bench_raw"),
+            "dovecot": os.path.join(b, "bench", "harness", "mailscan_bench_dovecot")}
+    for k, v in bins.items():
+        if not os.access(v, os.X_OK):
+            print(f"bench: {v} is missing (scripts/bench.sh builds it)", file=sys.stderr)
+            return 1
+
+    work = tempfile.mkdtemp(prefix="mailscan-bench.")
+    env = dict(os.environ)
+    env["MSCAN_BENCH_PASSWORD"] = secrets.token_hex(12)  # dovecot users' password: never printed
+    env["MSCAN_SIM_PASSWORD"] = "sim"
+    rep = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "commit": git_head(), "suite": "quick" if q else "default", "machine": machine(),
+           "args": {k: v for k, v in vars(args).items() if k not in ("compare", "compare_only")},
+           "scenarios": {}, "errors": []}
+    started = time.monotonic()
+    steps = [("dovecot", lambda: scenario_dovecot(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
+             ("incremental_sim", lambda: scenario_incremental_sim(args, bins, work, env)),
+             ("scale", lambda: scenario_scale(args, bins, work, env)),
+             ("backpressure", lambda: scenario_backpressure(args, bins, work, env)),
+             ("faults", lambda: scenario_faults(args, bins, work, env))]
+    try:
+        for name, fn in steps:
+            key = "incremental" if name == "incremental_sim" else name
+            if key not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                rep["scenarios"][name] = fn()
+                rep["scenarios"][name]["elapsed_s"] = round(time.monotonic() - t0, 1)
+            except Exception as e:  # one failed scenario must not lose the others' numbers
+                log(f"{name} failed: {e}")
+                rep["errors"].append(f"{name}: {e}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rep["elapsed_s"] = round(time.monotonic() - started, 1)
+
+    os.makedirs(args.results_dir, exist_ok=True)
+    stem = os.path.join(args.results_dir, f"{rep['date'][:10]}-{rep['machine']['host']}")
+    if q:
+        stem += "-quick"
+    md = markdown(rep)
+    if args.compare:
+        with open(args.compare) as f:
+            md += "\n" + compare(rep, json.load(f))
+    with open(stem + ".json", "w") as f:
+        json.dump(rep, f, indent=1)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    log(f"wrote {stem}.md and {stem}.json")
+    return 0 if not rep["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
