@@ -3,6 +3,7 @@
 // the layers. Errors are one line on stderr: "mailscan: <what failed>: <why>".
 #include "actors/engine.hpp"
 #include "apps/mailscan/diagnose.hpp"
+#include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
 #include "bench/simulator/simulator.hpp"
 #include "core/config.hpp"
@@ -207,6 +208,10 @@ int main(int argc, char** argv) {
   auto force_sync = app.add_subcommand("force-sync", "lift credentials_changed: log in once more");
   force_sync->add_option("--config", config_file)->required();
   force_sync->add_option("user", ops_user)->required();
+  auto serve = app.add_subcommand("serve", "the status service and dashboard over the store ([service])");
+  std::string serve_listen;
+  serve->add_option("--config", config_file)->required();
+  serve->add_option("--listen", serve_listen, "HOST:PORT (default: [service] listen, else 127.0.0.1:8080)");
 
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
@@ -255,6 +260,8 @@ int main(int argc, char** argv) {
       return apps::run_test_mailbox(config_file, ops_user, json);
     if (*force_sync)
       return apps::run_force_sync(config_file, ops_user);
+    if (*serve)
+      return apps::run_serve(config_file, serve_listen);
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)

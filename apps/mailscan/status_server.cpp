@@ -1,0 +1,414 @@
+#include "apps/mailscan/status_server.hpp"
+
+#include "apps/mailscan/dashboard_asset.hpp"  // generated from dashboard/index.html
+#include "core/mailbox_health.hpp"
+#include "storage/store.hpp"
+
+#include <utility>  // before Asio (Boost 1.74 + g++ 12, see TOOLCHAIN.md)
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+
+#include <atomic>
+#include <charconv>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <thread>
+
+namespace mscan::apps {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+std::string iso(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool token_ok(std::string_view authorization, std::string_view token) {
+  constexpr std::string_view scheme = "Bearer ";
+  if (token.empty() || !authorization.starts_with(scheme))
+    return false;
+  auto given = authorization.substr(scheme.size());
+  return given.size() == token.size() && CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      unsigned v = 0;
+      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (ec == std::errc{} && p == s.data() + i + 3) {
+        out.push_back(static_cast<char>(v));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+nlohmann::json notification_entry(const storage::notification_record& n) {
+  return {{"at", iso(n.at)},
+          {"user", n.user},
+          {"kind", n.kind},
+          {"reason", n.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(n.reason)},
+          {"detail", n.detail},
+          {"next_step", n.next_step},
+          {"consecutive_failures", n.consecutive_failures},
+          {"delivery", n.delivery}};
+}
+
+std::string label_escape(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"')
+      out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+http_reply json_reply(int status, const nlohmann::json& j) {
+  return {status, "application/json", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+} // namespace
+
+nlohmann::json mailbox_json(const storage::mailbox_state& s) {
+  nlohmann::json err = nullptr;
+  if (!s.last_error_reason.empty())
+    err = {{"reason", s.last_error_reason}, {"detail", s.last_error_detail}};
+  return {{"user", s.user},
+          {"state", s.state},
+          {"last_scanned", s.last_scanned ? nlohmann::json(iso(s.last_scanned)) : nlohmann::json(nullptr)},
+          {"consecutive_failures", s.consecutive_failures},
+          {"last_error", err},
+          {"messages_tracked", s.messages_tracked},
+          {"next_step", s.last_error_reason.empty() || s.state == "ok"
+                            ? std::string{}
+                            : core::next_step(s.last_error_reason, s.last_error_detail)}};
+}
+
+std::string prometheus_text(const status_snapshot& s) {
+  std::string out;
+  std::map<std::string, std::size_t> by_state{{"ok", 0}, {"error", 0}, {"credentials_changed", 0}, {"disabled", 0}};
+  std::map<std::string, std::size_t> errors_by_reason;
+  for (auto& m : s.mailboxes) {
+    ++by_state[m.state];
+    if (m.state != "ok" && !m.last_error_reason.empty())
+      ++errors_by_reason[m.last_error_reason];
+  }
+  out += "# HELP mailscan_up 1 while the status service answers.\n# TYPE mailscan_up gauge\nmailscan_up 1\n";
+  out += fmt::format("# HELP mailscan_ready 1 when the engine runs with its store open.\n"
+                     "# TYPE mailscan_ready gauge\nmailscan_ready {}\n",
+                     s.ready ? 1 : 0);
+  out += "# HELP mailscan_mailboxes Mailboxes by state.\n# TYPE mailscan_mailboxes gauge\n";
+  for (auto& [st, n] : by_state)
+    out += fmt::format("mailscan_mailboxes{{state=\"{}\"}} {}\n", label_escape(st), n);
+  out += "# HELP mailscan_mailbox_errors Mailboxes currently failing, by reason code.\n"
+         "# TYPE mailscan_mailbox_errors gauge\n";
+  for (auto& [r, n] : errors_by_reason)
+    out += fmt::format("mailscan_mailbox_errors{{reason=\"{}\"}} {}\n", label_escape(r), n);
+  out += "# HELP mailscan_consecutive_failures Consecutive failed passes per mailbox.\n"
+         "# TYPE mailscan_consecutive_failures gauge\n";
+  for (auto& m : s.mailboxes)
+    out += fmt::format("mailscan_consecutive_failures{{user=\"{}\"}} {}\n", label_escape(m.user),
+                       m.consecutive_failures);
+  out += "# HELP mailscan_messages_tracked Messages tracked per mailbox.\n# TYPE mailscan_messages_tracked gauge\n";
+  for (auto& m : s.mailboxes)
+    out += fmt::format("mailscan_messages_tracked{{user=\"{}\"}} {}\n", label_escape(m.user), m.messages_tracked);
+  out += "# HELP mailscan_last_scanned_seconds Unix time of the last successful pass (0 = never).\n"
+         "# TYPE mailscan_last_scanned_seconds gauge\n";
+  for (auto& m : s.mailboxes)
+    out += fmt::format("mailscan_last_scanned_seconds{{user=\"{}\"}} {}\n", label_escape(m.user), m.last_scanned);
+  std::string last_name;
+  for (auto& x : s.metrics) {
+    if (x.name != last_name) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", x.name, x.help, x.name, x.type);
+      last_name = x.name;
+    }
+    std::string labels;
+    for (auto& [k, v] : x.labels)
+      labels += fmt::format("{}{}=\"{}\"", labels.empty() ? "" : ",", k, label_escape(v));
+    out += fmt::format("{}{}{} {}\n", x.name, labels.empty() ? "" : "{", labels.empty() ? labels : labels + "}",
+                       x.value);
+  }
+  return out;
+}
+
+http_reply handle_request(const status_server_options& o, std::string_view method, std::string_view target,
+                          std::string_view authorization) {
+  try {
+    auto path = target.substr(0, target.find('?'));
+    if (method != "GET" && method != "HEAD")
+      return {405, "text/plain", "method not allowed\n"};
+    if (path == "/" || path == "/dashboard")
+      return {200, "text/html; charset=utf-8", std::string(dashboard_html)};
+    if (!token_ok(authorization, o.token))
+      return {401, "text/plain", "bearer token required\n"};
+    if (path == "/healthz")
+      return {200, "text/plain", "ok\n"};
+    auto snap = o.snapshot ? o.snapshot() : status_snapshot{};
+    if (path == "/readyz")
+      return snap.ready ? http_reply{200, "text/plain", "ready\n"} : http_reply{503, "text/plain", "not ready\n"};
+    if (path == "/metrics")
+      return {200, "text/plain; version=0.0.4", prometheus_text(snap)};
+    if (path == "/api/mailboxes") {
+      auto arr = nlohmann::json::array();
+      for (auto& m : snap.mailboxes)
+        arr.push_back(mailbox_json(m));
+      return json_reply(200, {{"mailboxes", arr}});
+    }
+    if (path.starts_with("/api/mailboxes/")) {
+      const auto user = url_decode(path.substr(15));
+      for (auto& m : snap.mailboxes) {
+        if (m.user != user)
+          continue;
+        auto notes = nlohmann::json::array();
+        for (auto& n : snap.notifications)
+          if (n.user == user)
+            notes.push_back(notification_entry(n));
+        auto log = o.recent_log ? o.recent_log(user) : std::vector<std::string>{};
+        return json_reply(200, {{"mailbox", mailbox_json(m)}, {"notifications", notes}, {"log", log}});
+      }
+      return json_reply(404, {{"error", "no such mailbox"}});
+    }
+    if (path == "/api/issues") {
+      auto arr = nlohmann::json::array();
+      for (auto& m : snap.mailboxes) {
+        if (m.state != "error" && m.state != "credentials_changed")
+          continue;
+        arr.push_back({{"user", m.user},
+                       {"state", m.state},
+                       {"reason", m.last_error_reason},
+                       {"detail", m.last_error_detail},
+                       {"next_step", core::next_step(m.last_error_reason, m.last_error_detail)},
+                       {"consecutive_failures", m.consecutive_failures},
+                       {"last_scanned", m.last_scanned ? nlohmann::json(iso(m.last_scanned)) : nlohmann::json(nullptr)}});
+      }
+      return json_reply(200, {{"issues", arr}});
+    }
+    if (path == "/api/notifications") {
+      auto arr = nlohmann::json::array();
+      for (auto& n : snap.notifications)
+        arr.push_back(notification_entry(n));
+      return json_reply(200, {{"notifications", arr}});
+    }
+    return {404, "text/plain", "not found\n"};
+  } catch (const std::exception& e) {
+    return {500, "text/plain", "internal error\n"};
+  }
+}
+
+// ---- the server ------------------------------------------------------------------------
+
+struct status_server::impl {
+  status_server_options opts;
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  std::thread thread;
+  std::uint16_t port = 0;
+
+  asio::awaitable<void> session(tcp::socket sock) {
+    beast::tcp_stream stream(std::move(sock));
+    beast::flat_buffer buf;
+    try {
+      for (;;) {
+        stream.expires_after(std::chrono::seconds(30));
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(16 * 1024);
+        co_await http::async_read(stream, buf, parser, asio::use_awaitable);
+        auto& req = parser.get();
+        auto sv = [](boost::beast::string_view v) { return std::string_view(v.data(), v.size()); };
+        auto r = handle_request(opts, sv(req.method_string()), sv(req.target()),
+                                sv(req[http::field::authorization]));
+        http::response<http::string_body> res;
+        res.result(static_cast<unsigned>(r.status));
+        res.version(req.version());
+        res.set(http::field::server, "mailscan");
+        res.set(http::field::content_type, r.content_type);
+        res.set(http::field::cache_control, "no-store");
+        res.set("X-Content-Type-Options", "nosniff");
+        if (r.status == 401)
+          res.set(http::field::www_authenticate, "Bearer realm=\"mailscan\"");
+        res.keep_alive(req.keep_alive());
+        res.body() = req.method() == http::verb::head ? std::string{} : std::move(r.body);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, asio::use_awaitable);
+        if (!res.keep_alive())
+          break;
+      }
+    } catch (const std::exception&) {
+      // client went away, timed out or sent garbage: drop the connection
+    }
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      boost::system::error_code ec;
+      auto sock = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (!acceptor.is_open())
+          co_return;
+        continue;
+      }
+      asio::co_spawn(ioc, session(std::move(sock)), asio::detached);
+    }
+  }
+};
+
+status_server::status_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+status_server::~status_server() { stop(); }
+std::uint16_t status_server::port() const { return impl_->port; }
+
+void status_server::stop() {
+  if (!impl_ || !impl_->thread.joinable())
+    return;
+  asio::post(impl_->ioc, [p = impl_.get()] {
+    boost::system::error_code ec;
+    p->acceptor.close(ec);
+    p->ioc.stop();
+  });
+  impl_->thread.join();
+}
+
+expected<std::unique_ptr<status_server>, std::string> status_server::start(status_server_options o) {
+  try {
+    if (o.token.empty())
+      return unexpected{std::string("the status service needs a bearer token ([service] token_env)")};
+    const auto colon = o.listen.rfind(':');
+    if (colon == std::string::npos)
+      return unexpected{fmt::format("listen {}: expected HOST:PORT", o.listen)};
+    auto host = o.listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
+    unsigned port = 0;
+    auto ps = std::string_view(o.listen).substr(colon + 1);
+    auto [p, perr] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+    if (perr != std::errc{} || p != ps.data() + ps.size() || port > 65535)
+      return unexpected{fmt::format("listen {}: invalid port", o.listen)};
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+    if (ec)
+      return unexpected{fmt::format("listen {}: '{}' is not an IP address", o.listen, host)};
+    auto d = std::make_unique<impl>();
+    d->opts = std::move(o);
+    tcp::endpoint ep{addr, static_cast<std::uint16_t>(port)};
+    d->acceptor.open(ep.protocol());
+    d->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    d->acceptor.bind(ep, ec);
+    if (ec)
+      return unexpected{fmt::format("listen {}: {}", d->opts.listen, ec.message())};
+    d->acceptor.listen();
+    d->port = d->acceptor.local_endpoint().port();
+    asio::co_spawn(d->ioc, d->accept_loop(), asio::detached);
+    auto* raw = d.get();
+    d->thread = std::thread([raw] {
+      try {
+        raw->ioc.run();
+      } catch (const std::exception& e) {
+        std::cerr << fmt::format("mailscan: status service: {}\n", e.what());
+      }
+    });
+    return std::unique_ptr<status_server>(new status_server(std::move(d)));
+  } catch (const std::exception& e) {
+    return unexpected{fmt::format("status service: {}", e.what())};
+  }
+}
+
+status_snapshot snapshot_from_store(const core::config& cfg, const storage::store* db) {
+  status_snapshot s;
+  s.ready = db != nullptr;
+  for (auto& m : cfg.mailboxes) {
+    storage::mailbox_state st;
+    if (db)
+      if (auto x = db->mailbox_state_of(m.user))
+        st = *x;
+    st.user = m.user;
+    if (m.disable_mail_scan)
+      st.state = "disabled";
+    s.mailboxes.push_back(std::move(st));
+  }
+  // Oldest last-scanned first, as `status` shows them: stale mailboxes stand out.
+  std::stable_sort(s.mailboxes.begin(), s.mailboxes.end(),
+                   [](auto& a, auto& b) { return a.last_scanned < b.last_scanned; });
+  if (db)
+    s.notifications = db->notifications(200);
+  return s;
+}
+
+int run_serve(const std::string& config_file, const std::string& listen_override) {
+  auto cfg = core::load_config(config_file);
+  if (!cfg) {
+    std::cerr << fmt::format("mailscan: config: {}\n", cfg.error().message);
+    return 2;
+  }
+  status_server_options o;
+  o.listen = !listen_override.empty() ? listen_override
+             : !cfg->service.listen.empty() ? cfg->service.listen
+                                            : std::string("127.0.0.1:8080");
+  const auto host = o.listen.substr(0, o.listen.rfind(':'));
+  o.token = cfg->service.token;
+  if (o.token.empty()) {
+    std::cerr << fmt::format("mailscan: serve: no bearer token: set [service] token_env and that environment "
+                             "variable{}\n",
+                             cfg->service.token_env.empty() ? "" : fmt::format(" ({})", cfg->service.token_env));
+    return 2;
+  }
+  const core::config snapshot_cfg = *cfg;
+  o.snapshot = [&snapshot_cfg] {
+    if (!std::filesystem::exists(snapshot_cfg.engine.data_dir / "CURRENT"))
+      return snapshot_from_store(snapshot_cfg, nullptr);
+    storage::open_options oo;
+    oo.create_if_missing = false;
+    oo.read_only = true;  // beside a running `mailscan run`, which holds the store read-write
+    auto db = storage::store::open(snapshot_cfg.engine.data_dir, oo);
+    return snapshot_from_store(snapshot_cfg, db ? db.value().get() : nullptr);
+  };
+  // SIGINT/SIGTERM are blocked in every thread (the server's inherits the mask) and taken
+  // with sigwait: an orderly stop without a polling loop.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto srv = status_server::start(std::move(o));
+  if (!srv) {
+    std::cerr << fmt::format("mailscan: serve: {}\n", srv.error());
+    return 2;
+  }
+  std::cout << fmt::format("listening {}:{}\n", host, srv.value()->port()) << std::flush;
+  int sig = 0;
+  sigwait(&set, &sig);
+  srv.value()->stop();
+  return 0;
+}
+
+} // namespace mscan::apps

@@ -1,0 +1,96 @@
+#pragma once
+// The opt-in status service (Boost.Beast): health, readiness, per-mailbox status, the issues
+// list (mailboxes in error with reason and next step), notifications, Prometheus metrics and
+// the single-page dashboard (compiled in from dashboard/index.html). Every endpoint but the
+// dashboard's static page needs `Authorization: Bearer <token>`; the page itself carries no
+// data and reads the token from its URL fragment (#token=...), which browsers never send.
+//
+//   GET /  /dashboard                  the page (no token)
+//   GET /healthz                       200 "ok"
+//   GET /readyz                        200 "ready" | 503 "not ready"
+//   GET /api/mailboxes                 {"mailboxes": [status shape of INTERFACE.md + next_step]}
+//   GET /api/mailboxes/USER            {"mailbox": {...}, "notifications": [...], "log": [...]}
+//   GET /api/issues                    {"issues": [{"user","state","reason","detail","next_step",
+//                                                   "consecutive_failures","last_scanned"}]}
+//   GET /api/notifications             {"notifications": [...]} newest first
+//   GET /metrics                       Prometheus text format 0.0.4
+#include "common/expected.hpp"
+#include "core/config.hpp"
+#include "storage/types.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mscan::storage {
+class store;
+}
+
+namespace mscan::apps {
+
+// Extra samples the engine may publish (scans, messages, lease usage, queue depths, ...).
+struct metric_sample {
+  std::string name, help;
+  std::string type = "gauge";  // gauge | counter
+  std::vector<std::pair<std::string, std::string>> labels{};
+  double value = 0;
+};
+
+struct status_snapshot {
+  bool ready = false;  // the engine runs and its store is open
+  std::vector<storage::mailbox_state> mailboxes{};
+  std::vector<storage::notification_record> notifications{};  // newest first
+  std::vector<metric_sample> metrics{};
+};
+
+struct status_server_options {
+  std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 = any free port
+  std::string token;                   // required, non-empty
+  // Called per request from the server's thread; must be thread-safe.
+  std::function<status_snapshot()> snapshot;
+  // Optional: recent log lines of one user (newest last) for the mailbox detail.
+  std::function<std::vector<std::string>(const std::string& user)> recent_log{};
+};
+
+struct http_reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+// The whole request handling without sockets (tests call it directly).
+http_reply handle_request(const status_server_options& o, std::string_view method, std::string_view target,
+                          std::string_view authorization);
+std::string prometheus_text(const status_snapshot& s);
+nlohmann::json mailbox_json(const storage::mailbox_state& s);  // status shape + "next_step"
+
+class status_server {
+ public:
+  // Binds and serves on its own thread. Errors: bad listen address, empty token, bind failure.
+  static expected<std::unique_ptr<status_server>, std::string> start(status_server_options o);
+  ~status_server();  // stops
+  status_server(const status_server&) = delete;
+  status_server& operator=(const status_server&) = delete;
+  std::uint16_t port() const;
+  void stop();
+
+  struct impl;
+
+ private:
+  explicit status_server(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+// A snapshot read from a store (read-only open per call; none yet = empty, not ready).
+// Mailboxes of `cfg` without a stored state appear as never scanned.
+status_snapshot snapshot_from_store(const core::config& cfg, const storage::store* db);
+
+// `mailscan serve --config FILE [--listen HOST:PORT]`: the service over the store alone (beside a
+// running `mailscan run`, which holds the store read-write); prints "listening HOST:PORT" and
+// serves until SIGINT/SIGTERM.
+int run_serve(const std::string& config_file, const std::string& listen_override);
+
+} // namespace mscan::apps
