@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <random>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -30,8 +29,20 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Regexes with the same meaning in RE2 and std::regex (ECMAScript).
+// Regexes and what they mean, written out by hand (std::regex trips g++ 12 warnings under ASan).
+bool has(std::string_view t, std::string_view w) { return t.find(w) != std::string_view::npos; }
 const std::vector<std::string> regexes{"a[bc]d", "^Foo", "bar$", "(x|y)z", "b+a", "q\\d"};
+bool regex_oracle(const std::string& re, std::string_view t) {
+  if (re == "a[bc]d") return has(t, "abd") || has(t, "acd");
+  if (re == "^Foo") return t.rfind("Foo", 0) == 0;
+  if (re == "bar$") return t.size() >= 3 && t.substr(t.size() - 3) == "bar";
+  if (re == "(x|y)z") return has(t, "xz") || has(t, "yz");
+  if (re == "b+a") return has(t, "ba");
+  for (std::size_t i = 0; i + 1 < t.size(); ++i)  // q\d
+    if (t[i] == 'q' && t[i + 1] >= '0' && t[i + 1] <= '9')
+      return true;
+  return false;
+}
 const std::vector<std::string> words{"abd", "Foo", "bar", "xz", "bba", "q1", "Ab", "foo bar", "", "z"};
 const std::vector<std::string> fields{"from", "to", "cc", "bcc", "subject", "body", "folder"};
 const std::vector<std::string> ops{"contains", "not_contains", "equals", "not_equals", "starts_with",
@@ -47,7 +58,7 @@ struct oracle {
     if (op == "equals") return t == w;
     if (op == "starts_with") return t.rfind(w, 0) == 0;
     if (op == "ends_with") return t.size() >= w.size() && t.compare(t.size() - w.size(), w.size(), w) == 0;
-    if (op == "regex") return std::regex_search(std::string(text), std::regex(v));
+    if (op == "regex") return regex_oracle(v, text);
     return false;
   }
 
