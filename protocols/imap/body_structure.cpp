@@ -496,8 +496,9 @@ fetch_plan plan_fetch(const body_part& root, std::string_view header) {
     a.size = l.part->size;
     a.decoded_size = a.size;
     if (a.encoding == "base64") {
-      const std::uint64_t lines = (a.size + 77) / 78;
-      const std::uint64_t chars = a.size > 2 * lines ? a.size - 2 * lines : 0;
+      // 76 characters and CRLF per line; the last line break belongs to the boundary.
+      const std::uint64_t line_breaks = (a.size + 2 + 77) / 78 - 1;
+      const std::uint64_t chars = a.size > 2 * line_breaks ? a.size - 2 * line_breaks : 0;
       a.decoded_size = chars / 4 * 3;
     }
     a.section = l.part->section.empty() ? "1" : l.part->section;
