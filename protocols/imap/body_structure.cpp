@@ -325,7 +325,7 @@ struct assembler {
     std::string spec = ctx == context::root ? std::string("TEXT") : p.section;
     if (const auto* data = find(spec)) {
       out += *data;
-      if (p.size > cap) truncated = true;
+      if (cap > 0 && p.size > cap) truncated = true;
       return;
     }
     // Not fetched: an empty body, except that a non-empty attachment keeps one placeholder
@@ -417,7 +417,7 @@ std::string fetch_plan::items(std::size_t cap) const {
     out += s;
     out += ']';
     for (const auto& c : capped)
-      if (c == s) {
+      if (c == s && cap > 0) {
         out += fmt::format("<0.{}>", cap);
         break;
       }
@@ -511,7 +511,7 @@ std::string assemble_message(const body_part& root, std::string_view header,
                              const std::map<std::string, std::string, std::less<>>& sections,
                              std::size_t cap, bool& truncated) {
   if (const auto it = sections.find(""); it != sections.end()) {
-    truncated = it->second.size() >= cap;
+    truncated = cap > 0 && it->second.size() >= cap;
     return it->second;
   }
   assembler a{sections, cap, false, {}};

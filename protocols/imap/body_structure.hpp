@@ -66,7 +66,7 @@ struct fetch_plan {
   std::vector<std::string> capped;     // the subset fetched with a byte cap <0.N>
   std::vector<attachment_stub> attachments;
   // FETCH items for the second command, e.g. "BODY.PEEK[1.MIME] BODY.PEEK[1]<0.65536>";
-  // empty when the header and structure are all that is needed.
+  // empty when the header and structure are all that is needed. cap 0 = no byte cap.
   std::string items(std::size_t cap) const;
 };
 

@@ -117,6 +117,7 @@ TEST_CASE("body structure: malformed trees are refused, limits hold", "[unit]") 
   REQUIRE(leaf);
   CHECK(plan_fetch(*leaf, "Content-Type: multipart/mixed\r\n boundary=\"q\"\r\n\r\n").items(5) == "BODY.PEEK[]<0.5>");
   CHECK(plan_fetch(*leaf, "Content-Type: text/plain\r\n\r\n").items(5) == "BODY.PEEK[TEXT]<0.5>");
+  CHECK(plan_fetch(*leaf, "Content-Type: text/plain\r\n\r\n").items(0) == "BODY.PEEK[TEXT]");
 }
 
 TEST_CASE("body structure: a server that leaves out what the plan asked for cannot crash the assembly", "[unit]") {
