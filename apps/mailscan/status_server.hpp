@@ -48,9 +48,9 @@ struct status_snapshot {
 
 struct status_server_options {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 = any free port
-  std::string token;                   // required, non-empty
+  std::string token{};                 // required, non-empty
   // Called per request from the server's thread; must be thread-safe.
-  std::function<status_snapshot()> snapshot;
+  std::function<status_snapshot()> snapshot{};
   // Optional: recent log lines of one user (newest last) for the mailbox detail.
   std::function<std::vector<std::string>(const std::string& user)> recent_log{};
 };
