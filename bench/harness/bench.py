@@ -246,6 +246,7 @@ def scenario_dovecot(args, bins, work, env, pw_env):
     log(f"dovecot: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
     t0 = time.monotonic()
     dv_dir = tempfile.mkdtemp(prefix="dv.", dir=work)
+    os.chmod(dv_dir, 0o711)
     dv = Background([bins["dovecot"], "--mailboxes", str(n), "--messages", str(m), "--message-bytes",
                      str(args.message_bytes), "--prefix", "u", "--dir", dv_dir], "ready", env=env, timeout=1800)
     seed_s = time.monotonic() - t0
@@ -652,6 +653,7 @@ def main():
             return 1
 
     work = tempfile.mkdtemp(prefix="mailscan-bench.")
+    os.chmod(work, 0o711)  # dovecot's mail processes run as `mail` and must traverse it
     env = dict(os.environ)
     env["MSCAN_BENCH_PASSWORD"] = secrets.token_hex(12)  # dovecot users' password: never printed
     env["MSCAN_SIM_PASSWORD"] = "sim"
