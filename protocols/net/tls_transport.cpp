@@ -102,6 +102,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
       resolver_(strand_),
       timer_(strand_),
       idle_timer_(strand_),
+      retry_timer_(strand_),
       opts_(std::move(opts)),
       cbs_(std::move(cbs)) {}
 
@@ -202,8 +203,10 @@ class connection_impl final : public connection, public std::enable_shared_from_
       SSL_set_tlsext_host_name(ssl_handle, opts_.host.c_str());
     if (opts_.verify_certificate) {
       auto check_name = ssl::host_name_verification(opts_.host);
-      stream_->set_verify_callback([self = shared_from_this(), check_name](bool preverified,
-                                                                           ssl::verify_context& vc) mutable {
+      // `this`, not shared_from_this(): the stream owns the callback, and a shared pointer in
+      // it would keep the connection alive forever (a cycle). It only runs inside the
+      // handshake, whose completion handler holds the connection.
+      stream_->set_verify_callback([self = this, check_name](bool preverified, ssl::verify_context& vc) mutable {
         auto* store = vc.native_handle();
         int err = X509_STORE_CTX_get_error(store);
         if (!preverified && err != X509_V_OK && self->verify_error_.empty())
@@ -317,10 +320,19 @@ class connection_impl final : public connection, public std::enable_shared_from_
     }
     if (reading_) {
       // ssl::stream allows one read at a time, and the shutdown reads the peer's
-      // close_notify: stop the pending read first; on_read() comes back here.
+      // close_notify: stop the pending read first; on_read() comes back here. A cancel
+      // that lands while the TLS read is between two socket reads (e.g. just after a
+      // session ticket arrived) finds nothing to cancel and the read goes on: try again
+      // shortly, until on_read() comes (bounded by close_timeout_ms).
       stream_->next_layer().cancel(ec);
+      retry_timer_.expires_after(std::chrono::milliseconds(5));
+      retry_timer_.async_wait([self = shared_from_this()](boost::system::error_code tec) {
+        if (!tec && self->reading_)
+          self->say_goodbye();
+      });
       return;
     }
+    retry_timer_.cancel();
     tls_shutdown_started_ = true;
     stream_->async_shutdown([self = shared_from_this()](boost::system::error_code) { self->shutdown(); });
   }
@@ -408,6 +420,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
     closed_ = true;
     timer_.cancel();
     idle_timer_.cancel();
+    retry_timer_.cancel();
     resolver_.cancel();
     if (stream_) {
       boost::system::error_code ec;
@@ -423,6 +436,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
   tcp::resolver resolver_;
   asio::steady_timer timer_;       // connect / STARTTLS handshake / graceful close bound
   asio::steady_timer idle_timer_;
+  asio::steady_timer retry_timer_;  // graceful close: re-cancel a TLS read that slipped past
   std::chrono::steady_clock::time_point last_activity_{};
   endpoint_options opts_;
   connection_callbacks cbs_;
