@@ -103,8 +103,19 @@ void pump(mailbox_actor_t* self) {
           if (st.s.probe)
             return;  // a probe never asks for messages; ignore a server that sends some anyway
           ++st.result.fetched;
-          st.batch.push_back(raw_message{std::move(ev.folder), ev.uidvalidity, ev.uid, ev.size, ev.internaldate,
-                                         std::move(ev.flags), std::move(ev.raw), ev.truncated});
+          raw_message m;
+          m.folder = std::move(ev.folder);
+          m.uidvalidity = ev.uidvalidity;
+          m.uid = ev.uid;
+          m.size = ev.size;
+          m.internaldate = ev.internaldate;
+          m.flags = std::move(ev.flags);
+          m.raw = std::move(ev.raw);
+          m.truncated = ev.truncated;
+          m.gm_msgid = ev.gm_msgid;
+          for (auto& a : ev.attachments)
+            m.server_attachments.push_back({a.name, a.type, a.decoded_size});
+          st.batch.push_back(std::move(m));
         } else if constexpr (std::is_same_v<T, imap::batch_complete>) {
           if (st.s.probe) {
             st.batch.clear();
@@ -126,6 +137,10 @@ void pump(mailbox_actor_t* self) {
           st.conn->close(true);
           st.conn.reset();
           stop = true;
+        } else if constexpr (std::is_same_v<T, imap::session_warning>) {
+          if (st.s.log)
+            st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
+                            fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), ev.folder, ev.detail);
         } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
           st.result.capabilities = st.session->capabilities();
           stop = true;

@@ -20,7 +20,18 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
         core::fetch_context ctx{in.user, m.folder, m.uidvalidity, m.uid, m.size, m.internaldate};
         auto rec = core::match_message(*settings.dir, parsed, ctx);
         if (m.truncated)
-          rec.warnings.push_back("message larger than the fetch limit: body read in part");
+          rec.warnings.push_back("a text part was larger than the fetch limit: read in part");
+        // Attachments were not downloaded: their sizes are the server's (same type, in order).
+        std::vector<bool> used(m.server_attachments.size(), false);
+        for (auto& a : rec.attachments) {
+          for (std::size_t i = 0; i < m.server_attachments.size(); ++i) {
+            if (!used[i] && m.server_attachments[i].type == a.type) {
+              used[i] = true;
+              a.size = m.server_attachments[i].size;
+              break;
+            }
+          }
+        }
         out.records.push_back(std::move(rec));
       }
       self->send(writer, write_atom::value, std::move(out));

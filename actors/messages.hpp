@@ -30,7 +30,11 @@ struct raw_message {
   std::int64_t internaldate = 0;
   std::vector<std::string> flags;
   std::string raw;
-  bool truncated = false;
+  bool truncated = false;  // a text part was cut at the fetch cap
+  // Parts not downloaded (attachments): sizes as the server counts them, since `raw` holds
+  // them as headers-only stubs.
+  std::vector<storage::attachment_info> server_attachments;
+  std::uint64_t gm_msgid = 0;  // Gmail X-GM-MSGID (one message under many labels)
 };
 
 struct fetched_batch {
@@ -78,7 +82,7 @@ struct run_summary {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, raw_message& x) {
   return f(caf::meta::type_name("raw_message"), x.folder, x.uidvalidity, x.uid, x.size,
-           x.internaldate, x.flags, x.raw, x.truncated);
+           x.internaldate, x.flags, x.raw, x.truncated, x.server_attachments, x.gm_msgid);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, fetched_batch& x) {

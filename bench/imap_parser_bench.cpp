@@ -127,6 +127,7 @@ session_result run_session(const std::vector<std::string>& msgs, std::size_t min
     segments.push_back(std::move(seg));
   }
   session_options o;
+  o.fetch = fetch_strategy::whole_message;  // the recorded transcript answers whole-message fetches
   o.username = "bench";
   o.secret = "bench";
   o.folders = {"INBOX"};
