@@ -21,6 +21,7 @@
 #include <charconv>
 #include <csignal>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -364,6 +365,54 @@ status_snapshot snapshot_from_store(const core::config& cfg, const storage::stor
   return s;
 }
 
+std::vector<std::string> recent_log_lines(const std::filesystem::path& log_dir, const std::string& user,
+                                          std::size_t max_lines) {
+  std::vector<std::string> out;
+  try {
+    // The user field as core/event_log.cpp writes it (quoted when it has spaces, quotes or '=').
+    std::string field = user;
+    if (user.find_first_of(" \"=\t") != std::string::npos) {
+      field = "\"";
+      for (char c : user) {
+        if (c == '"' || c == '\\')
+          field += '\\';
+        field += (c == '\n' || c == '\r') ? ' ' : c;
+      }
+      field += "\"";
+    }
+    const std::string needle = " user=" + field + " ";
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(log_dir, ec)) {
+      auto name = e.path().filename().string();
+      if (name.starts_with("MailScanner_") && name.ends_with(".log"))
+        files.push_back(e.path());
+    }
+    std::sort(files.rbegin(), files.rend());  // YYYY-MM-DD sorts by date: newest first
+    if (files.size() > 2)
+      files.resize(2);
+    std::vector<std::string> newest_first;
+    for (auto& f : files) {
+      std::ifstream in(f, std::ios::binary);
+      in.seekg(0, std::ios::end);
+      const auto size = static_cast<std::streamoff>(in.tellg());
+      constexpr std::streamoff cap = 4 << 20;
+      in.seekg(size > cap ? size - cap : 0);
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);)
+        if (line.find(needle) != std::string::npos)
+          lines.push_back(std::move(line));
+      for (auto it = lines.rbegin(); it != lines.rend() && newest_first.size() < max_lines; ++it)
+        newest_first.push_back(std::move(*it));
+      if (newest_first.size() >= max_lines)
+        break;
+    }
+    out.assign(newest_first.rbegin(), newest_first.rend());
+  } catch (const std::exception&) {
+  }
+  return out;
+}
+
 int run_serve(const std::string& config_file, const std::string& listen_override) {
   auto cfg = core::load_config(config_file);
   if (!cfg) {
@@ -392,6 +441,7 @@ int run_serve(const std::string& config_file, const std::string& listen_override
     auto db = storage::store::open(snapshot_cfg.engine.data_dir, oo);
     return snapshot_from_store(snapshot_cfg, db ? db.value().get() : nullptr);
   };
+  o.recent_log = [log_dir = cfg->engine.log_dir](const std::string& user) { return recent_log_lines(log_dir, user); };
   // SIGINT/SIGTERM are blocked in every thread (the server's inherits the mask) and taken
   // with sigwait: an orderly stop without a polling loop.
   sigset_t set;

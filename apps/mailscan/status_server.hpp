@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -87,6 +88,11 @@ class status_server {
 // A snapshot read from a store (read-only open per call; none yet = empty, not ready).
 // Mailboxes of `cfg` without a stored state appear as never scanned.
 status_snapshot snapshot_from_store(const core::config& cfg, const storage::store* db);
+
+// The newest `max_lines` lines of one user from the daily logs (MailScanner_YYYY-MM-DD.log in
+// log_dir, core/event_log.hpp), oldest first; reads at most the last 4 MiB of the two newest files.
+std::vector<std::string> recent_log_lines(const std::filesystem::path& log_dir, const std::string& user,
+                                          std::size_t max_lines = 50);
 
 // `mailscan serve --config FILE [--listen HOST:PORT]`: the service over the store alone (beside a
 // running `mailscan run`, which holds the store read-write); prints "listening HOST:PORT" and

@@ -151,3 +151,58 @@ TEST_CASE("status service over a real socket on 127.0.0.1", "[unit][ops]") {
   CHECK_FALSE(apps::status_server::start({.listen = "nohost", .token = "x"}));     // no port
   CHECK_FALSE(apps::status_server::start({.listen = "example.com:80", .token = "x"}));  // not an IP
 }
+
+#include "core/config.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+TEST_CASE("recent log lines of one user from the two newest daily files", "[unit][ops]") {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mscan-ops-log-XXXXXX").string();
+  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+  const std::filesystem::path dir = tmpl;
+  std::ofstream(dir / "MailScanner_2026-11-22.log") << "t ERROR event=x user=alice host=h folder=- detail=oldest\n";
+  std::ofstream(dir / "MailScanner_2026-11-23.log")
+      << "t ERROR event=a user=alice host=h folder=- detail=one\n"
+      << "t ERROR event=b user=alice2 host=h folder=- detail=other user\n"
+      << "t ERROR event=c user=\"bob smith\" host=h folder=- detail=bob\n";
+  std::ofstream(dir / "MailScanner_2026-11-24.log") << "t WARN event=d user=alice host=h folder=- detail=two\n"
+                                                     << "t INFO event=e user=alice host=h folder=- detail=three\n";
+  auto lines = apps::recent_log_lines(dir, "alice");
+  REQUIRE(lines.size() == 3);  // the 22nd is older than the two newest files
+  CHECK(lines[0].find("detail=one") != std::string::npos);
+  CHECK(lines[2].find("detail=three") != std::string::npos);
+  auto two = apps::recent_log_lines(dir, "alice", 2);
+  REQUIRE(two.size() == 2);
+  CHECK(two[0].find("detail=two") != std::string::npos);
+  auto bob = apps::recent_log_lines(dir, "bob smith");
+  REQUIRE(bob.size() == 1);
+  CHECK(apps::recent_log_lines(dir / "missing", "alice").empty());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("service config table: listen + token from the environment + webhook", "[unit][ops]") {
+  ::setenv("MSCAN_OPS_CFG_TOKEN", "tok", 1);
+  auto cfg = core::parse_config("[service]\nlisten = \"127.0.0.1:8080\"\ntoken_env = \"MSCAN_OPS_CFG_TOKEN\"\n"
+                                "webhook_url = \"https://hooks.example/x\"\nwebhook_ca_file = \"ca.pem\"\n",
+                                "/etc/mailscan/m.toml");
+  REQUIRE(cfg);
+  CHECK(cfg->service.listen == "127.0.0.1:8080");
+  CHECK(cfg->service.token == "tok");
+  CHECK(cfg->service.webhook_url == "https://hooks.example/x");
+  CHECK(cfg->service.webhook_ca_file == "/etc/mailscan/ca.pem");
+  auto none = core::parse_config("", "/etc/m.toml");
+  REQUIRE(none);
+  CHECK(none->service.listen.empty());
+  auto no_token = core::parse_config("[service]\nlisten = \"127.0.0.1:8080\"\n", "/etc/m.toml");
+  REQUIRE_FALSE(no_token);
+  CHECK(no_token.error().message.find("token_env") != std::string::npos);
+  auto bad_listen = core::parse_config("[service]\nlisten = \"8080\"\ntoken_env = \"X\"\n", "/etc/m.toml");
+  REQUIRE_FALSE(bad_listen);
+  CHECK(bad_listen.error().message.find("listen") != std::string::npos);
+  auto typo = core::parse_config("[service]\nlisen = \"127.0.0.1:1\"\n", "/etc/m.toml");
+  REQUIRE_FALSE(typo);
+  CHECK(typo.error().message.find("lisen") != std::string::npos);
+  auto bad_hook = core::parse_config("[service]\nwebhook_url = \"ftp://x\"\n", "/etc/m.toml");
+  REQUIRE_FALSE(bad_hook);
+}
