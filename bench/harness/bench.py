@@ -65,9 +65,13 @@ def machine():
 
 
 def git_head():
+    """HEAD, marked when the tree had uncommitted changes to source (what was built and measured)."""
     try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -215,8 +219,11 @@ def engine_run(bins, config, env):
                 reason = line.split(": Error (", 1)[1].split(")", 1)[0]
                 reasons[reason] = reasons.get(reason, 0) + 1
         r["error_reasons"] = reasons
-    if ok == 0 and failed == 0:
-        log(f"engine run produced no mailbox lines (rc {r['rc']}): {r['stderr'][-500:]}")
+    # exit 3 with mailbox lines = some mailbox failed (expected in the fault storm)
+    if r["rc"] < 0 or r["rc"] not in (0, 3) or (ok == 0 and failed == 0):
+        how = f"signal {-r['rc']}" if r["rc"] < 0 else f"exit code {r['rc']}"
+        raise RuntimeError(f"`mailscan run --once` ended with {how} after {ok} OK / {failed} failed "
+                           f"mailbox(es): {r['stderr'].strip()[-300:]}")
     return r
 
 
