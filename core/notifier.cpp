@@ -254,4 +254,26 @@ delivery_result notifier::notify(storage::notification_record n) {
   return r;
 }
 
+expected<health_decision, storage::error> record_pass(storage::store& db, notifier* n,
+                                                       const mailbox_config& mailbox, const pass_outcome& pass,
+                                                       std::uint32_t notify_after) {
+  try {
+    auto prev = db.mailbox_state_of(mailbox.user).value_or(storage::mailbox_state{});
+    prev.user = mailbox.user;
+    auto d = next_state(prev, pass, mailbox, notify_after);
+    if (auto put = db.put_mailbox_state(d.state); !put)
+      return unexpected{put.error()};
+    if (d.notify != notify_kind::none) {
+      auto rec = make_notification(d.state, d.notify, pass.finished_at);
+      if (n)
+        n->notify(std::move(rec));
+      else
+        (void)db.put_notification(rec);
+    }
+    return d;
+  } catch (const std::exception& e) {
+    return unexpected{storage::error{storage::error::code::io_error, e.what()}};
+  }
+}
+
 } // namespace mscan::core

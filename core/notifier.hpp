@@ -3,6 +3,18 @@
 // webhook channel (HTTP POST of that JSON, http or https with certificate verification,
 // bounded retries with backoff, a timeout per attempt). Blocking: call it from a detached
 // actor or a worker thread, never from a cooperative actor.
+//
+// How to wire it into `mailscan run` (the engine owns the store):
+//   - once: notifier n{webhook_options{.url = cfg.service.webhook_url,
+//                     .ca_file = cfg.service.webhook_ca_file,
+//                     .bearer_token = cfg.service.webhook_token}, &store};
+//   - before a mailbox's pass: if (!may_login(store.mailbox_state_of(user).value_or({}), mailbox))
+//     skip the LOGIN (the mailbox stays credentials_changed; report it, do not count a failure);
+//   - after each pass (scan, not probe), in a detached actor (delivery may block for
+//     attempts x timeout): record_pass(store, &n, mailbox, {ok, reason, detail, now},
+//     cfg.engine.notify_after_failures) — it reads the previous state, applies next_state(),
+//     stores the new state and sends/records the notification, if any;
+//   - `status`, the status service and the dashboard then read states and notifications.
 #include "common/expected.hpp"
 #include "core/mailbox_health.hpp"
 #include "storage/types.hpp"
@@ -61,5 +73,12 @@ class notifier {
   webhook_options webhook_;
   storage::store* db_;
 };
+
+// One finished pass: previous state from the store -> next_state() -> put_mailbox_state ->
+// notification (sent through `n` when given, always recorded in the store). Errors: the store
+// refused the state write (nothing was notified then).
+expected<health_decision, storage::error> record_pass(storage::store& db, notifier* n,
+                                                       const mailbox_config& mailbox, const pass_outcome& pass,
+                                                       std::uint32_t notify_after_failures);
 
 } // namespace mscan::core

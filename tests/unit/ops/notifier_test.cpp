@@ -141,3 +141,52 @@ TEST_CASE("notifier records each notification with its delivery outcome", "[unit
   CHECK(all[1].delivery == "webhook: delivered");
   CHECK(all[1].reason == "login_failed");
 }
+
+TEST_CASE("record_pass: states persist and the webhook gets exactly the episode's notifications",
+          "[unit][ops]") {
+  tmp_dir dir;
+  auto opened = storage::store::open(dir.path / "db");
+  REQUIRE(opened);
+  auto& db = *opened.value();
+  test::http_receiver rx({});
+  core::notifier nt(to(rx.port()), &db);
+  core::mailbox_config m;
+  m.user = "alice";
+  m.host = "127.0.0.1";
+  m.username = "alice";
+  m.secret = "old-password";
+  std::int64_t t = 1000;
+  auto pass_ok = [&] { return core::pass_outcome{true, "", "", ++t}; };
+  auto pass_fail = [&](std::string r) { return core::pass_outcome{false, std::move(r), "d", ++t}; };
+
+  REQUIRE(core::record_pass(db, &nt, m, pass_ok(), 10));
+  for (int i = 0; i < 12; ++i)
+    REQUIRE(core::record_pass(db, &nt, m, pass_fail("timeout"), 10));
+  CHECK(db.mailbox_state_of("alice")->consecutive_failures == 12);
+  REQUIRE(core::record_pass(db, &nt, m, pass_ok(), 10));
+  // The password changes on the server: one credentials_changed, logins stop.
+  auto d = core::record_pass(db, &nt, m, pass_fail("login_failed"), 10);
+  REQUIRE(d);
+  CHECK(d->stop_logins);
+  CHECK_FALSE(core::may_login(*db.mailbox_state_of("alice"), m));
+  m.secret = "new-password";
+  CHECK(core::may_login(*db.mailbox_state_of("alice"), m));
+  REQUIRE(core::record_pass(db, &nt, m, pass_ok(), 10));
+  CHECK(db.mailbox_state_of("alice")->state == "ok");
+
+  rx.stop();
+  std::vector<std::string> kinds;
+  for (auto& r : rx.requests())
+    kinds.push_back(nlohmann::json::parse(r.body)["kind"]);
+  CHECK(kinds == std::vector<std::string>{"failing", "recovered", "credentials_changed", "recovered"});
+  auto stored = db.notifications();
+  REQUIRE(stored.size() == 4);
+  CHECK(stored[0].kind == "recovered");
+  CHECK(stored[1].kind == "credentials_changed");
+  CHECK(stored[3].kind == "failing");
+  CHECK(stored[3].consecutive_failures == 10);
+  for (auto& r : rx.requests()) {  // secrets never leave in a notification
+    CHECK(r.body.find("old-password") == std::string::npos);
+    CHECK(r.body.find("new-password") == std::string::npos);
+  }
+}
