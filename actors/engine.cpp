@@ -91,7 +91,18 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
           caf::after(std::chrono::milliseconds(100)) >> [&] {
             if (opts.stop && opts.stop->load() && !stop_sent) {
               stop_sent = true;
+              log->write(core::log_level::info, "shutdown_requested", "", "", "", "");
               self->send(sched, stop_atom::value);
+            }
+            if (opts.reload && opts.reload->exchange(false)) {
+              // A broken new config changes nothing: the running one stays in force.
+              auto next = core::load_config(cfg.file);
+              if (!next) {
+                log->write(core::log_level::error, "config_reload_failed", "", "", "", next.error().message);
+                return;
+              }
+              log->set_levels(next->engine.info_logging, next->engine.warning_logging);
+              self->send(sched, reload_atom::value, std::make_shared<const core::config>(std::move(next.value())));
             }
           });
       }

@@ -41,6 +41,7 @@ struct engine_options {
   bool once = true;
   engine_mode mode = engine_mode::scan;
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: orderly shutdown
+  std::atomic<bool>* reload = nullptr;      // set by SIGHUP: re-read the config file, apply it
   // Called (from the engine's thread) as each mailbox finishes its first pass.
   std::function<void(const pass_result&, std::size_t done, std::size_t total)> on_progress;
 };

@@ -145,6 +145,8 @@ void pump(mailbox_actor_t* self) {
           st.result.capabilities = st.session->capabilities();
           stop = true;
           fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
+          if (st.failure)
+            st.failure->retry_after_s = ev.err.retry_after_s;
         }
       },
       *out);
@@ -174,7 +176,7 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.folder_names = st.result.folder_names;
     res.folder_counts = st.result.folder_counts;
   }
-  if (st.s.probe) {  // diagnostics change no state
+  if (st.s.probe || res.reason == "stopped") {  // diagnostics and shutdowns change no state
     self->send(st.scheduler, scan_done_atom::value, res);
     return;
   }

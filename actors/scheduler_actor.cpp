@@ -2,6 +2,8 @@
 
 #include "actors/mailbox_actor.hpp"
 
+#include <fmt/format.h>
+
 #include <functional>
 #include <random>
 
@@ -12,37 +14,89 @@ using namespace mscan::atoms;
 namespace {
 
 using self_t = caf::stateful_actor<scheduler_state>*;
+using clock = scheduler_state::clock;
 
 std::string host_key(const core::mailbox_config& m) { return m.host + ":" + std::to_string(m.port); }
+
+std::mt19937& rng() {
+  thread_local std::mt19937 r{std::random_device{}()};
+  return r;
+}
+
+// d +- fraction, never below zero.
+std::chrono::milliseconds jitter(std::chrono::milliseconds d, double fraction) {
+  auto span = static_cast<std::int64_t>(static_cast<double>(d.count()) * fraction);
+  std::uniform_int_distribution<std::int64_t> dist(-span, span);
+  return std::max(std::chrono::milliseconds{0}, d + std::chrono::milliseconds{dist(rng())});
+}
+
+bool take_login_token(self_t self, scheduler_state::host& h, clock::time_point now) {
+  double rate = self->state.s.cfg.engine.max_logins_per_second_per_host;
+  if (rate <= 0)
+    return true;
+  double cap = std::max(1.0, rate);
+  auto elapsed = std::chrono::duration<double>(now - h.refilled).count();
+  h.tokens = std::min(cap, h.tokens + elapsed * rate);
+  h.refilled = now;
+  if (h.tokens < 1)
+    return false;
+  h.tokens -= 1;
+  return true;
+}
 
 void grant_leases(self_t self) {
   auto& st = self->state;
   if (st.stopping)
     return;
-  // FIFO, skipping (not dropping) mailboxes whose host is at its limit.
+  auto now = clock::now();
+  auto retry_at = clock::time_point::max();
+  // FIFO, skipping (not dropping) mailboxes whose host is at its limit, paused or out of
+  // login tokens.
   for (auto it = st.queue.begin(); it != st.queue.end() && st.in_use < st.s.cfg.engine.max_connections;) {
     auto& e = st.mailboxes[*it];
-    auto& host_used = st.per_host[host_key(e.cfg)];
-    if (host_used >= st.s.cfg.engine.max_connections_per_host) {
+    auto& h = st.hosts[host_key(e.cfg)];
+    if (h.paused_until > now) {
+      retry_at = std::min(retry_at, h.paused_until);
       ++it;
       continue;
     }
-    ++host_used;
+    if (h.in_use >= st.s.cfg.engine.max_connections_per_host) {
+      ++it;
+      continue;
+    }
+    if (!take_login_token(self, h, now)) {
+      retry_at = std::min(retry_at, now + std::chrono::milliseconds(
+                                            static_cast<std::int64_t>(1000.0 / st.s.cfg.engine.max_logins_per_second_per_host) + 1));
+      ++it;
+      continue;
+    }
+    ++h.in_use;
     ++st.in_use;
     e.waiting = false;
     e.scanning = true;
     self->send(e.actor, lease_atom::value);
     it = st.queue.erase(it);
   }
+  if (retry_at != clock::time_point::max() && !st.grant_timer) {
+    st.grant_timer = true;
+    self->delayed_send(self, std::chrono::duration_cast<std::chrono::milliseconds>(retry_at - now) +
+                               std::chrono::milliseconds(1),
+                       grant_atom::value);
+  }
 }
 
 void make_due(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
-  if (e.waiting || e.scanning || self->state.stopping)
+  if (e.waiting || e.scanning || e.removed || self->state.stopping)
     return;
   e.waiting = true;
   self->state.queue.push_back(idx);
   grant_leases(self);
+}
+
+void schedule_next(self_t self, std::size_t idx, std::chrono::milliseconds delay) {
+  auto& e = self->state.mailboxes[idx];
+  self->delayed_send(self, delay, due_atom::value, idx, e.epoch);
 }
 
 void maybe_finish(self_t self) {
@@ -57,13 +111,50 @@ void maybe_finish(self_t self) {
   }
 }
 
+void spawn_one(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  mailbox_settings ms;
+  ms.cfg = e.cfg;
+  ms.engine = st.s.cfg.engine;
+  ms.io = st.s.io;
+  ms.writer = st.s.writer;
+  ms.log = st.s.log;
+  ms.probe = st.s.probe;
+  if (!st.s.matchers.empty())
+    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
+  e.actor = spawn_mailbox_actor(self, std::move(ms));
+}
+
+// Replaces an idle mailbox's actor (new settings); the old one is told to exit.
+void respawn(self_t self, std::size_t idx) {
+  auto& e = self->state.mailboxes[idx];
+  if (e.actor) {
+    self->demonitor(e.actor);
+    self->send_exit(e.actor, caf::exit_reason::user_shutdown);
+  }
+  e.actor = nullptr;
+  if (!e.removed)
+    spawn_one(self, idx);
+}
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
+  auto key = host_key(e.cfg);
   if (e.scanning) {
     e.scanning = false;
     --st.in_use;
-    --st.per_host[host_key(e.cfg)];
+    --st.hosts[key].in_use;
+  }
+  e.failures = res.ok ? 0 : e.failures + 1;
+  if (res.reason == "throttled") {
+    // The load governor: this host only, for as long as it asked (at least a minute).
+    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, 60));
+    st.hosts[key].paused_until = clock::now() + pause;
+    if (st.s.log)
+      st.s.log->write(core::log_level::warning, "host_throttled", res.user, key, "",
+                      fmt::format("pausing new logins to this host for {} s", pause.count()));
   }
   if (!e.done_once) {
     e.done_once = true;
@@ -77,12 +168,26 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
       if (r.user == res.user)
         r = res;
   }
-  if (!st.s.once && !st.stopping) {
-    // Next poll with +-10 % jitter so that mailboxes never synchronise.
-    thread_local std::mt19937 rng{std::random_device{}()};
-    auto base = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.poll_interval_s} * 1000);
-    std::uniform_int_distribution<std::int64_t> d(-base.count() / 10, base.count() / 10);
-    self->delayed_send(self, base + std::chrono::milliseconds(d(rng)), due_atom::value, idx);
+  if (e.removed || e.pending_cfg) {
+    if (e.pending_cfg) {
+      e.cfg = std::move(*e.pending_cfg);
+      e.pending_cfg.reset();
+      ++e.epoch;
+      e.failures = 0;
+    }
+    respawn(self, idx);
+    if (!e.removed && !st.s.once && !st.stopping)
+      schedule_next(self, idx, std::chrono::milliseconds(0));
+  } else if (!st.s.once && !st.stopping) {
+    auto poll = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.poll_interval_s} * 1000);
+    if (res.ok) {
+      schedule_next(self, idx, jitter(poll, 0.1));  // mailboxes never synchronise
+    } else {
+      auto cap = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.max_backoff_s} * 1000);
+      auto shift = std::min<std::uint32_t>(e.failures - 1, 10);
+      auto backoff = std::min(cap, poll * (std::int64_t{1} << shift));
+      schedule_next(self, idx, jitter(backoff, 0.2));
+    }
   }
   grant_leases(self);
   maybe_finish(self);
@@ -96,47 +201,102 @@ std::size_t index_of(self_t self, const caf::actor_addr& a) {
   return m.size();
 }
 
+bool scans(const scheduler_state& st, const core::mailbox_config& m) {
+  // scan_emails = false keeps a mailbox in diagnostics but out of scanning.
+  return !m.disable_mail_scan && (m.scan_emails || st.s.probe);
+}
+
+bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b) {
+  return a.address == b.address && a.host == b.host && a.port == b.port && a.security == b.security &&
+         a.verify_certificate == b.verify_certificate && a.ca_file == b.ca_file && a.auth == b.auth &&
+         a.username == b.username && a.secret == b.secret && a.folders == b.folders && a.scan == b.scan;
+}
+
+void apply_reload(self_t self, const core::config& next) {
+  auto& st = self->state;
+  st.s.cfg.engine = next.engine;
+  std::size_t added = 0, removed = 0, changed = 0;
+  for (auto& m : next.mailboxes) {
+    if (!scans(st, m))
+      continue;
+    auto it = std::find_if(st.mailboxes.begin(), st.mailboxes.end(),
+                           [&](auto& e) { return e.cfg.user == m.user && !e.removed; });
+    if (it == st.mailboxes.end()) {
+      st.mailboxes.push_back({m, caf::actor{}});
+      auto idx = st.mailboxes.size() - 1;
+      spawn_one(self, idx);
+      ++added;
+      if (!st.s.once)
+        schedule_next(self, idx, jitter(std::chrono::milliseconds(1000), 1.0));
+      continue;
+    }
+    if (same_settings(it->cfg, m))
+      continue;
+    ++changed;
+    auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
+    if (it->scanning) {
+      it->pending_cfg = m;
+    } else {
+      it->cfg = m;
+      it->failures = 0;
+      ++it->epoch;
+      if (it->waiting)
+        std::erase(st.queue, idx), it->waiting = false;
+      respawn(self, idx);
+      if (!st.s.once)
+        schedule_next(self, idx, std::chrono::milliseconds(0));
+    }
+  }
+  for (std::size_t idx = 0; idx < st.mailboxes.size(); ++idx) {
+    auto& e = st.mailboxes[idx];
+    if (e.removed)
+      continue;
+    bool keep = std::any_of(next.mailboxes.begin(), next.mailboxes.end(),
+                            [&](auto& m) { return m.user == e.cfg.user && scans(st, m); });
+    if (keep)
+      continue;
+    ++removed;
+    e.removed = true;
+    ++e.epoch;
+    if (e.waiting)
+      std::erase(st.queue, idx), e.waiting = false;
+    if (!e.scanning)
+      respawn(self, idx);  // removed: only exits
+  }
+  if (st.s.log)
+    st.s.log->write(core::log_level::info, "config_reloaded", "", "", "",
+                    fmt::format("added={} removed={} changed={}", added, removed, changed));
+  grant_leases(self);
+}
+
 } // namespace
 
 caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, scheduler_settings s) {
   auto& st = self->state;
   st.s = std::move(s);
-  for (auto& m : st.s.cfg.mailboxes) {
-    // scan_emails = false keeps a mailbox in diagnostics but out of scanning.
-    if (m.disable_mail_scan || (!m.scan_emails && !st.s.probe))
-      continue;
-    st.mailboxes.push_back({m, caf::actor{}, false, false, false});
-  }
-  auto spawn_one = [self](std::size_t idx) {
-    auto& st = self->state;
-    auto& e = st.mailboxes[idx];
-    mailbox_settings ms;
-    ms.cfg = e.cfg;
-    ms.engine = st.s.cfg.engine;
-    ms.io = st.s.io;
-    ms.writer = st.s.writer;
-    ms.log = st.s.log;
-    ms.probe = st.s.probe;
-    if (!st.s.matchers.empty())
-      ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
-    e.actor = spawn_mailbox_actor(self, std::move(ms));
-  };
+  for (auto& m : st.s.cfg.mailboxes)
+    if (scans(st, m))
+      st.mailboxes.push_back({m, caf::actor{}});
   for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
-    spawn_one(i);
+    spawn_one(self, i);
   st.remaining = st.mailboxes.size();
 
-  self->set_down_handler([self, spawn_one](caf::down_msg& dm) {
+  self->set_down_handler([self](caf::down_msg& dm) {
     auto idx = index_of(self, dm.source);
     if (idx >= self->state.mailboxes.size())
       return;
-    auto user = self->state.mailboxes[idx].cfg.user;
-    bool was_scanning = self->state.mailboxes[idx].scanning;
-    self->state.mailboxes[idx].actor = nullptr;
-    if (self->state.stopping || !self->state.done.pending())
+    auto& e = self->state.mailboxes[idx];
+    auto user = e.cfg.user;
+    bool was_scanning = e.scanning;
+    e.actor = nullptr;
+    if (self->state.stopping || !self->state.done.pending() || e.removed)
       return;
-    // A crashed mailbox actor: its lease returns, the pass counts as failed, and a fresh
-    // actor takes over (it resumes from the last durable checkpoint).
-    spawn_one(idx);
+    // A crashed mailbox actor: its lease returns, the pass counts as failed (so it backs
+    // off), and a fresh actor takes over from the last durable checkpoint.
+    spawn_one(self, idx);
+    if (self->state.s.log)
+      self->state.s.log->write(core::log_level::error, "mailbox_actor_crashed", user, "", "",
+                               caf::to_string(dm.reason));
     if (was_scanning)
       on_result(self, idx, failed_result(user, "internal_error", caf::to_string(dm.reason)));
   });
@@ -159,14 +319,17 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
         auto n = st.mailboxes.size();
         auto interval = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.poll_interval_s} * 1000);
         for (std::size_t i = 0; i < n; ++i)
-          self->delayed_send(self, interval * static_cast<std::int64_t>(i) / static_cast<std::int64_t>(n),
-                             due_atom::value, i);
+          schedule_next(self, i, interval * static_cast<std::int64_t>(i) / static_cast<std::int64_t>(n));
       }
       return st.done;
     },
-    [=](due_atom, std::size_t idx) {
-      if (idx < self->state.mailboxes.size())
+    [=](due_atom, std::size_t idx, std::uint64_t epoch) {
+      if (idx < self->state.mailboxes.size() && self->state.mailboxes[idx].epoch == epoch)
         make_due(self, idx);
+    },
+    [=](grant_atom) {
+      self->state.grant_timer = false;
+      grant_leases(self);
     },
     [=](scan_done_atom, scan_result& res) {
       auto idx = index_of(self, self->current_sender() ? caf::actor_cast<caf::actor_addr>(self->current_sender())
@@ -174,6 +337,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       if (idx >= self->state.mailboxes.size())
         return;
       on_result(self, idx, std::move(res));
+    },
+    [=](reload_atom, const config_ptr& next) {
+      if (next)
+        apply_reload(self, *next);
     },
     [=](stop_atom) {
       auto& st = self->state;

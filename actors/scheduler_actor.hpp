@@ -1,12 +1,21 @@
 #pragma once
 // The scheduler: owns one mailbox actor per enabled mailbox and the connection leases.
 // Nothing else opens mail-server connections: a mailbox scans only while it holds a lease,
-// and leases are bounded globally (max_connections) and per host (max_connections_per_host).
-// Waiting mailboxes queue in FIFO order (bounded: each mailbox waits at most once).
+// and leases are bounded globally (max_connections) and per host (max_connections_per_host),
+// optionally rate-limited per host (new logins per second). A host that answers "throttled"
+// is paused for its suggested back-off — that host only. A failing mailbox backs off
+// exponentially with jitter; a crashed mailbox actor is replaced. Waiting mailboxes queue in
+// FIFO order (bounded: each mailbox waits at most once).
+//
+//   due --> waiting --(lease: global + host slot + login token, host not paused)--> scanning
+//    ^                                                                                  |
+//    +------ poll_interval +-10% (ok) / min(poll * 2^failures, max_backoff) (error) <--+
 #include "actors/messages.hpp"
 #include "core/config.hpp"
 #include "core/event_log.hpp"
 #include "protocols/net/tls_transport.hpp"
+
+#include <chrono>
 
 namespace mscan::actors {
 
@@ -21,29 +30,48 @@ struct scheduler_settings {
   caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
 };
 
+using config_ptr = std::shared_ptr<const core::config>;
+
 // Accepts: (run_atom)  -> run_summary: with `once`, after every mailbox finished one pass;
 //                         otherwise when stopped.
 //          (stop_atom) -> stop granting leases, abandon passes in progress, answer run_atom.
+//          (reload_atom, config_ptr) -> apply a new config: added mailboxes start, removed
+//                         ones stop (after their pass), changed ones are replaced when idle;
+//                         the others are not disturbed.
 caf::behavior scheduler_actor(caf::stateful_actor<struct scheduler_state>* self, scheduler_settings s);
 
 struct scheduler_state {
+  using clock = std::chrono::steady_clock;
   struct entry {
     core::mailbox_config cfg;
     caf::actor actor;
     bool waiting = false;
     bool scanning = false;
     bool done_once = false;
+    bool removed = false;
+    std::optional<core::mailbox_config> pending_cfg;  // a reload waiting for the pass to end
+    std::uint32_t failures = 0;
+    std::uint64_t epoch = 0;  // due messages of an older epoch are ignored
+  };
+  struct host {
+    std::size_t in_use = 0;
+    clock::time_point paused_until{};
+    double tokens = 1;
+    clock::time_point refilled = clock::now();
   };
   scheduler_settings s;
   std::vector<entry> mailboxes;
   std::deque<std::size_t> queue;  // mailboxes due and waiting for a lease
   std::size_t in_use = 0;
-  std::map<std::string, std::size_t> per_host;
+  std::map<std::string, host> hosts;
   std::size_t remaining = 0;
   bool stopping = false;
+  bool grant_timer = false;
   caf::response_promise done;
   run_summary summary;
   static inline const char* name = "scheduler";
 };
 
 } // namespace mscan::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mscan::actors::config_ptr)

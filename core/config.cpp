@@ -591,6 +591,13 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.connect_timeout_s = r.integer<std::uint32_t>("connect_timeout_s", 1, 3600).value_or(e.connect_timeout_s);
     e.command_timeout_s = r.integer<std::uint32_t>("command_timeout_s", 1, 3600).value_or(e.command_timeout_s);
     e.matchers = r.integer<std::uint32_t>("matchers", 0, 256).value_or(0);
+    if (auto n = r.node("max_logins_per_second_per_host")) {
+      auto v = n->value<double>();
+      if (!v || *v < 0)
+        r.error_at(n, "max_logins_per_second_per_host", "expected a number >= 0");
+      e.max_logins_per_second_per_host = *v;
+    }
+    e.max_backoff_s = r.integer<std::uint32_t>("max_backoff_s", 1, 7 * 86400).value_or(e.max_backoff_s);
     e.min_free_disk_mb = r.integer<std::uint64_t>("min_free_disk_mb", 0, 1 << 20).value_or(e.min_free_disk_mb);
     e.write_delay_ms = r.integer<std::uint32_t>("write_delay_ms", 0, 60000).value_or(0);
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);

@@ -31,6 +31,8 @@ struct engine_config {
   std::uint32_t connect_timeout_s = 20;
   std::uint32_t command_timeout_s = 60;
   std::uint32_t matchers = 0;              // 0 = one per core
+  double max_logins_per_second_per_host = 0;  // 0 = unlimited; new connections per host
+  std::uint32_t max_backoff_s = 3600;      // cap of the failure back-off
   // Writes stop (reported as disk_full, nothing lost) while the data_dir's file system has
   // less free space than this: RocksDB itself must never run into ENOSPC.
   std::uint64_t min_free_disk_mb = 64;

@@ -27,7 +27,9 @@ constexpr int exit_failed = 3;
 constexpr int exit_unknown = 4;
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_hangup(int) { g_reload.store(true); }
 
 int error_line(std::string_view what, std::string_view why, int code) {
   std::cerr << fmt::format("mailscan: {}: {}\n", what, why);
@@ -65,15 +67,19 @@ int cmd_run(const std::string& config_file, bool once) {
     return code;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);
   actors::engine_options opts;
   opts.once = once;
   opts.stop = &g_stop;
+  opts.reload = &g_reload;
   auto rep = actors::run_engine(*cfg, opts);
   if (!rep)
     return error_line("run", rep.error(), exit_failed);
   bool all_ok = true;
   for (auto& p : rep->passes) {
-    if (p.ok) {
+    if (p.reason == "stopped") {  // SIGINT/SIGTERM: an orderly stop is not a failure
+      std::cout << fmt::format("{}: stopped ({} fetched, {} new)\n", p.user, p.fetched, p.new_messages);
+    } else if (p.ok) {
       std::cout << fmt::format("{}: OK, {} fetched, {} new, {} new sightings\n", p.user, p.fetched,
                                p.new_messages, p.new_sightings);
     } else {
