@@ -1,7 +1,10 @@
 // Operations end to end: the real `mailscan diagnose --json` and `test-mailbox` against a
 // private dovecot (one OK, one wrong password, one Not Set, one wrong CA), and the dashboard
 // of `mailscan serve` rendered by headless Chromium showing the failing mailbox and its reason.
+#include "core/notifier.hpp"
+#include "storage/store.hpp"
 #include "tests/support/dovecot_fixture.hpp"
+#include "tests/unit/ops/http_receiver.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -194,5 +197,79 @@ TEST_CASE("dashboard in headless Chromium shows the failing mailbox and its reas
   CHECK(no_token.out.find("not authorised") != std::string::npos);
   CHECK(no_token.out.find("login_failed") == std::string::npos);
   fs::remove_all(profile);
+  fs::remove_all(dir);
+}
+
+// ---- mailbox health against the real server -------------------------------------------------
+
+namespace {
+
+// One real probe through the `mailscan` executable, as the health layer's pass outcome.
+core::pass_outcome probe(const fs::path& cfg, const std::string& user, std::int64_t at) {
+  auto r = run_cmd(fmt::format("{} test-mailbox --config {} {} --json 2>/dev/null", mailscan_bin(), cfg.string(), user));
+  auto m = nlohmann::json::parse(r.out)["mailboxes"][0];
+  core::pass_outcome p;
+  p.ok = m["result"] == "OK";
+  p.reason = m["reason"].is_null() ? "" : m["reason"].get<std::string>();
+  p.detail = m["detail"];
+  p.finished_at = at;
+  return p;
+}
+
+fs::path single_config(const fs::path& dir, const test::dovecot_fixture& dc, const std::string& password) {
+  auto file = dir / "one.toml";
+  std::ofstream(file) << "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\n\n"
+                      << mailbox("alice", dc.imaps_port(), dc.ca_file(), fmt::format("password = \"{}\"", password));
+  return file;
+}
+
+} // namespace
+
+TEST_CASE("dovecot: wrong password after success -> credentials_changed -> new password -> OK and "
+          "10 failures -> one webhook notification",
+          "[integration][ops]") {
+  REQUIRE(test::dovecot_available());
+  test::dovecot_fixture dc{{{{"alice", "first-pw"}}}};
+  auto dir = ops_unique_dir("ops-health");
+  auto db = storage::store::open(dir / "health-db");
+  REQUIRE(db);
+  test::http_receiver rx({});
+  core::notifier nt({.url = fmt::format("http://127.0.0.1:{}/hook", rx.port()),
+                     .backoff = std::chrono::milliseconds(1)},
+                    db.value().get());
+  std::int64_t t = 1'800'000'000;
+  auto step = [&](const std::string& password) {
+    auto cfg_file = single_config(dir, dc, password);
+    auto cfg = core::load_config(cfg_file);
+    REQUIRE(cfg);
+    const auto& m = cfg->mailboxes.at(0);
+    auto prev = db.value()->mailbox_state_of("alice").value_or(storage::mailbox_state{});
+    if (!core::may_login(prev, m))
+      return std::string("skipped");
+    auto d = core::record_pass(*db.value(), &nt, m, probe(cfg_file, "alice", ++t), 10);
+    REQUIRE(d);
+    return d->state.state;
+  };
+
+  CHECK(step("first-pw") == "ok");
+  dc.set_password("alice", "second-pw");  // changed on the server, not yet in the config
+  CHECK(step("first-pw") == "credentials_changed");
+  CHECK(step("first-pw") == "skipped");  // no more LOGINs with the refused password
+  CHECK(step("first-pw") == "skipped");
+  CHECK(step("second-pw") == "ok");      // the operator put the new password in the config
+
+  dc.stop();  // from now on every pass fails
+  for (int i = 0; i < 12; ++i)
+    CHECK(step("second-pw") == "error");
+  CHECK(db.value()->mailbox_state_of("alice")->consecutive_failures == 12);
+  CHECK(db.value()->mailbox_state_of("alice")->last_error_reason == "connection_refused");
+
+  rx.stop();
+  std::vector<std::string> kinds;
+  for (auto& r : rx.requests())
+    kinds.push_back(nlohmann::json::parse(r.body)["kind"]);
+  CHECK(kinds == std::vector<std::string>{"credentials_changed", "recovered", "failing"});
+  CHECK(db.value()->notifications().size() == 3);
+  db.value().reset();
   fs::remove_all(dir);
 }
