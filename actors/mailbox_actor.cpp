@@ -28,6 +28,10 @@ struct mailbox_state {
   std::size_t inflight = 0;
   std::vector<raw_message> batch;
   bool server_done = false;  // the IMAP part of the pass is over (complete or failed)
+  // LOGOUT sent: waiting for the server to close its side, so that the lease (and with it
+  // the server's connection slot) is returned only once the server has let go of it.
+  bool closing = false;
+  std::chrono::steady_clock::time_point closing_since;
   bool running = false;
   std::optional<scan_result> failure;
   scan_result result;
@@ -133,9 +137,8 @@ void pump(mailbox_actor_t* self) {
           send_batch(self, {cp});
         } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
           st.result.capabilities = st.session->capabilities();
-          st.server_done = true;
-          st.conn->close(true);
-          st.conn.reset();
+          st.closing = true;
+          st.closing_since = std::chrono::steady_clock::now();
           stop = true;
         } else if constexpr (std::is_same_v<T, imap::session_warning>) {
           if (st.s.log)
@@ -157,6 +160,18 @@ void pump(mailbox_actor_t* self) {
     st.session.reset();
     finish_if_drained(self);
   }
+}
+
+// The server closed after LOGOUT (or did not within the grace time): the pass is over.
+void finish_closing(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (st.conn)
+    st.conn->close(false);
+  st.conn.reset();
+  st.closing = false;
+  st.server_done = true;
+  st.session.reset();
+  finish_if_drained(self);
 }
 
 void finish_if_drained(mailbox_actor_t* self) {
@@ -298,7 +313,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           self->state.last_activity = std::chrono::steady_clock::now();
       },
       [=](net_data_atom, std::string& bytes, std::uint64_t gen) {
-        if (stale(gen))
+        if (stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
         self->state.session->on_bytes(bytes);
@@ -314,6 +329,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (stale(gen))
           return;
         auto k = static_cast<net::failure_kind>(kind);
+        if (self->state.closing) {
+          finish_closing(self);
+          return;
+        }
         self->state.conn.reset();
         if (k == net::failure_kind::closed_by_peer) {
           // Let the protocol say what an early close means (BYE seen, mid-literal, ...).
@@ -329,6 +348,13 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         auto& st = self->state;
         if (stale(gen) || st.server_done)
           return;
+        if (st.closing) {
+          if (std::chrono::steady_clock::now() - st.closing_since > std::chrono::seconds(3))
+            finish_closing(self);
+          else
+            self->delayed_send(self, std::chrono::milliseconds(200), timeout_atom::value, gen);
+          return;
+        }
         auto idle = std::chrono::steady_clock::now() - st.last_activity;
         if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine.command_timeout_s)) {
           fail_pass(self, "timeout",
@@ -360,7 +386,9 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
       },
       [=](stop_atom) {
         auto& st = self->state;
-        if (st.running && !st.server_done)
+        if (st.closing)
+          finish_closing(self);
+        else if (st.running && !st.server_done)
           fail_pass(self, "stopped", "shutdown requested");
       },
     };
