@@ -77,7 +77,10 @@ def git_head():
 
 
 # ---------------------------------------------------------------------------- processes
-def run_measured(argv, env=None, cwd=None):
+ENGINE_TIMEOUT_S = [600.0]  # --engine-timeout
+
+
+def run_measured(argv, env=None, cwd=None, timeout=None):
     """Runs argv to completion; returns wall seconds, CPU seconds, peak RSS (KiB), exit code,
     stdout, stderr. CPU and peak RSS come from wait4() rusage of the child (ru_maxrss is the
     child's VmHWM); /proc/<pid>/status VmHWM is sampled as well while it runs."""
@@ -86,10 +89,14 @@ def run_measured(argv, env=None, cwd=None):
     start = time.monotonic()
     p = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
     hwm = [0]
+    timed_out = [False]
     done = threading.Event()
 
     def sample():
         while not done.wait(0.2):
+            if timeout and time.monotonic() - start > timeout and p.poll() is None:
+                p.kill()  # our own child, by pid: a run that exceeds the budget is reported as such
+                timed_out[0] = True
             try:
                 with open(f"/proc/{p.pid}/status") as f:
                     for line in f:
@@ -114,6 +121,7 @@ def run_measured(argv, env=None, cwd=None):
         "sys_s": ru.ru_stime,
         "peak_rss_kib": max(ru.ru_maxrss, hwm[0]),
         "rc": p.returncode,
+        "timed_out": timed_out[0],
         "stdout": out.read().decode(errors="replace"),
         "stderr": err.read().decode(errors="replace"),
     }
@@ -198,7 +206,10 @@ def write_engine_config(path, data_dir, port, users, password_env, max_conn, per
 
 
 def engine_run(bins, config, env):
-    r = run_measured([bins["mailscan"], "run", "--config", config, "--once"], env=env)
+    r = run_measured([bins["mailscan"], "run", "--config", config, "--once"], env=env, timeout=ENGINE_TIMEOUT_S[0])
+    if r["timed_out"]:
+        raise RuntimeError(f"`mailscan run --once` killed after the {ENGINE_TIMEOUT_S[0]:g} s budget "
+                           f"(peak RSS {r['peak_rss_kib'] // 1024} MiB, CPU {r['cpu_s']:.0f} s)")
     fetched = ok = failed = 0
     for line in r["stdout"].splitlines():
         if ": OK, " in line:
@@ -442,10 +453,15 @@ def scenario_scale(args, bins, work, env):
             write_engine_config(cfg, os.path.join(work, f"scale{size}-data"), sim.port,
                                 [f"sim{i}" for i in range(size)], "MSCAN_SIM_PASSWORD", args.max_connections,
                                 per_host)
-            r = engine_run(bins, cfg, env)
+            try:
+                r = engine_run(bins, cfg, env)
+            except RuntimeError as e:  # keep the other sizes' figures
+                log(f"scale {size}: {e}")
+                res.setdefault("errors", []).append(f"{size} mailboxes: {e}")
+                continue
         finally:
             rep = sim.finish()
-        shutil.rmtree(os.path.join(work, f"scale{size}-data"), ignore_errors=True)
+            shutil.rmtree(os.path.join(work, f"scale{size}-data"), ignore_errors=True)
         res["runs"].append({
             "mailboxes": size, "pass_s": round(r["wall_s"], 2), "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
             "cpu_s": round(r["cpu_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
@@ -453,6 +469,8 @@ def scenario_scale(args, bins, work, env):
             "sim_refused": rep.get("refused"), "sim_logins": rep.get("logins"),
             "mailboxes_per_s": round(size / r["wall_s"], 1) if r["wall_s"] else 0,
         })
+    if not res["runs"]:
+        raise RuntimeError("; ".join(res.get("errors", ["no run finished"])))
     small = res["runs"][0]
     small["within_per_host_limit"] = (small["sim_peak_connections"] or 0) <= per_host
     for run in res["runs"][1:]:
@@ -672,6 +690,8 @@ def markdown(rep):
             L.append(f"| {fmt(r['mailboxes'])} | {r['pass_s']} | {r['mailboxes_per_s']} | {r['peak_rss_mib']} "
                      f"| {fmt(r.get('rss_kib_per_mailbox_over_small'))} | {r['sim_peak_connections']} "
                      f"(limit {sc['per_host_limit']}{'' if (r['sim_peak_connections'] or 0) <= sc['per_host_limit'] else ', **exceeded**'}) | {r['sim_refused']} | {fmt(r['ok'])} / {fmt(r['failed'])} |")
+        for e in sc.get("errors", []):
+            L.append(f"\n**{e}**")
     if "backpressure" in s:
         b = s["backpressure"]
         L += ["", f"## 4. Backpressure ({b['mailboxes']} x {b['messages_per_mailbox']} on the simulator, "
@@ -725,6 +745,7 @@ def main():
     ap.add_argument("--write-delay-ms", type=int, default=20)
     ap.add_argument("--fault-mailboxes", type=int)
     ap.add_argument("--fault-messages", type=int, default=20)
+    ap.add_argument("--engine-timeout", type=float, default=600, help="seconds per `run --once` before it is killed")
     ap.add_argument("--results-dir", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--compare", metavar="PREVIOUS.json")
     ap.add_argument("--compare-only", metavar="CURRENT.json", help="with --compare: no run, just the ratios")
@@ -738,6 +759,7 @@ def main():
         return 0
 
     q = args.quick
+    ENGINE_TIMEOUT_S[0] = args.engine_timeout
     args.dovecot_mailboxes = args.dovecot_mailboxes or (40 if q else 200)
     args.dovecot_messages = args.dovecot_messages or (100 if q else 100)
     args.poll_mailboxes = args.poll_mailboxes or (200 if q else 1000)
