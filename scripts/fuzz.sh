@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-20}
-"$root/scripts/build.sh" fuzz
+"$root/scripts/build.sh" fuzz fuzzers
 found=0
 for bin in "$root"/build-fuzz/fuzz/*_fuzz; do
   [ -x "$bin" ] || continue
