@@ -20,6 +20,13 @@ function(mailscan_add_catch_test name)
   if(NOT T_LABELS)
     set(T_LABELS unit)
   endif()
+  # `ninja unit_tests` builds every unit-test executable (the sanitizer stage needs no more).
+  if("unit" IN_LIST T_LABELS)
+    if(NOT TARGET unit_tests)
+      add_custom_target(unit_tests)
+    endif()
+    add_dependencies(unit_tests ${name})
+  endif()
   catch_discover_tests(${name}
     TEST_PREFIX "${name}:"
     PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "${MAILSCAN_TEST_ENV}"
