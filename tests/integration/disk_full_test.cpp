@@ -3,6 +3,7 @@
 // the durable data is, and — once space returns — finish the scan with every message tracked
 // exactly once.
 #include "tests/support/dovecot_fixture.hpp"
+#include "tests/support/mailscan_cli.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -18,33 +19,6 @@ namespace fs = std::filesystem;
 using namespace mscan;
 
 namespace {
-
-fs::path unique_dir(std::string_view name) {
-  auto base = fs::path{MAILSCAN_BINARY_DIR} / "test-tmp";
-  fs::create_directories(base);
-  std::string tmpl = (base / fmt::format("{}.XXXXXX", name)).string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
-
-struct cli_result {
-  int code = -1;
-  std::string out;
-};
-
-cli_result mailscan(const std::string& args) {
-  cli_result r;
-  auto cmd = fmt::format("{}/apps/mailscan/mailscan {} 2>&1", MAILSCAN_BINARY_DIR, args);
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 // A tmpfs of a given size, unmounted when the test ends (also when it fails).
 struct small_disk {
@@ -86,7 +60,7 @@ TEST_CASE("disk full: reported, nothing lost, finished once space returns", "[in
                         "Message-ID: <full-{0}@customer.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
                         "body {0}\r\n",
                         i));
-  auto dir = unique_dir("diskfull");
+  auto dir = test::unique_test_dir("diskfull");
   small_disk disk{dir / "data", 6 * 1024};
   std::ofstream(dir / "mailscan.toml") << fmt::format(
     "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 0\nbatch_size = 100\nmin_free_disk_mb = 4\n\n"
@@ -95,21 +69,21 @@ TEST_CASE("disk full: reported, nothing lost, finished once space returns", "[in
     dc.imap_port());
   auto conf = (dir / "mailscan.toml").string();
 
-  auto full = mailscan(fmt::format("run --config {} --once", conf));
+  auto full = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(full.out);
   CHECK(full.code == 3);
   CHECK(full.out.find("alice: Error (disk_full)") != std::string::npos);
   CHECK(read_logs(dir / "logs").find("event=scan_failed user=alice") != std::string::npos);
 
   // Whatever was acknowledged is readable and consistent: no duplicates, no half records.
-  auto partial = nlohmann::json::parse(mailscan(fmt::format("query --config {} messages --json", conf)).out);
+  auto partial = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf, "messages", "--json"}).out);
   CHECK(partial.at("messages").size() < static_cast<std::size_t>(count));
 
   disk.grow(64 * 1024);
-  auto again = mailscan(fmt::format("run --config {} --once", conf));
+  auto again = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(again.out);
   REQUIRE(again.code == 0);
-  auto msgs = nlohmann::json::parse(mailscan(fmt::format("query --config {} messages --json", conf)).out)
+  auto msgs = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf, "messages", "--json"}).out)
                 .at("messages");
   std::set<std::string> ids;
   std::size_t sightings = 0;

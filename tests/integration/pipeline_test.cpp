@@ -4,6 +4,7 @@
 #include "protocols/mime/message.hpp"
 #include "storage/store.hpp"
 #include "tests/support/dovecot_fixture.hpp"
+#include "tests/support/mailscan_cli.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -20,11 +21,6 @@ using namespace mscan;
 
 namespace {
 
-struct cli_result {
-  int code = -1;
-  std::string out, err;
-};
-
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream ss;
@@ -32,31 +28,7 @@ std::string read_all(const fs::path& p) {
   return ss.str();
 }
 
-fs::path unique_dir(std::string_view name) {
-  auto base = fs::path{MAILSCAN_BINARY_DIR} / "test-tmp";
-  fs::create_directories(base);
-  std::string tmpl = (base / fmt::format("{}.XXXXXX", name)).string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
-
 // Runs the real executable, as an operator would.
-cli_result mailscan(const fs::path& dir, const std::string& args) {
-  auto err_file = dir / "stderr.txt";
-  auto cmd = fmt::format("{}/apps/mailscan/mailscan {} 2>{}", MAILSCAN_BINARY_DIR, args, err_file.string());
-  cli_result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = read_all(err_file);
-  return r;
-}
-
 std::string mailbox_toml(const std::string& user, std::uint16_t port, const std::string& security,
                          const std::string& ca_file, const std::string& password) {
   return fmt::format("[[mailbox]]\nuser = \"{0}\"\naddress = \"{0}@corp.example\"\nhost = \"127.0.0.1\"\n"
@@ -88,7 +60,7 @@ TEST_CASE("skeleton: three mailboxes over plain, TLS and STARTTLS are tracked ex
     keys.insert(m.message_id);
   }
 
-  auto dir = unique_dir("pipeline");
+  auto dir = test::unique_test_dir("pipeline");
   std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 0\n"
                                 "max_connections = 2\nmax_connections_per_host = 2\nbatch_size = 25\n\n");
   cfg += mailbox_toml("alice", dc.imap_port(), "none", "", "pw-a");
@@ -100,12 +72,12 @@ TEST_CASE("skeleton: three mailboxes over plain, TLS and STARTTLS are tracked ex
   }
   auto conf = (dir / "mailscan.toml").string();
 
-  auto first = mailscan(dir, fmt::format("run --config {} --once", conf));
+  auto first = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO("stdout: " << first.out << "\nstderr: " << first.err << "\ndovecot: " << dc.log_tail(20));
   REQUIRE(first.code == 0);
   CHECK(first.err.empty());
 
-  auto q = mailscan(dir, fmt::format("query --config {} messages --json", conf));
+  auto q = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
   REQUIRE(q.code == 0);
   auto j = nlohmann::json::parse(q.out);
   auto& msgs = j.at("messages");
@@ -126,16 +98,16 @@ TEST_CASE("skeleton: three mailboxes over plain, TLS and STARTTLS are tracked ex
   // The second pass over unchanged mailboxes adds nothing and fetches no message bodies.
   REQUIRE(dc.wait_for_log("mscan_stats", 3));
   auto before = dc.imap_stats();
-  auto second = mailscan(dir, fmt::format("run --config {} --once", conf));
+  auto second = test::run_mailscan({"run", "--config", conf, "--once"});
   REQUIRE(second.code == 0);
   REQUIRE(dc.wait_for_log("mscan_stats", 6));
   auto after = dc.imap_stats();
   CHECK(after.fetch_body_count == before.fetch_body_count);
-  auto q2 = mailscan(dir, fmt::format("query --config {} messages --json", conf));
+  auto q2 = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
   CHECK(nlohmann::json::parse(q2.out).at("messages").size() == msgs.size());
 
   // status shows every mailbox as scanned and OK.
-  auto st = mailscan(dir, fmt::format("status --config {} --json", conf));
+  auto st = test::run_mailscan({"status", "--config", conf, "--json"});
   REQUIRE(st.code == 0);
   for (auto& m : nlohmann::json::parse(st.out).at("mailboxes")) {
     CHECK(m.at("state") == "ok");
@@ -147,20 +119,20 @@ TEST_CASE("skeleton: a wrong password and a wrong CA are reported per mailbox, e
           "[integration][pipeline]") {
   test::dovecot_fixture dc{{{{"alice", "right"}, {"bob", "pw-b"}}}};
   dc.seed("alice", "INBOX", "From: a@b.example\r\nSubject: x\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n");
-  auto dir = unique_dir("pipeline-fail");
+  auto dir = test::unique_test_dir("pipeline-fail");
   std::string cfg = "[engine]\ndata_dir = \"data\"\ndays_back = 0\n\n";
   cfg += mailbox_toml("alice", dc.imap_port(), "none", "", "wrong-secret-value");
   cfg += mailbox_toml("bob", dc.imaps_port(), "tls", dc.wrong_ca_file(), "pw-b");
   std::ofstream(dir / "mailscan.toml") << cfg;
   auto conf = (dir / "mailscan.toml").string();
-  auto r = mailscan(dir, fmt::format("run --config {} --once", conf));
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(r.out << r.err);
   CHECK(r.code == 3);
   CHECK(r.out.find("alice: Error (login_failed)") != std::string::npos);
   CHECK(r.out.find("bob: Error (certificate_invalid)") != std::string::npos);
   CHECK(r.out.find("wrong-secret-value") == std::string::npos);
   CHECK(r.err.find("wrong-secret-value") == std::string::npos);
-  auto st = mailscan(dir, fmt::format("status --config {} --json", conf));
+  auto st = test::run_mailscan({"status", "--config", conf, "--json"});
   auto j = nlohmann::json::parse(st.out);
   for (auto& m : j.at("mailboxes")) {
     CHECK(m.at("state") == "error");
@@ -169,9 +141,9 @@ TEST_CASE("skeleton: a wrong password and a wrong CA are reported per mailbox, e
 }
 
 TEST_CASE("skeleton: a broken config is one clear line and exit 2", "[integration][pipeline]") {
-  auto dir = unique_dir("pipeline-config");
+  auto dir = test::unique_test_dir("pipeline-config");
   std::ofstream(dir / "bad.toml") << "[engine]\ndays_back = \"two weeks\"\n";
-  auto r = mailscan(dir, fmt::format("run --config {} --once", (dir / "bad.toml").string()));
+  auto r = test::run_mailscan({"run", "--config", (dir / "bad.toml").string(), "--once"});
   CHECK(r.code == 2);
   CHECK(r.err.rfind("mailscan: config: ", 0) == 0);
   CHECK(r.err.find("bad.toml:2: [engine]: key 'days_back': expected an integer") != std::string::npos);

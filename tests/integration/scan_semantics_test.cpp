@@ -1,6 +1,7 @@
 // Incremental scanning against the real dovecot: the first-scan window, UIDVALIDITY resets,
 // expunges and renamed folders — each must leave every message tracked exactly once.
 #include "tests/support/dovecot_fixture.hpp"
+#include "tests/support/mailscan_cli.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -15,32 +16,6 @@ using namespace mscan;
 
 namespace {
 
-fs::path unique_dir(std::string_view name) {
-  auto base = fs::path{MAILSCAN_BINARY_DIR} / "test-tmp";
-  fs::create_directories(base);
-  std::string tmpl = (base / fmt::format("{}.XXXXXX", name)).string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
-
-struct cli_result {
-  int code = -1;
-  std::string out;
-};
-
-cli_result run_cli(const std::string& args) {
-  cli_result r;
-  FILE* p = ::popen(fmt::format("{}/apps/mailscan/mailscan {} 2>&1", MAILSCAN_BINARY_DIR, args).c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 std::string message(int i, std::string_view tag = "m") {
   return fmt::format("From: c{0}@customer.example\r\nTo: alice@corp.example\r\nSubject: {1} {0}\r\n"
                      "Message-ID: <{1}-{0}@customer.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
@@ -54,7 +29,7 @@ struct tracked {
 };
 
 tracked query(const std::string& conf) {
-  auto r = run_cli(fmt::format("query --config {} messages --json", conf));
+  auto r = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
   REQUIRE(r.code == 0);
   tracked t;
   std::set<std::string> ids;
@@ -90,14 +65,14 @@ TEST_CASE("scan: the first scan of a folder reads only the days_back window, lat
     dc.seed("alice", "INBOX", message(i, "old"), false, now - std::chrono::hours(24 * 60));
   for (int i = 0; i < 5; ++i)
     dc.seed("alice", "INBOX", message(i, "recent"), false, now - std::chrono::hours(24));
-  auto dir = unique_dir("scan-window");
+  auto dir = test::unique_test_dir("scan-window");
   auto conf = config_for(dc, dir, 14, "INBOX");
-  REQUIRE(run_cli(fmt::format("run --config {} --once", conf)).code == 0);
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 5);
   // Old mail arriving later (new UIDs) is new to the mailbox: tracked whatever its date.
   for (int i = 0; i < 3; ++i)
     dc.seed("alice", "INBOX", message(i, "late"), false, now - std::chrono::hours(24 * 90));
-  REQUIRE(run_cli(fmt::format("run --config {} --once", conf)).code == 0);
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 8);
 }
 
@@ -105,15 +80,15 @@ TEST_CASE("scan: a UIDVALIDITY reset rescans the folder and tracks nothing twice
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   for (int i = 0; i < 20; ++i)
     dc.seed("alice", "Projects", message(i));
-  auto dir = unique_dir("scan-uidvalidity");
+  auto dir = test::unique_test_dir("scan-uidvalidity");
   auto conf = config_for(dc, dir, 0, "INBOX; Projects");
-  REQUIRE(run_cli(fmt::format("run --config {} --once", conf)).code == 0);
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 20);
 
   dc.delete_folder("alice", "Projects");  // recreated below: a new UIDVALIDITY, new UIDs
   for (int i = 0; i < 25; ++i)
     dc.seed("alice", "Projects", message(i));
-  auto r = run_cli(fmt::format("run --config {} --once", conf));
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(r.out);
   REQUIRE(r.code == 0);
   auto t = query(conf);
@@ -126,9 +101,9 @@ TEST_CASE("scan: expunged messages stay tracked, a renamed folder adds sightings
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   for (int i = 0; i < 12; ++i)
     dc.seed("alice", "Clients", message(i));
-  auto dir = unique_dir("scan-rename");
+  auto dir = test::unique_test_dir("scan-rename");
   auto conf = config_for(dc, dir, 0, "*");
-  REQUIRE(run_cli(fmt::format("run --config {} --once", conf)).code == 0);
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 12);
 
   // Expunge: remove three message files from the maildir; the history stays.
@@ -139,13 +114,13 @@ TEST_CASE("scan: expunged messages stay tracked, a renamed folder adds sightings
         fs::remove(f.path());
         ++removed;
       }
-  REQUIRE(run_cli(fmt::format("run --config {} --once", conf)).code == 0);
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 12);
 
   // Rename the folder on disk: a folder with a new name is scanned from scratch, and every
   // message in it is one more sighting of an already tracked message.
   fs::rename(dc.maildir_path("alice", "Clients"), dc.maildir_path("alice", "Customers"));
-  auto r = run_cli(fmt::format("run --config {} --once", conf));
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(r.out);
   REQUIRE(r.code == 0);
   auto t = query(conf);
@@ -156,9 +131,9 @@ TEST_CASE("scan: expunged messages stay tracked, a renamed folder adds sightings
 TEST_CASE("scan: a configured folder that does not exist is a reported error", "[integration][scan]") {
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   dc.seed("alice", "INBOX", message(1));
-  auto dir = unique_dir("scan-missing");
+  auto dir = test::unique_test_dir("scan-missing");
   auto conf = config_for(dc, dir, 0, "INBOX; Sent Items");
-  auto r = run_cli(fmt::format("run --config {} --once", conf));
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(r.out);
   CHECK(r.code == 3);
   CHECK(r.out.find("alice: Error (folder_not_found)") != std::string::npos);

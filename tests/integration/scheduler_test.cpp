@@ -2,6 +2,8 @@
 // faults, per-mailbox fault isolation, and an orderly SIGTERM that loses nothing.
 #include "bench/simulator/simulator.hpp"
 
+#include "tests/support/mailscan_cli.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,37 +20,7 @@
 namespace fs = std::filesystem;
 using namespace mscan;
 
-extern char** environ;
-
 namespace {
-
-fs::path unique_dir(std::string_view name) {
-  auto base = fs::path{MAILSCAN_BINARY_DIR} / "test-tmp";
-  fs::create_directories(base);
-  std::string tmpl = (base / fmt::format("{}.XXXXXX", name)).string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
-
-std::string bin() { return fmt::format("{}/apps/mailscan/mailscan", MAILSCAN_BINARY_DIR); }
-
-struct cli_result {
-  int code = -1;
-  std::string out;
-};
-
-cli_result run_cli(const std::string& args) {
-  cli_result r;
-  FILE* p = ::popen(fmt::format("{} {} 2>&1", bin(), args).c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 fs::path write_config(const fs::path& dir, std::uint16_t port, std::size_t mailboxes, std::string engine_extra) {
   std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 30\n{}\n\n", engine_extra);
@@ -61,7 +33,7 @@ fs::path write_config(const fs::path& dir, std::uint16_t port, std::size_t mailb
 }
 
 std::size_t count_messages(const fs::path& conf, std::size_t* sightings = nullptr) {
-  auto j = nlohmann::json::parse(run_cli(fmt::format("query --config {} messages --json", conf.string())).out);
+  auto j = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf.string(), "messages", "--json"}).out);
   std::set<std::string> ids;
   std::size_t s = 0;
   for (auto& m : j.at("messages")) {
@@ -83,9 +55,9 @@ TEST_CASE("scheduler: 60 mailboxes never exceed the per-host connection bound", 
   sim::simulator simulator{so};
   auto port = simulator.start();
   REQUIRE(port != 0);
-  auto dir = unique_dir("sched-bound");
+  auto dir = test::unique_test_dir("sched-bound");
   auto conf = write_config(dir, port, 60, "max_connections = 8\nmax_connections_per_host = 5\nbatch_size = 10");
-  auto r = run_cli(fmt::format("run --config {} --once", conf.string()));
+  auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
   INFO(r.out);
   CHECK(r.code == 0);
   auto stats = simulator.stats();
@@ -104,9 +76,9 @@ TEST_CASE("scheduler: failing mailboxes are reported and do not stop the others"
   sim::simulator simulator{so};
   auto port = simulator.start();
   REQUIRE(port != 0);
-  auto dir = unique_dir("sched-faults");
+  auto dir = test::unique_test_dir("sched-faults");
   auto conf = write_config(dir, port, 30, "max_connections = 6\nmax_connections_per_host = 6");
-  auto r = run_cli(fmt::format("run --config {} --once", conf.string()));
+  auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
   INFO(r.out);
   CHECK(r.code == 3);
   std::size_t healthy = 0;
@@ -125,7 +97,7 @@ TEST_CASE("scheduler: failing mailboxes are reported and do not stop the others"
     }
   }
   CHECK(healthy >= 20);
-  auto status = nlohmann::json::parse(run_cli(fmt::format("status --config {} --json", conf.string())).out);
+  auto status = nlohmann::json::parse(test::run_mailscan({"status", "--config", conf.string(), "--json"}).out);
   for (auto& m : status.at("mailboxes")) {
     auto user = m.at("user").get<std::string>();
     auto u = std::stoul(user.substr(3));
@@ -143,30 +115,18 @@ TEST_CASE("scheduler: SIGTERM stops in order (exit 0) and a restart tracks the r
   sim::simulator simulator{so};
   auto port = simulator.start();
   REQUIRE(port != 0);
-  auto dir = unique_dir("sched-term");
+  auto dir = test::unique_test_dir("sched-term");
   auto conf = write_config(dir, port, 20, "max_connections = 4\nbatch_size = 20\npoll_interval_s = 3600");
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  auto log = (dir / "run.out").string();
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  auto b = bin();
-  auto c = conf.string();
-  std::vector<char*> argv{b.data(), const_cast<char*>("run"), const_cast<char*>("--config"), c.data(), nullptr};
-  pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, b.c_str(), &fa, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
+  auto pid = test::spawn_mailscan({"run", "--config", conf.string()}, dir / "run.out");
   // Stop once the scan is under way (some mail tracked), polling the simulator's counters.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (simulator.stats().commands["FETCH"] < 20 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(test::wait_exit(pid) == 0);
 
-  auto r = run_cli(fmt::format("run --config {} --once", conf.string()));
+  auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
   INFO(r.out);
   CHECK(r.code == 0);
   std::size_t sightings = 0;
