@@ -62,6 +62,13 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                                                         cfg.engine.write_delay_ms});
       auto dir = std::make_shared<const core::directory>(cfg);
       matcher_settings ms{dir, {}};
+      // Rules and reference patterns are compiled once per config load and shared by every
+      // matcher; main refuses a bad rule before we get here (exit 2), this is the backstop.
+      auto linker = core::build_linker(cfg, dir);
+      if (!linker)
+        return unexpected{fmt::format("config: {}", linker.error().message)};
+      ms.refs = linker->refs;
+      ms.rules = linker->rules;
       ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
       auto n = cfg.engine.matchers ? cfg.engine.matchers : std::max(1u, std::thread::hardware_concurrency());
       for (unsigned i = 0; i < n; ++i)

@@ -7,6 +7,8 @@ namespace mscan::actors {
 using namespace mscan::atoms;
 
 caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings settings, caf::actor writer) {
+  auto linker = std::make_shared<core::crm_linker>(core::crm_linker{settings.dir, settings.refs, settings.rules});
+  auto parse = settings.parse;
   return {
     [=](match_atom, fetched_batch& in) {
       matched_batch out;
@@ -15,10 +17,11 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
       out.reply_to = in.reply_to;
       out.checkpoints = std::move(in.checkpoints);
       out.records.reserve(in.messages.size());
+      const core::crm_linker current = *linker;  // a reload mid-batch does not mix directories
       for (auto& m : in.messages) {
-        auto parsed = mime::parse_message(m.raw, settings.parse);
+        auto parsed = mime::parse_message(m.raw, parse);
         core::fetch_context ctx{in.user, m.folder, m.uidvalidity, m.uid, m.size, m.internaldate};
-        auto rec = core::match_message(*settings.dir, parsed, ctx);
+        auto rec = core::link_message(current, parsed, ctx);
         if (m.truncated)
           rec.warnings.push_back("a text part was larger than the fetch limit: read in part");
         // Attachments were not downloaded: their sizes are the server's (same type, in order).
@@ -35,6 +38,10 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
         out.records.push_back(std::move(rec));
       }
       self->send(writer, write_atom::value, std::move(out));
+    },
+    [=](reload_atom, const core::crm_linker& next) {
+      if (next.dir)
+        *linker = next;
     },
   };
 }

@@ -4,7 +4,7 @@ add_library(mailscan_rules rules.cpp references.cpp)
 target_include_directories(mailscan_rules PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(mailscan_rules
   PUBLIC mailscan_core
-  PRIVATE PkgConfig::RE2 mailscan_warnings)
+  PRIVATE PkgConfig::RE2 fmt::fmt mailscan_warnings)
 
 # Benchmark: evaluate() with 1,000 rules + 10,000 reference patterns over the real corpus,
 # beside parse_message alone in the same run (bench/rules_bench.cpp).

@@ -2,6 +2,7 @@
 
 #include "core/references.hpp"
 
+#include <fmt/format.h>
 #include <re2/re2.h>
 #include <re2/set.h>
 
@@ -661,6 +662,127 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
     out.clear();
   }
   return out;
+}
+
+// --- CRM linking -------------------------------------------------------------------------
+
+namespace {
+
+void add_once(std::vector<std::string>& v, const std::string& s) {
+  if (std::find(v.begin(), v.end(), s) == v.end())
+    v.push_back(s);
+}
+
+std::string created_ticket_number(std::string_view key) {
+  // FNV-1a 64: stable across runs and platforms (std::hash is not).
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("T{:010}", h % 10000000000ull);
+}
+
+std::string describe(const fired_condition& c) {
+  if (c.matched.empty())
+    return fmt::format("{} {} {} '{}'", c.path, c.field, c.op, c.value);
+  return fmt::format("{} {} {} '{}' matched '{}'", c.path, c.field, c.op, c.value, c.matched);
+}
+
+} // namespace
+
+expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_ptr<const directory> dir,
+                                               const std::vector<reference_pattern>& patterns) {
+  crm_linker l;
+  l.dir = std::move(dir);
+  auto refs = reference_matcher::build(cfg.items, patterns);
+  if (!refs)
+    return unexpected{rules_error{refs.error().message}};
+  l.refs = std::make_shared<const reference_matcher>(std::move(refs.value()));
+  auto rules = compile_rules(cfg.rules);
+  if (!rules)
+    return unexpected{rules.error()};
+  l.rules = std::make_shared<const compiled_rules>(std::move(rules.value()));
+  return l;
+}
+
+storage::message_record link_message(const crm_linker& l, const mime::message& msg,
+                                     const fetch_context& ctx) {
+  auto r = match_message(*l.dir, msg, ctx);
+  try {
+    if (l.refs) {
+      for (auto& h : l.refs->find(msg.subject)) {
+        if (h.known) {
+          if (std::find(r.items.begin(), r.items.end(), h.reference) == r.items.end()) {
+            r.items.push_back(h.reference);
+            r.reasons.push_back({"item", h.reference, fmt::format("subject token '{}' ({})", h.reference, h.kind)});
+          }
+        } else {
+          r.reasons.push_back({"alert", h.reference, fmt::format("unknown {} reference in subject", h.kind)});
+          r.warnings.push_back(fmt::format("unknown {} reference {} in subject", h.kind, h.reference));
+        }
+      }
+    }
+    if (!l.rules)
+      return r;
+    for (auto& hit : evaluate(*l.rules, msg, ctx.user, ctx.folder)) {
+      const std::string rule{hit.name};
+      for (auto& c : hit.because)
+        r.reasons.push_back({"rule", rule, describe(c)});
+      if (hit.because.empty())
+        r.reasons.push_back({"rule", rule, "no conditions (always holds)"});
+      for (std::size_t i = 0; i < hit.actions.size(); ++i) {
+        const auto& a = hit.actions[i];
+        if (a.type == "create_contact") {
+          if (msg.from.empty() || msg.from.front().normalized.empty()) {
+            r.reasons.push_back({"action", "create_contact", fmt::format("rule '{}': no sender", rule)});
+            continue;
+          }
+          const auto& email = msg.from.front().normalized;
+          auto at = email.rfind('@');
+          auto domain = at == std::string::npos ? std::string_view{} : std::string_view{email}.substr(at + 1);
+          if (l.dir->contacts_for(email) || l.dir->user_for(email) || l.dir->is_internal(domain)) {
+            r.reasons.push_back({"action", "create_contact", fmt::format("rule '{}': sender {} is known", rule, email)});
+            continue;
+          }
+          add_once(r.contacts, email);
+          r.reasons.push_back({"contact_created", email, rule});
+          if (!domain.empty() && !l.dir->is_freemail(domain)) {
+            if (auto acc = l.dir->account_for_domain(domain)) {
+              add_once(r.accounts, acc->name);
+              r.reasons.push_back({"contact_account", email, acc->name});
+            }
+          }
+        } else if (a.type == "create_or_update_ticket") {
+          std::optional<std::string> number;
+          if (i < hit.tickets.size() && !hit.tickets[i].pattern().empty())
+            number = hit.tickets[i].find(msg.subject);
+          if (number) {
+            add_once(r.tickets, *number);
+            r.reasons.push_back({"ticket", *number, fmt::format("rule '{}': number in subject", rule)});
+            r.reasons.push_back({"comment", *number, msg.reply_above});
+          } else {
+            auto n = created_ticket_number(r.key);
+            add_once(r.tickets, n);
+            r.reasons.push_back({"ticket", n, fmt::format("rule '{}': created", rule)});
+            r.reasons.push_back({"ticket_status", n, a.status.empty() ? std::string{"Open"} : a.status});
+            if (!a.assignee.empty())
+              r.reasons.push_back({"ticket_assignee", n, a.assignee});
+            if (!a.priority.empty())
+              r.reasons.push_back({"ticket_priority", n, a.priority});
+          }
+        } else if (a.type == "move" || a.type == "delete" || a.type == "mark_read") {
+          auto what = a.type == "move" ? fmt::format("move:{}", a.folder) : a.type;
+          r.reasons.push_back({"action", what,
+                               fmt::format("rule '{}': server-side, after the message is tracked "
+                                           "(not carried out by this version)", rule)});
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    r.warnings.push_back("rules: out of memory while linking; rule actions skipped");
+  }
+  return r;
 }
 
 } // namespace mscan::core

@@ -29,6 +29,7 @@
 #include "common/expected.hpp"
 #include "core/config.hpp"
 #include "core/references.hpp"
+#include "core/matcher.hpp"
 #include "protocols/mime/message.hpp"
 
 #include <cstddef>
@@ -110,5 +111,39 @@ expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_confi
 // (const) and never throws.
 std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message& msg,
                                std::string_view user, std::string_view folder);
+
+// --- CRM linking: directory + reference numbers + rules and their actions -----------------
+//
+// link_message() is match_message() (contacts, accounts, user) plus what needs the RE2 code:
+// item links by reference_matcher (an unknown reference becomes an "alert" reason: the
+// operator lists them with `mailscan query alerts`), the rules that fired ("rule" reasons
+// naming each condition) and their actions in configured order. Everything it decides is
+// kept as link_reasons of the record, so the store needs no new layout and `explain` shows
+// every cause. Reason kinds written here (target / cause):
+//   item             reference / "subject token 'X' (kind)"
+//   alert            token / "unknown <kind> reference in subject"
+//   rule             rule name / "path field op 'value' matched '...'" (one per condition)
+//   contact_created  email / rule name            (create_contact: unknown sender)
+//   contact_account  email / account              (the account owning the sender's domain)
+//   ticket           number / "rule 'R': number in subject" | "rule 'R': created"
+//   ticket_status|ticket_assignee|ticket_priority  number / value (created tickets)
+//   comment          number / reply-above text  (a reply to an existing ticket)
+//   action           "move:F" | "delete" | "mark_read" / "rule 'R': pending ..."
+// A created ticket's number is "T" + 10 digits derived from the message key: replaying a
+// batch creates nothing twice (a sequential counter needs the writer: not done yet).
+struct crm_linker {
+  std::shared_ptr<const directory> dir;
+  std::shared_ptr<const reference_matcher> refs;  // null = known items by token only
+  std::shared_ptr<const compiled_rules> rules;    // null = no rules
+};
+
+// Builds the reference matcher and compiles the rules of `cfg` (errors name the rule or
+// pattern: the caller refuses the config).
+expected<crm_linker, rules_error> build_linker(const config& cfg,
+                                               std::shared_ptr<const directory> dir,
+                                               const std::vector<reference_pattern>& patterns = {});
+
+storage::message_record link_message(const crm_linker& l, const mime::message& msg,
+                                     const fetch_context& ctx);
 
 } // namespace mscan::core

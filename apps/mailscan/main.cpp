@@ -2,6 +2,7 @@
 // (a well-kept Debian library: subcommands, typed options and usage errors for free) and calls
 // the layers. Errors are one line on stderr: "mailscan: <what failed>: <why>".
 #include "actors/engine.hpp"
+#include "core/rules.hpp"
 #include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
@@ -72,6 +73,10 @@ int cmd_run(const std::string& config_file, bool once) {
   opts.once = once;
   opts.stop = &g_stop;
   opts.reload = &g_reload;
+  if (auto rules = core::compile_rules(cfg->rules); !rules) {
+    std::cerr << fmt::format("mailscan: config error: {}\n", rules.error().message);
+    return 2;  // a config error, like the loader's: the rule is named
+  }
   auto rep = actors::run_engine(*cfg, opts);
   if (!rep)
     return error_line("run", rep.error(), exit_failed);
@@ -112,11 +117,23 @@ int cmd_query(const std::string& config_file, const std::string& what, const sto
       apps::print_messages(std::cout, msgs);
     return exit_ok;
   }
-  // Tickets and contacts created by rules arrive with the rules engine; the shapes are fixed.
-  if (json)
-    std::cout << nlohmann::json{{what, nlohmann::json::array()}}.dump(2) << "\n";
+  // Tickets, rule-created contacts and alerts are derived from every tracked message's link
+  // reasons (filters narrow the messages looked at).
+  std::vector<storage::message_record> msgs;
+  if (db)
+    msgs = db->query_messages(storage::message_filter{.user = f.user, .contact = f.contact,
+                                                      .account = f.account, .item = f.item, .limit = 0});
+  nlohmann::json out;
+  if (what == "tickets")
+    out = apps::tickets_json(msgs);
+  else if (what == "contacts")
+    out = apps::contacts_json(*cfg, msgs);
   else
-    std::cout << fmt::format("no {}\n", what);
+    out = apps::alerts_json(msgs);
+  if (json)
+    std::cout << out.dump(2) << "\n";
+  else
+    apps::print_list(std::cout, out);
   return exit_ok;
 }
 
@@ -183,9 +200,9 @@ int main(int argc, char** argv) {
   std::string what;
   storage::message_filter filter;
   query->add_option("--config", config_file)->required();
-  query->add_option("what", what, "messages | tickets | contacts")
+  query->add_option("what", what, "messages | tickets | contacts | alerts")
     ->required()
-    ->check(CLI::IsMember({"messages", "tickets", "contacts"}));
+    ->check(CLI::IsMember({"messages", "tickets", "contacts", "alerts"}));
   query->add_option("--user", filter.user);
   query->add_option("--contact", filter.contact);
   query->add_option("--account", filter.account);

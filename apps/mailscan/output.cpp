@@ -1,4 +1,7 @@
 #include "apps/mailscan/output.hpp"
+#include <algorithm>
+#include <set>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -97,6 +100,102 @@ void print_explain(std::ostream& os, const storage::message_record& m) {
     os << fmt::format("  linked to {} {}: because {}\n", r.kind, r.target, r.cause);
   for (auto& w : m.warnings)
     os << fmt::format("  warning: {}\n", w);
+}
+
+namespace {
+std::string message_ref(const storage::message_record& m) {
+  return m.message_id.empty() ? m.key : m.message_id;
+}
+} // namespace
+
+nlohmann::json tickets_json(const std::vector<storage::message_record>& msgs) {
+  // Oldest first so a ticket's creating message is seen before its replies.
+  std::vector<const storage::message_record*> order;
+  for (auto& m : msgs)
+    order.push_back(&m);
+  std::stable_sort(order.begin(), order.end(), [](auto a, auto b) { return a->date < b->date; });
+  std::map<std::string, nlohmann::json> tickets;
+  auto ticket = [&](const std::string& number) -> nlohmann::json& {
+    auto [it, fresh] = tickets.try_emplace(number);
+    if (fresh)
+      it->second = {{"number", number}, {"subject", nullptr}, {"status", nullptr}, {"assignee", nullptr},
+                    {"contact", nullptr}, {"message_ids", nlohmann::json::array()},
+                    {"comments", nlohmann::json::array()}};
+    return it->second;
+  };
+  for (auto m : order) {
+    for (auto& r : m->reasons) {
+      if (r.kind == "ticket") {
+        auto& t = ticket(r.target);
+        t["message_ids"].push_back(message_ref(*m));
+        if (t["subject"].is_null())
+          t["subject"] = m->subject;
+        if (t["contact"].is_null() && !m->from.empty())
+          t["contact"] = m->from;
+      } else if (r.kind == "ticket_status") {
+        ticket(r.target)["status"] = r.cause;
+      } else if (r.kind == "ticket_assignee") {
+        ticket(r.target)["assignee"] = r.cause;
+      } else if (r.kind == "ticket_priority") {
+        ticket(r.target)["priority"] = r.cause;
+      } else if (r.kind == "comment") {
+        ticket(r.target)["comments"].push_back({{"message_id", message_ref(*m)}, {"text", r.cause}});
+      }
+    }
+  }
+  auto list = nlohmann::json::array();
+  for (auto& [n, t] : tickets)
+    list.push_back(std::move(t));
+  return {{"tickets", std::move(list)}};
+}
+
+nlohmann::json contacts_json(const core::config& cfg, const std::vector<storage::message_record>& msgs) {
+  auto list = nlohmann::json::array();
+  std::set<std::string> seen;
+  for (auto& c : cfg.contacts) {
+    list.push_back({{"email", c.email}, {"name", c.name},
+                    {"account", c.account.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.account)},
+                    {"created_by_rule", nullptr}});
+    seen.insert(c.email);
+  }
+  for (auto& m : msgs) {
+    for (auto& r : m.reasons) {
+      if (r.kind != "contact_created" || !seen.insert(r.target).second)
+        continue;
+      nlohmann::json account = nullptr;
+      for (auto& a : m.reasons)
+        if (a.kind == "contact_account" && a.target == r.target)
+          account = a.cause;
+      list.push_back({{"email", r.target}, {"name", ""}, {"account", account}, {"created_by_rule", r.cause}});
+    }
+  }
+  return {{"contacts", std::move(list)}};
+}
+
+nlohmann::json alerts_json(const std::vector<storage::message_record>& msgs) {
+  auto list = nlohmann::json::array();
+  for (auto& m : msgs)
+    for (auto& r : m.reasons)
+      if (r.kind == "alert")
+        list.push_back({{"reference", r.target}, {"kind", r.cause}, {"message_id", message_ref(m)},
+                        {"subject", m.subject}, {"date", m.date ? nlohmann::json(iso8601(m.date)) : nlohmann::json(nullptr)}});
+  return {{"alerts", std::move(list)}};
+}
+
+void print_list(std::ostream& os, const nlohmann::json& obj) {
+  for (auto& [name, list] : obj.items()) {
+    if (list.empty())
+      os << fmt::format("no {}\n", name);
+    for (auto& e : list) {
+      std::string line;
+      for (auto& [k, v] : e.items()) {
+        if (v.is_null() || (v.is_array() && v.empty()))
+          continue;
+        line += fmt::format("{}{}={}", line.empty() ? "" : "  ", k, v.is_string() ? v.get<std::string>() : v.dump());
+      }
+      os << line << "\n";
+    }
+  }
 }
 
 } // namespace mscan::apps
