@@ -46,36 +46,41 @@ bool take_login_token(self_t self, scheduler_state::host& h, clock::time_point n
 
 void grant_leases(self_t self) {
   auto& st = self->state;
-  if (st.stopping)
+  if (st.stopping || st.hosts.empty())
     return;
   auto now = clock::now();
   auto retry_at = clock::time_point::max();
-  // FIFO, skipping (not dropping) mailboxes whose host is at its limit, paused or out of
-  // login tokens.
-  for (auto it = st.queue.begin(); it != st.queue.end() && st.in_use < st.s.cfg.engine.max_connections;) {
-    auto& e = st.mailboxes[*it];
-    auto& h = st.hosts[host_key(e.cfg)];
-    if (h.paused_until > now) {
-      retry_at = std::min(retry_at, h.paused_until);
-      ++it;
-      continue;
+  auto& eng = st.s.cfg.engine;
+  // Visit hosts round-robin from where the last call stopped; within a host, FIFO.
+  auto start = st.hosts.lower_bound(st.next_host);
+  for (std::size_t visited = 0; visited < st.hosts.size() && st.in_use < eng.max_connections; ++visited) {
+    if (start == st.hosts.end())
+      start = st.hosts.begin();
+    auto& [key, h] = *start;
+    auto next = std::next(start);
+    if (!h.queue.empty()) {
+      if (h.paused_until > now) {
+        retry_at = std::min(retry_at, h.paused_until);
+      } else {
+        while (!h.queue.empty() && h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections) {
+          if (!take_login_token(self, h, now)) {
+            retry_at = std::min(retry_at, now + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                                  1000.0 / eng.max_logins_per_second_per_host) + 1));
+            break;
+          }
+          auto idx = h.queue.front();
+          h.queue.pop_front();
+          auto& e = st.mailboxes[idx];
+          ++h.in_use;
+          ++st.in_use;
+          e.waiting = false;
+          e.scanning = true;
+          self->send(e.actor, lease_atom::value);
+        }
+      }
     }
-    if (h.in_use >= st.s.cfg.engine.max_connections_per_host) {
-      ++it;
-      continue;
-    }
-    if (!take_login_token(self, h, now)) {
-      retry_at = std::min(retry_at, now + std::chrono::milliseconds(
-                                            static_cast<std::int64_t>(1000.0 / st.s.cfg.engine.max_logins_per_second_per_host) + 1));
-      ++it;
-      continue;
-    }
-    ++h.in_use;
-    ++st.in_use;
-    e.waiting = false;
-    e.scanning = true;
-    self->send(e.actor, lease_atom::value);
-    it = st.queue.erase(it);
+    start = next;
+    st.next_host = start == st.hosts.end() ? std::string{} : start->first;
   }
   if (retry_at != clock::time_point::max() && !st.grant_timer) {
     st.grant_timer = true;
@@ -90,7 +95,7 @@ void make_due(self_t self, std::size_t idx) {
   if (e.waiting || e.scanning || e.removed || self->state.stopping)
     return;
   e.waiting = true;
-  self->state.queue.push_back(idx);
+  self->state.hosts[host_key(e.cfg)].queue.push_back(idx);
   grant_leases(self);
 }
 
@@ -124,6 +129,7 @@ void spawn_one(self_t self, std::size_t idx) {
   if (!st.s.matchers.empty())
     ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
   e.actor = spawn_mailbox_actor(self, std::move(ms));
+  st.index[e.actor.address()] = idx;
 }
 
 // Replaces an idle mailbox's actor (new settings); the old one is told to exit.
@@ -131,6 +137,7 @@ void respawn(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
   if (e.actor) {
     self->demonitor(e.actor);
+    self->state.index.erase(e.actor.address());
     self->send_exit(e.actor, caf::exit_reason::user_shutdown);
   }
   e.actor = nullptr;
@@ -194,11 +201,16 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
 }
 
 std::size_t index_of(self_t self, const caf::actor_addr& a) {
-  auto& m = self->state.mailboxes;
-  for (std::size_t i = 0; i < m.size(); ++i)
-    if (m[i].actor && m[i].actor.address() == a)
-      return i;
-  return m.size();
+  auto it = self->state.index.find(a);
+  return it == self->state.index.end() ? self->state.mailboxes.size() : it->second;
+}
+
+void unqueue(self_t self, std::size_t idx) {
+  auto& e = self->state.mailboxes[idx];
+  if (!e.waiting)
+    return;
+  std::erase(self->state.hosts[host_key(e.cfg)].queue, idx);
+  e.waiting = false;
 }
 
 bool scans(const scheduler_state& st, const core::mailbox_config& m) {
@@ -237,11 +249,10 @@ void apply_reload(self_t self, const core::config& next) {
     if (it->scanning) {
       it->pending_cfg = m;
     } else {
+      unqueue(self, idx);  // under its old host
       it->cfg = m;
       it->failures = 0;
       ++it->epoch;
-      if (it->waiting)
-        std::erase(st.queue, idx), it->waiting = false;
       respawn(self, idx);
       if (!st.s.once)
         schedule_next(self, idx, std::chrono::milliseconds(0));
@@ -258,8 +269,7 @@ void apply_reload(self_t self, const core::config& next) {
     ++removed;
     e.removed = true;
     ++e.epoch;
-    if (e.waiting)
-      std::erase(st.queue, idx), e.waiting = false;
+    unqueue(self, idx);
     if (!e.scanning)
       respawn(self, idx);  // removed: only exits
   }
@@ -288,6 +298,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     auto& e = self->state.mailboxes[idx];
     auto user = e.cfg.user;
     bool was_scanning = e.scanning;
+    self->state.index.erase(dm.source);
     e.actor = nullptr;
     if (self->state.stopping || !self->state.done.pending() || e.removed)
       return;
@@ -345,7 +356,8 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;
-      st.queue.clear();
+      for (auto& [key, h] : st.hosts)
+        h.queue.clear();
       for (auto& e : st.mailboxes)
         if (e.scanning)
           self->send(e.actor, stop_atom::value);

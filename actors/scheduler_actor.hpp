@@ -16,6 +16,7 @@
 #include "protocols/net/tls_transport.hpp"
 
 #include <chrono>
+#include <unordered_map>
 
 namespace mscan::actors {
 
@@ -54,6 +55,7 @@ struct scheduler_state {
     std::uint64_t epoch = 0;  // due messages of an older epoch are ignored
   };
   struct host {
+    std::deque<std::size_t> queue;  // its mailboxes due and waiting for a lease (FIFO)
     std::size_t in_use = 0;
     clock::time_point paused_until{};
     double tokens = 1;
@@ -61,9 +63,12 @@ struct scheduler_state {
   };
   scheduler_settings s;
   std::vector<entry> mailboxes;
-  std::deque<std::size_t> queue;  // mailboxes due and waiting for a lease
   std::size_t in_use = 0;
+  // Per-host queues: granting costs O(hosts + grants), never O(waiting mailboxes) — with
+  // 50,000 mailboxes on one host a single FIFO was walked in full on every result.
   std::map<std::string, host> hosts;
+  std::string next_host;  // round-robin start, so no host starves the others
+  std::unordered_map<caf::actor_addr, std::size_t> index;  // mailbox actor -> entry
   std::size_t remaining = 0;
   bool stopping = false;
   bool grant_timer = false;
