@@ -70,6 +70,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       ms.refs = linker->refs;
       ms.rules = linker->rules;
       ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
+      if (!cfg.engine.reply_marker.empty())
+        ms.parse.reply_marker = cfg.engine.reply_marker;
       auto n = cfg.engine.matchers ? cfg.engine.matchers : std::max(1u, std::thread::hardware_concurrency());
       for (unsigned i = 0; i < n; ++i)
         matchers.push_back(sys.spawn(matcher_actor, ms, writer));

@@ -511,6 +511,7 @@ account_config read_account(table_reader& r) {
   a.name = r.req_str("name");
   for (auto& d : r.str_list("domains"))
     a.domains.push_back(lower(trim(d)));
+  a.parent_domains = r.boolean("parent_domains").value_or(false);
   r.reject_unknown();
   return a;
 }
@@ -567,7 +568,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   } catch (const toml::parse_error& e) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "rule"};
+  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "item_pattern", "rule"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -603,6 +604,9 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);
     for (auto& d : r.str_list("internal_domains"))
       e.internal_domains.push_back(lower(d));
+    for (auto& d : r.str_list("freemail_domains"))
+      e.freemail_domains.push_back(lower(trim(d)));
+    e.reply_marker = r.str("reply_marker").value_or("");
     if (auto f = r.str("mailboxes_file"))
       e.mailboxes_file = resolve(base, *f);
     if (auto f = r.str("directory_file"))
@@ -663,6 +667,14 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     table_reader r(t, file, fmt::format("[[item]] #{}", idx));
     cfg.items.push_back(read_item(r));
   });
+  for_each_table(root, "item_pattern", file, [&](const toml::table& t, std::size_t idx) {
+    table_reader r(t, file, fmt::format("[[item_pattern]] #{}", idx));
+    item_pattern_config p;
+    p.kind = r.req_str("kind");
+    p.regex = r.req_str("regex");
+    r.reject_unknown();
+    cfg.item_patterns.push_back(std::move(p));
+  });
   for_each_table(root, "rule", file, [&](const toml::table& t, std::size_t idx) {
     table_reader r(t, file, fmt::format("[[rule]] #{}", idx));
     cfg.rules.push_back(read_rule(r, t));
@@ -684,7 +696,32 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   }
   if (!cfg.engine.directory_file.empty()) {
     auto p = cfg.engine.directory_file;
-    auto bulk = read_bulk(p, "contacts");
+    // A CSV holds one list: named by the file ("accounts.csv", "items.csv"; anything else is
+    // contacts) or row by row in a `kind` column ("account", "contact", or an item kind such
+    // as "ticket" — that row is then an item of that kind).
+    auto stem = lower(p.stem().string());
+    const bool csv = lower(p.extension().string()) != ".json";
+    auto bulk = read_bulk(p, stem == "accounts" || stem == "account" ? "accounts"
+                             : stem == "items" || stem == "item"     ? "items"
+                                                                      : "contacts");
+    if (csv && bulk.size() == 1) {
+      auto [list, rows] = std::move(*bulk.begin());
+      bulk.clear();
+      for (auto& t : rows) {
+        auto k = t.get_as<std::string>("kind");
+        if (!k || list == "items") {
+          bulk[list].push_back(std::move(t));
+          continue;
+        }
+        auto v = lower(k->get());
+        if (v == "account" || v == "accounts" || v == "contact" || v == "contacts") {
+          t.erase("kind");
+          bulk[v.back() == 's' ? v : v + "s"].push_back(std::move(t));
+        } else {
+          bulk["items"].push_back(std::move(t));
+        }
+      }
+    }
     for (auto& [kind, tables] : bulk) {
       std::size_t idx = 0;
       for (auto& t : tables) {

@@ -40,6 +40,11 @@ struct engine_config {
   std::uint32_t write_delay_ms = 0;
   bool strip_subaddress = false;
   std::vector<std::string> internal_domains;  // the tenant's own: never an account link
+  // Free-mail domains (never an account link by domain). Empty = the shipped list
+  // (core::default_freemail_domains()); set = replaces it.
+  std::vector<std::string> freemail_domains;
+  // The marker above which a reply's new text is (ticket comments); empty = the parser's.
+  std::string reply_marker;
   std::filesystem::path mailboxes_file;
   std::filesystem::path directory_file;
 };
@@ -82,6 +87,15 @@ struct service_config {
 struct account_config {
   std::string name;
   std::vector<std::string> domains;
+  // true: mail from a subdomain (eu.acme.example) links to the account owning acme.example.
+  bool parent_domains = false;
+};
+
+// [[item_pattern]]: what a reference of an item kind looks like (regex over one subject token,
+// RE2 syntax); a token matching it that names no known item is an alert, not dropped.
+struct item_pattern_config {
+  std::string kind;
+  std::string regex;
 };
 
 struct contact_config {
@@ -124,6 +138,7 @@ struct config {
   std::vector<account_config> accounts;
   std::vector<contact_config> contacts;
   std::vector<item_config> items;
+  std::vector<item_pattern_config> item_patterns;
   std::vector<rule_config> rules;
 
   const mailbox_config* find_mailbox(std::string_view user) const;

@@ -57,8 +57,8 @@ directory::directory(const config& cfg)
       users_.emplace(normalize_address(m.address, strip), &m);
   for (auto& d : cfg.engine.internal_domains)
     internal_.insert(domain_form(d));
-  for (auto& d : default_freemail_domains())
-    freemail_.insert(d);
+  for (auto& d : cfg.engine.freemail_domains.empty() ? default_freemail_domains() : cfg.engine.freemail_domains)
+    freemail_.insert(domain_form(d));
 }
 
 const std::vector<const contact_config*>* directory::contacts_for(std::string_view email) const {
@@ -67,11 +67,15 @@ const std::vector<const contact_config*>* directory::contacts_for(std::string_vi
 }
 
 const account_config* directory::account_for_domain(std::string_view domain) const {
-  // Exact domain first, then parents: mail.acme.example -> acme.example.
+  // Exact domain first, then parents (mail.acme.example -> acme.example), but a parent only
+  // links when its account says parent_domains = true.
   std::string d{domain};
+  bool parent = false;
   while (!d.empty()) {
     if (auto it = domains_.find(d); it != domains_.end())
-      return it->second;
+      if (!parent || it->second->parent_domains)
+        return it->second;
+    parent = true;
     auto dot = d.find('.');
     if (dot == std::string::npos)
       break;

@@ -17,7 +17,8 @@ class directory {
 
   // Contacts whose address equals `normalized_email` (more than one = ambiguous; all are linked).
   const std::vector<const contact_config*>* contacts_for(std::string_view normalized_email) const;
-  // The account owning `domain` (exact match, then parent domains), or null.
+  // The account owning `domain` (exact match, then parent domains of accounts with
+  // parent_domains = true), or null.
   const account_config* account_for_domain(std::string_view domain) const;
   const item_config* item_for(std::string_view reference) const;
   bool is_internal(std::string_view domain) const;

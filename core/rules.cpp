@@ -691,8 +691,10 @@ std::string describe(const fired_condition& c) {
 
 } // namespace
 
-expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_ptr<const directory> dir,
-                                               const std::vector<reference_pattern>& patterns) {
+expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_ptr<const directory> dir) {
+  std::vector<reference_pattern> patterns;
+  for (auto& p : cfg.item_patterns)
+    patterns.push_back({p.kind, p.regex});
   crm_linker l;
   l.dir = std::move(dir);
   auto refs = reference_matcher::build(cfg.items, patterns);
@@ -718,7 +720,7 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
             r.reasons.push_back({"item", h.reference, fmt::format("subject token '{}' ({})", h.reference, h.kind)});
           }
         } else {
-          r.reasons.push_back({"alert", h.reference, fmt::format("unknown {} reference in subject", h.kind)});
+          r.reasons.push_back({"alert", h.reference, h.kind});
           r.warnings.push_back(fmt::format("unknown {} reference {} in subject", h.kind, h.reference));
         }
       }

@@ -121,7 +121,7 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
 // kept as link_reasons of the record, so the store needs no new layout and `explain` shows
 // every cause. Reason kinds written here (target / cause):
 //   item             reference / "subject token 'X' (kind)"
-//   alert            token / "unknown <kind> reference in subject"
+//   alert            token / item kind of the pattern (an unknown reference)
 //   rule             rule name / "path field op 'value' matched '...'" (one per condition)
 //   contact_created  email / rule name            (create_contact: unknown sender)
 //   contact_account  email / account              (the account owning the sender's domain)
@@ -139,9 +139,8 @@ struct crm_linker {
 
 // Builds the reference matcher and compiles the rules of `cfg` (errors name the rule or
 // pattern: the caller refuses the config).
-expected<crm_linker, rules_error> build_linker(const config& cfg,
-                                               std::shared_ptr<const directory> dir,
-                                               const std::vector<reference_pattern>& patterns = {});
+// The reference patterns are cfg.item_patterns ([[item_pattern]]).
+expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_ptr<const directory> dir);
 
 storage::message_record link_message(const crm_linker& l, const mime::message& msg,
                                      const fetch_context& ctx);
