@@ -1,5 +1,6 @@
 #include "actors/engine.hpp"
 
+#include "actors/health_actor.hpp"
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
@@ -55,8 +56,10 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   {
     caf::actor_system sys{sys_cfg};
     caf::actor writer;
+    caf::actor health;
     std::vector<caf::actor> matchers;
     if (!probe) {
+      health = sys.spawn<caf::detached>(health_actor, db, std::make_shared<const core::config>(cfg));
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
                                                         cfg.engine.write_delay_ms});
@@ -81,7 +84,7 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
     {
       caf::scoped_actor self{sys};
-      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}};
+      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health};
       auto sched = sys.spawn(scheduler_actor, std::move(ss));
       self->send(sched, run_atom::value);
       bool done = false, stop_sent = false;
@@ -122,12 +125,18 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
           [](storage::mailbox_state&) {}, [](caf::error&) {});
         self->send_exit(writer, caf::exit_reason::user_shutdown);
       }
+      if (health) {
+        // The last passes' states and notifications are applied before the store closes.
+        self->request(health, caf::infinite, flush_atom::value).receive([](bool) {}, [](caf::error&) {});
+        self->send_exit(health, caf::exit_reason::user_shutdown);
+      }
       for (auto& m : matchers)
         self->send_exit(m, caf::exit_reason::user_shutdown);
       self->send_exit(sched, caf::exit_reason::user_shutdown);
     }
     matchers.clear();
     writer = nullptr;
+    health = nullptr;
   }
   if (db)
     report.messages_in_store = db->message_count();

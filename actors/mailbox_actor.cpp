@@ -1,5 +1,6 @@
 #include "actors/mailbox_actor.hpp"
 
+#include "core/mailbox_health.hpp"
 #include "protocols/imap/scan_session.hpp"
 
 #include <fmt/format.h>
@@ -196,21 +197,12 @@ void finish_if_drained(mailbox_actor_t* self) {
     return;
   }
   // Persist the mailbox's operational state (last scanned, failures) for `status`.
-  auto& ms = st.stored;
-  ms.user = st.s.cfg.user;
-  if (res.ok) {
-    ms.state = "ok";
-    ms.last_scanned = now_unix();
-    ms.consecutive_failures = 0;
-    ms.last_error_reason.clear();
-    ms.last_error_detail.clear();
-  } else {
-    ms.state = "error";
-    ms.consecutive_failures += 1;
-    ms.last_error_reason = res.reason;
-    ms.last_error_detail = res.detail;
-  }
-  self->send(st.s.writer, state_atom::value, ms);
+  // The state machine (ok / error / credentials_changed, notifications) lives in the health
+  // actor; a pass that never logged in because logins are stopped changes nothing.
+  if (st.s.health && res.reason != "credentials_changed_skip")
+    self->send(st.s.health, state_atom::value, res);
+  if (res.reason == "credentials_changed_skip")
+    res.reason = "credentials_changed";
   if (st.s.log) {
     auto host = fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port);
     if (res.ok)
@@ -304,6 +296,18 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg.user)
           .then([=](storage::mailbox_state& ms) {
             self->state.stored = std::move(ms);
+            if (!core::may_login(self->state.stored, self->state.s.cfg)) {
+              // Servers lock accounts that keep retrying a bad password: no LOGIN until the
+              // config has new credentials or an operator runs `mailscan force-sync`.
+              auto& st = self->state;
+              st.server_done = true;
+              st.failure = failed_result(st.s.cfg.user, "credentials_changed_skip",
+                                         "login attempts stopped: the password was rejected after earlier "
+                                         "successes; update the credentials or run `mailscan force-sync " +
+                                           st.s.cfg.user + "`");
+              finish_if_drained(self);
+              return;
+            }
             self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg.user)
               .then([=](std::map<std::string, storage::folder_checkpoint>& cps) { start_pass(self, std::move(cps)); });
           });

@@ -25,6 +25,7 @@ struct mailbox_settings {
   caf::actor writer;
   std::shared_ptr<core::event_log> log;
   bool probe = false;  // diagnostics only: open the folders, fetch and write nothing
+  caf::actor health;   // applies each pass to the stored mailbox state (scan mode)
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -126,6 +126,7 @@ void spawn_one(self_t self, std::size_t idx) {
   ms.writer = st.s.writer;
   ms.log = st.s.log;
   ms.probe = st.s.probe;
+  ms.health = st.s.health;
   if (!st.s.matchers.empty())
     ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
   e.actor = spawn_mailbox_actor(self, std::move(ms));

@@ -29,6 +29,7 @@ struct scheduler_settings {
   std::shared_ptr<core::event_log> log;
   bool probe = false;     // diagnostics pass (see engine_mode::probe)
   caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
+  caf::actor health;      // mailbox state machine + notifications (scan mode)
 };
 
 using config_ptr = std::shared_ptr<const core::config>;

@@ -148,3 +148,41 @@ TEST_CASE("skeleton: a broken config is one clear line and exit 2", "[integratio
   CHECK(r.err.rfind("mailscan: config: ", 0) == 0);
   CHECK(r.err.find("bad.toml:2: [engine]: key 'days_back': expected an integer") != std::string::npos);
 }
+
+TEST_CASE("run: a password rejected after earlier successes stops logins until the config changes",
+          "[integration][pipeline][health]") {
+  test::dovecot_fixture dc{{{{"alice", "old-pw"}}}};
+  dc.seed("alice", "INBOX", "From: a@b.example\r\nSubject: x\r\nMessage-ID: <h1@y>\r\n\r\nbody\r\n");
+  auto dir = test::unique_test_dir("pipeline-health");
+  auto write = [&](const std::string& pw) {
+    std::ofstream(dir / "mailscan.toml") << "[engine]\ndata_dir = \"data\"\ndays_back = 0\n\n"
+                                         << mailbox_toml("alice", dc.imap_port(), "none", "", pw);
+  };
+  auto conf = (dir / "mailscan.toml").string();
+  auto state = [&] {
+    auto j = nlohmann::json::parse(test::run_mailscan({"status", "--config", conf, "--json"}).out);
+    return j.at("mailboxes").at(0).at("state").get<std::string>();
+  };
+  write("old-pw");
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  CHECK(state() == "ok");
+
+  dc.set_password("alice", "new-pw");  // changed on the server, not yet in the config
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
+  CHECK(r.code == 3);
+  CHECK(r.out.find("alice: Error (login_failed)") != std::string::npos);
+  CHECK(state() == "credentials_changed");
+
+  // No further LOGIN with the rejected password (servers lock accounts that retry).
+  auto attempts = dc.count_in_log("auth failed");
+  CHECK(attempts > 0);
+  auto again = test::run_mailscan({"run", "--config", conf, "--once"});
+  CHECK(again.out.find("alice: Error (credentials_changed)") != std::string::npos);
+  CHECK(dc.count_in_log("auth failed") == attempts);
+
+  write("new-pw");
+  auto fixed = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(fixed.out);
+  CHECK(fixed.code == 0);
+  CHECK(state() == "ok");
+}
