@@ -3,6 +3,7 @@
 // the layers. Errors are one line on stderr: "mailscan: <what failed>: <why>".
 #include "actors/engine.hpp"
 #include "core/rules.hpp"
+#include "protocols/mime/message.hpp"
 #include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
@@ -11,6 +12,7 @@
 #include "storage/store.hpp"
 
 #include <CLI/CLI.hpp>
+#include <ctime>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -137,6 +139,85 @@ int cmd_query(const std::string& config_file, const std::string& what, const sto
   return exit_ok;
 }
 
+// `rules dry-run`: the rules over mail already tracked, from the stored fields (from, to, cc,
+// subject, date, folder). Body, Bcc and attachments are not stored, so conditions on them
+// see empty values: the output says so. Read-only: touches neither the store nor a server.
+int cmd_rules_dry_run(const std::string& config_file, const std::string& user, const std::string& since) {
+  int code = 0;
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return code;
+  auto rules = core::compile_rules(cfg->rules);
+  if (!rules)
+    return error_line("rules", fmt::format("config error: {}", rules.error().message), exit_usage);
+  std::int64_t since_t = 0;
+  if (!since.empty()) {
+    auto d = mime::parse_date(since.size() == 10 ? since + " 00:00:00 +0000" : since);
+    std::tm tm{};
+    if (!d && since.size() == 10 && strptime(since.c_str(), "%Y-%m-%d", &tm))
+      d = timegm(&tm);
+    if (!d)
+      return error_line("rules", fmt::format("--since: '{}' is not a date (YYYY-MM-DD)", since), exit_usage);
+    since_t = *d;
+  }
+  std::string err;
+  auto db = open_for_reading(*cfg, err);
+  if (!err.empty())
+    return error_line("rules", err, exit_failed);
+  std::vector<storage::message_record> msgs;
+  if (db)
+    msgs = db->query_messages(storage::message_filter{.user = user, .contact = {}, .account = {}, .item = {}, .limit = 0});
+  std::cout << "dry run over tracked mail (body, bcc and has_attachment are not stored: conditions on "
+               "them see empty values); nothing is changed\n";
+  std::size_t would = 0;
+  for (auto& rec : msgs) {
+    if (since_t && rec.date < since_t)
+      continue;
+    mime::message m;
+    m.message_id = rec.message_id;
+    m.subject = rec.subject;
+    m.normalized_subject = mime::normalize_subject(rec.subject);
+    if (rec.date)
+      m.date = rec.date;
+    m.from = mime::parse_address_list(rec.from);
+    for (auto& a : rec.to)
+      for (auto& x : mime::parse_address_list(a))
+        m.to.push_back(x);
+    for (auto& a : rec.cc)
+      for (auto& x : mime::parse_address_list(a))
+        m.cc.push_back(x);
+    for (auto& s : rec.sightings) {
+      if (!user.empty() && s.user != user)
+        continue;
+      for (auto& hit : core::evaluate(*rules, m, s.user, s.folder)) {
+        ++would;
+        std::string acts;
+        for (std::size_t i = 0; i < hit.actions.size(); ++i) {
+          auto& a = hit.actions[i];
+          std::string what = a.type;
+          if (a.type == "move")
+            what += " to " + a.folder;
+          if (a.type == "create_or_update_ticket") {
+            std::optional<std::string> n;
+            if (i < hit.tickets.size() && !hit.tickets[i].pattern().empty())
+              n = hit.tickets[i].find(rec.subject);
+            what += n ? " (update " + *n + ")" : std::string{" (create)"};
+          }
+          acts += (acts.empty() ? "" : ", ") + what;
+        }
+        std::cout << fmt::format("{} [{} / {}] {}: rule '{}' would: {}\n",
+                                 rec.message_id.empty() ? rec.key : rec.message_id, s.user, s.folder,
+                                 rec.subject, hit.name, acts.empty() ? "nothing (no actions)" : acts);
+        for (auto& c : hit.because)
+          std::cout << fmt::format("    because {} {} {} '{}'{}\n", c.path, c.field, c.op, c.value,
+                                   c.matched.empty() ? "" : fmt::format(" matched '{}'", c.matched));
+      }
+    }
+  }
+  std::cout << fmt::format("{} rule hit(s) over {} tracked message(s)\n", would, msgs.size());
+  return exit_ok;
+}
+
 int cmd_status(const std::string& config_file, bool json) {
   int code = 0;
   auto cfg = load(config_file, code);
@@ -160,10 +241,21 @@ int cmd_status(const std::string& config_file, bool json) {
   // Oldest last-scanned first (never scanned = oldest), so stale mailboxes stand out.
   std::stable_sort(states.begin(), states.end(),
                    [](auto& a, auto& b) { return a.last_scanned < b.last_scanned; });
-  if (json)
-    std::cout << apps::status_json(states).dump(2) << "\n";
-  else
+  std::vector<storage::message_record> msgs;
+  if (db && !cfg->rules.empty())
+    msgs = db->query_messages({});
+  auto rules = apps::rules_json(*cfg, msgs);
+  if (json) {
+    auto out = apps::status_json(states);
+    out["rules"] = std::move(rules);  // an extra top-level list: the mailboxes shape is unchanged
+    std::cout << out.dump(2) << "\n";
+  } else {
     apps::print_status(std::cout, states);
+    for (auto& r : rules)
+      std::cout << fmt::format("rule {}: {} hit(s), last {}\n", r["name"].get<std::string>(),
+                               r["hits"].get<std::uint64_t>(),
+                               r["last_hit"].is_null() ? "never" : r["last_hit"].get<std::string>());
+  }
   return exit_ok;
 }
 
@@ -218,6 +310,14 @@ int main(int argc, char** argv) {
   std::string message_id;
   explain->add_option("--config", config_file)->required();
   explain->add_option("message_id", message_id)->required();
+
+  auto rules_cmd = app.add_subcommand("rules", "scanner rules");
+  auto dry_run = rules_cmd->add_subcommand("dry-run", "what the rules would do to tracked mail (changes nothing)");
+  std::string dry_user, dry_since;
+  dry_run->add_option("--config", config_file)->required();
+  dry_run->add_option("--user", dry_user);
+  dry_run->add_option("--since", dry_since, "YYYY-MM-DD");
+  rules_cmd->require_subcommand(1);
 
   // Operations (apps/mailscan/diagnose.hpp).
   auto diagnose = app.add_subcommand("diagnose", "connection test of every mailbox");
@@ -277,6 +377,8 @@ int main(int argc, char** argv) {
       return cmd_status(config_file, json);
     if (*explain)
       return cmd_explain(config_file, message_id);
+    if (*dry_run)
+      return cmd_rules_dry_run(config_file, dry_user, dry_since);
     if (*diagnose)
       return apps::run_diagnose(config_file, json);
     if (*test_mailbox)
