@@ -13,3 +13,10 @@ if(EXISTS "${PROJECT_SOURCE_DIR}/bench/rules_bench.cpp")
   target_link_libraries(rules_bench PRIVATE mailscan_rules PkgConfig::RE2 mailscan_warnings)
   target_compile_definitions(rules_bench PRIVATE MAILSCAN_CORPUS_DIR="${MAILSCAN_CORPUS_DIR}")
 endif()
+
+# Benchmark: parse + link_message (1,000,000 contacts, 100,000 accounts, 10,000 reference
+# patterns, 1,000 rules) beside parse alone in the same run (bench/matching_bench.cpp).
+if(EXISTS "${PROJECT_SOURCE_DIR}/bench/matching_bench.cpp")
+  add_executable(matching_bench "${PROJECT_SOURCE_DIR}/bench/matching_bench.cpp")
+  target_link_libraries(matching_bench PRIVATE mailscan_rules mailscan_mime fmt::fmt mailscan_warnings)
+endif()
