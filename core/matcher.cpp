@@ -97,6 +97,23 @@ storage::message_record match_message(const directory& dir, const mime::message&
   link_addresses(msg.bcc, "Bcc");
   link_addresses(msg.reply_to, "Reply-To");
 
+  // Thread parents (the writer's store resolves them: storage::store::write() makes the
+  // message inherit the items and tickets of a tracked parent). References are capped: a
+  // long thread's oldest ids add nothing the newest do not.
+  std::vector<std::string> parents;
+  for (auto& id : msg.in_reply_to)
+    if (!id.empty() && std::find(parents.begin(), parents.end(), id) == parents.end()) {
+      parents.push_back(id);
+      r.reasons.push_back({"thread", id, "In-Reply-To"});
+    }
+  const std::size_t max_refs = 20;
+  auto first = msg.references.size() > max_refs ? msg.references.end() - max_refs : msg.references.begin();
+  for (auto it = first; it != msg.references.end(); ++it)
+    if (!it->empty() && std::find(parents.begin(), parents.end(), *it) == parents.end()) {
+      parents.push_back(*it);
+      r.reasons.push_back({"thread", *it, "References"});
+    }
+
   for (auto tok : subject_tokens(msg.subject)) {
     if (auto item = dir.item_for(tok)) {
       if (std::find(r.items.begin(), r.items.end(), item->reference) == r.items.end()) {

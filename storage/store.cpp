@@ -456,7 +456,40 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     }
   }
 
-  for (const auto& m : messages) {
+  // Thread inheritance: a record naming a parent ("thread" reasons: In-Reply-To/References,
+  // see core/matcher.hpp) gets the parent's items and tickets when the parent is tracked —
+  // earlier in this batch or already stored. Done here because the writer owns the store;
+  // a parent tracked only after its reply is not revisited.
+  auto inherit = [&](const message_record& m) -> std::optional<message_record> {
+    if (std::none_of(m.reasons.begin(), m.reasons.end(), [](auto& r) { return r.kind == "thread"; }))
+      return std::nullopt;
+    message_record out = m;
+    for (const auto& r : m.reasons) {
+      if (r.kind != "thread") continue;
+      auto id = normalise_message_id(r.target);
+      if (id.empty()) continue;
+      std::optional<message_record> parent;
+      if (auto it = slots.find("<" + id + ">"); it != slots.end() && (it->second.cur || it->second.stored))
+        parent = it->second.cur ? *it->second.cur : *it->second.stored;
+      else
+        parent = find_by_message_id(r.target);
+      if (!parent || parent->key == m.key) continue;
+      auto take = [&](const std::vector<std::string>& from, std::vector<std::string>& into, const char* kind) {
+        for (const auto& x : from) {
+          if (std::find(into.begin(), into.end(), x) != into.end()) continue;
+          into.push_back(x);
+          out.reasons.push_back({kind, x, "thread: " + r.cause + " " + r.target + " is linked to it"});
+        }
+      };
+      take(parent->items, out.items, "item");
+      take(parent->tickets, out.tickets, "ticket");
+    }
+    return out;
+  };
+
+  for (const auto& m_in : messages) {
+    auto with_parents = inherit(m_in);
+    const auto& m = with_parents ? *with_parents : m_in;
     auto& sl = slots[m.key];
     const bool brand_new = !sl.cur && !sl.stored;
     if (!sl.cur) {

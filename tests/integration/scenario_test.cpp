@@ -55,6 +55,10 @@ TEST_CASE("scenario: a support mailbox with rules creates tickets and contacts a
   dc.seed("support", "INBOX", mail("ref1", "Ann <ann@corp.example>", "ben@corp.example",
                                    "OPP-1042 and OPP-10421", "x\r\n"));
 
+  // 7. A reply (not to support: no rule) to the new request: inherits its ticket by thread.
+  dc.seed("support", "INBOX", mail("thr1", "Nina New <nina@acme.example>", "ann@corp.example",
+                                   "Re: Printer on fire", "Thanks\r\n", "In-Reply-To: <new1@test>\r\n"));
+
   auto dir = test::unique_test_dir("scenario");
   std::string cfg = fmt::format(R"([engine]
 data_dir = "data"
@@ -137,10 +141,15 @@ actions = [
   CHECK_FALSE(find_by(alerts, "reference", "OPP-1042"));
 
   auto msgs = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf, "messages", "--json"}).out).at("messages");
-  REQUIRE(msgs.size() == 6);
+  REQUIRE(msgs.size() == 7);
+  nlohmann::json new1_tickets, thr1_tickets;
   for (auto& m : msgs) {
     auto id = m.at("message_id").get<std::string>();
     INFO(m.dump());
+    if (id == "<new1@test>")
+      new1_tickets = m.at("tickets");
+    if (id == "<thr1@test>")
+      thr1_tickets = m.at("tickets");
     if (id == "<int1@test>")
       CHECK(m.at("accounts").empty());
     if (id == "<cc1@test>")
@@ -149,6 +158,9 @@ actions = [
       CHECK(m.at("items") == nlohmann::json::array({"OPP-1042"}));
     }
   }
+
+  REQUIRE(new1_tickets.size() == 1);
+  CHECK(thr1_tickets == new1_tickets);
 
   auto ex = test::run_mailscan({"explain", "--config", conf, "<new1@test>"});
   REQUIRE(ex.code == 0);
@@ -165,7 +177,7 @@ actions = [
   auto dry = test::run_mailscan({"rules", "dry-run", "--config", conf, "--user", "support"});
   REQUIRE(dry.code == 0);
   CHECK(dry.out.find("(update TT17)") != std::string::npos);
-  CHECK(dry.out.find("3 rule hit(s) over 6 tracked message(s)") != std::string::npos);
+  CHECK(dry.out.find("3 rule hit(s) over 7 tracked message(s)") != std::string::npos);
 
   // Server-side actions are not carried out by this version: nothing moved.
   CHECK_FALSE(fs::exists(dc.maildir_path("support", "Processed")));
