@@ -182,3 +182,22 @@ actions = [
   // Server-side actions are not carried out by this version: nothing moved.
   CHECK_FALSE(fs::exists(dc.maildir_path("support", "Processed")));
 }
+
+TEST_CASE("scenario: a rule with an invalid regex refuses 'mailscan run' with exit 2 naming the rule",
+          "[integration][scenario]") {
+  auto dir = test::unique_test_dir("scenario_badrule");
+  std::ofstream(dir / "mailscan.toml") << R"([engine]
+data_dir = "data"
+log_dir = "logs"
+[[rule]]
+name = "Broken desk"
+conditions = [ { field = "subject", op = "regex", value = "(urgent" } ]
+actions = [ { type = "mark_read" } ]
+)";
+  auto run = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+  CHECK(run.code == 2);
+  CHECK(run.err.find("Broken desk") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "data"));  // refused before anything was opened
+  auto dry = test::run_mailscan({"rules", "dry-run", "--config", (dir / "mailscan.toml").string()});
+  CHECK(dry.code == 2);
+}
