@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${MAILSCAN_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan + UBSan): unit tests"
   "$root/scripts/build.sh" sanitize unit_tests
-  ctest --test-dir "$root/build-sanitize" -L unit --output-on-failure -j2 --no-tests=error | tail -n 3
+  ctest --test-dir "$root/build-sanitize" -L unit --output-on-failure -j2 --no-tests=error | tail -n 6
 fi
 
 if [ "${MAILSCAN_SKIP_FUZZ:-0}" != 1 ]; then
