@@ -683,6 +683,15 @@ std::string created_ticket_number(std::string_view key) {
   return fmt::format("T{:010}", h % 10000000000ull);
 }
 
+// The key of a thread's first message: References' first id, else In-Reply-To's; "" = none.
+std::string thread_root_key(const mime::message& msg) {
+  const auto& ids = !msg.references.empty() ? msg.references : msg.in_reply_to;
+  if (ids.empty())
+    return {};
+  auto id = storage::normalise_message_id(ids.front());
+  return id.empty() ? std::string{} : "<" + id + ">";
+}
+
 std::string describe(const fired_condition& c) {
   if (c.matched.empty())
     return fmt::format("{} {} {} '{}'", c.path, c.field, c.op, c.value);
@@ -763,6 +772,13 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
             add_once(r.tickets, *number);
             r.reasons.push_back({"ticket", *number, fmt::format("rule '{}': number in subject", rule)});
             r.reasons.push_back({"comment", *number, msg.reply_above});
+          } else if (std::string root = thread_root_key(msg); !root.empty() && root != r.key) {
+            // A reply without a number in the subject: the ticket its thread's first message
+            // created (numbers derive from the root's key), updated with a comment.
+            auto n = created_ticket_number(root);
+            add_once(r.tickets, n);
+            r.reasons.push_back({"ticket", n, fmt::format("rule '{}': reply in the thread of {}", rule, root)});
+            r.reasons.push_back({"comment", n, msg.reply_above});
           } else {
             auto n = created_ticket_number(r.key);
             add_once(r.tickets, n);

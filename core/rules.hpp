@@ -130,7 +130,9 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
 //   comment          number / reply-above text  (a reply to an existing ticket)
 //   action           "move:F" | "delete" | "mark_read" / "rule 'R': pending ..."
 // A created ticket's number is "T" + 10 digits derived from the message key: replaying a
-// batch creates nothing twice (a sequential counter needs the writer: not done yet).
+// batch creates nothing twice (a sequential counter needs the writer: not done yet). A reply
+// (In-Reply-To/References) with no number in its subject updates the ticket of its thread's
+// root instead (same derivation from the root's key) with a comment.
 struct crm_linker {
   std::shared_ptr<const directory> dir;
   std::shared_ptr<const reference_matcher> refs;  // null = known items by token only

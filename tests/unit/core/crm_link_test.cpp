@@ -171,6 +171,17 @@ TEST_CASE("rule actions: a reply naming a ticket adds a reply-above comment", "[
   CHECK_FALSE(reason(r, "contact_created"));
 }
 
+TEST_CASE("rule actions: a reply without a number updates the ticket its thread's root created", "[unit][crm]") {
+  fixture f;
+  auto root = f.link(mail("new.person@acme.example", "support@corp.example", "Printer broken"));
+  REQUIRE(root.tickets.size() == 1);
+  auto reply = f.link(mail("new.person@acme.example", "support@corp.example", "Re: Printer broken",
+                           "Any news?\r\n", "In-Reply-To: " + root.message_id + "\r\n"));
+  CHECK(reply.tickets == root.tickets);
+  CHECK(reason(reply, "comment", root.tickets.front()));
+  CHECK_FALSE(reason(reply, "ticket_status"));
+}
+
 TEST_CASE("rules are scoped to folders and Cc and Bcc link contacts", "[unit][crm]") {
   fixture f;
   auto other = f.link(mail("bob@acme.example", "support@corp.example", "hi"), "Archive");
