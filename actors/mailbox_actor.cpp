@@ -35,6 +35,8 @@ struct mailbox_state {
   std::chrono::steady_clock::time_point closing_since;
   bool running = false;
   std::optional<scan_result> failure;
+  // scan = unread: the UIDs of the batch in flight, marked \Seen once it is durable.
+  std::map<std::uint64_t, std::vector<std::uint32_t>> seen_after_ack;
   scan_result result;
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
@@ -78,6 +80,11 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   b.user = st.s.cfg.user;
   b.seq = st.next_seq++;
   b.reply_to = caf::actor_cast<caf::actor>(self);
+  if (st.s.cfg.scan == core::scan_mode::unread && !st.batch.empty()) {
+    auto& uids = st.seen_after_ack[b.seq];
+    for (auto& m : st.batch)
+      uids.push_back(m.uid);
+  }
   b.messages = std::move(st.batch);
   b.checkpoints = std::move(cps);
   st.batch.clear();
@@ -129,7 +136,10 @@ void pump(mailbox_actor_t* self) {
           }
           storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
           send_batch(self, {cp});
-          if (st.inflight < st.s.engine.max_inflight_batches)
+          // scan = unread marks messages \Seen only once they are durably tracked, while the
+          // folder is still selected: wait for this batch's acknowledgement before going on.
+          bool unread = st.s.cfg.scan == core::scan_mode::unread;
+          if (!unread && st.inflight < st.s.engine.max_inflight_batches)
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
           if (st.s.probe)
@@ -277,6 +287,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (st.running)
           return;
         st.running = true;
+        st.seen_after_ack.clear();
         st.server_done = false;
         st.failure.reset();
         st.result = failed_result(st.s.cfg.user, {}, {});
@@ -368,10 +379,15 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         }
         self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
       },
-      [=](durable_atom, std::uint64_t, std::uint64_t new_messages, std::uint64_t new_sightings) {
+      [=](durable_atom, std::uint64_t seq, std::uint64_t new_messages, std::uint64_t new_sightings) {
         auto& st = self->state;
         if (st.inflight > 0)
           --st.inflight;
+        if (auto it = st.seen_after_ack.find(seq); it != st.seen_after_ack.end()) {
+          if (st.session && st.session->awaiting_resume())
+            st.session->mark_seen(std::move(it->second));
+          st.seen_after_ack.erase(it);
+        }
         st.result.new_messages += new_messages;
         st.result.new_sightings += new_sightings;
         if (st.session && st.session->awaiting_resume() && st.inflight < st.s.engine.max_inflight_batches) {
@@ -380,8 +396,9 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         }
         finish_if_drained(self);
       },
-      [=](write_failed_atom, std::uint64_t, std::string& reason, std::string& detail) {
+      [=](write_failed_atom, std::uint64_t seq, std::string& reason, std::string& detail) {
         auto& st = self->state;
+        st.seen_after_ack.erase(seq);  // not tracked: not marked
         if (st.inflight > 0)
           --st.inflight;
         // Nothing of this batch was applied and its checkpoint did not move: stop the pass;

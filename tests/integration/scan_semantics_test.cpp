@@ -1,6 +1,7 @@
 // Incremental scanning against the real dovecot: the first-scan window, UIDVALIDITY resets,
 // expunges and renamed folders — each must leave every message tracked exactly once.
 #include "tests/support/dovecot_fixture.hpp"
+#include "tests/support/imap_test_client.hpp"
 #include "tests/support/mailscan_cli.hpp"
 
 #include <catch2/catch.hpp>
@@ -45,13 +46,14 @@ tracked query(const std::string& conf) {
   return t;
 }
 
-std::string config_for(const test::dovecot_fixture& dc, const fs::path& dir, int days_back, std::string folders) {
+std::string config_for(const test::dovecot_fixture& dc, const fs::path& dir, int days_back, std::string folders,
+                       std::string scan = "all") {
   auto conf = dir / "mailscan.toml";
   std::ofstream(conf) << fmt::format(
     "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = {}\nbatch_size = 7\n\n"
     "[[mailbox]]\nuser = \"alice\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n"
-    "username = \"alice\"\npassword = \"pw\"\nfolders = \"{}\"\n",
-    days_back, dc.imap_port(), folders);
+    "username = \"alice\"\npassword = \"pw\"\nfolders = \"{}\"\nscan = \"{}\"\n",
+    days_back, dc.imap_port(), folders, scan);
   return conf.string();
 }
 
@@ -138,4 +140,31 @@ TEST_CASE("scan: a configured folder that does not exist is a reported error", "
   CHECK(r.code == 3);
   CHECK(r.out.find("alice: Error (folder_not_found)") != std::string::npos);
   CHECK(r.out.find("Sent Items") != std::string::npos);
+}
+
+TEST_CASE("scan: scan = unread tracks only unseen mail and marks it \\Seen once tracked", "[integration][scan]") {
+  test::dovecot_fixture dc{{{{"alice", "pw"}}}};
+  for (int i = 0; i < 17; ++i)
+    dc.seed("alice", "INBOX", message(i, "unseen"));
+  for (int i = 0; i < 4; ++i)
+    dc.seed("alice", "INBOX", message(i, "read"), true);
+  auto unseen = [&] {
+    auto c = test::imap_test_client::connect_plain(dc.imap_port());
+    REQUIRE(c);
+    REQUIRE((*c)->command("LOGIN alice pw"));
+    auto r = (*c)->command("STATUS INBOX (UNSEEN)");
+    REQUIRE(r);
+    return test::status_item(*r, "UNSEEN");
+  };
+  REQUIRE(unseen() == 17);
+  auto dir = test::unique_test_dir("scan-unread");
+  auto conf = config_for(dc, dir, 0, "INBOX", "unread");
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(query(conf).messages == 17);
+  CHECK(unseen() == 0);
+  // Nothing new: a second pass tracks nothing more.
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  CHECK(query(conf).messages == 17);
 }
