@@ -114,6 +114,17 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                 return;
               }
               log->set_levels(next->engine.info_logging, next->engine.warning_logging);
+              if (!matchers.empty()) {
+                // A new directory, references and rules for the matchers: built here, swapped in
+                // from their next batch — scanning does not stop.
+                auto linker = core::build_linker(*next, std::make_shared<const core::directory>(*next));
+                if (!linker) {
+                  log->write(core::log_level::error, "config_reload_failed", "", "", "", linker.error().message);
+                  return;
+                }
+                for (auto& m : matchers)
+                  self->send(m, reload_atom::value, *linker);
+              }
               self->send(sched, reload_atom::value, std::make_shared<const core::config>(std::move(next.value())));
             }
           });

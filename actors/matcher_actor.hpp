@@ -27,3 +27,6 @@ struct matcher_settings {
 caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings settings, caf::actor writer);
 
 } // namespace mscan::actors
+
+// A linker is shared, immutable state of this process (never sent to another node).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mscan::core::crm_linker)

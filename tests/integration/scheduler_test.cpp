@@ -133,3 +133,39 @@ TEST_CASE("scheduler: SIGTERM stops in order (exit 0) and a restart tracks the r
   CHECK(count_messages(conf, &sightings) == 20 * 200);
   CHECK(sightings == 20 * 200);
 }
+
+TEST_CASE("scheduler: SIGHUP applies a new config live (new mailbox, new directory)", "[integration][scheduler]") {
+  sim::sim_options so;
+  so.mailboxes = 2;
+  so.messages = 10;
+  sim::simulator simulator{so};
+  auto port = simulator.start();
+  REQUIRE(port != 0);
+  auto dir = test::unique_test_dir("sched-reload");
+  auto conf = write_config(dir, port, 1, "poll_interval_s = 1");
+  auto pid = test::spawn_mailscan({"run", "--config", conf.string()}, dir / "run.out");
+  auto wait_for = [&](auto pred) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!pred() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return pred();
+  };
+  REQUIRE(wait_for([&] { return count_messages(conf) == 10; }));
+
+  // A second mailbox and an account owning every simulated customer domain.
+  std::string domains;
+  for (int c = 0; c < 50; ++c)
+    domains += fmt::format("{}\"customer{}.example\"", c ? ", " : "", c);
+  std::ofstream(conf, std::ios::app) << fmt::format(
+    "[[mailbox]]\nuser = \"sim1\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nusername = \"sim1\"\n"
+    "password = \"sim\"\nfolders = \"INBOX\"\n\n[[account]]\nname = \"Customers\"\ndomains = [{}]\n",
+    port, domains);
+  ::kill(pid, SIGHUP);
+  REQUIRE(wait_for([&] { return count_messages(conf) == 20; }));
+  ::kill(pid, SIGTERM);
+  CHECK(test::wait_exit(pid) == 0);
+
+  auto json = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf.string(), "messages", "--user",
+                                                        "sim1", "--account", "Customers", "--json"}).out);
+  CHECK(json.at("messages").size() == 10);  // scanned after the reload: linked by the new directory
+}
