@@ -63,6 +63,26 @@ std::unique_ptr<storage::store> open_for_reading(const core::config& cfg, std::s
   return std::move(s.value());
 }
 
+// What the read-only commands start with: the config, then the store opened for reading
+// (nullptr when there is none yet). On failure `code` is the exit status, already reported.
+struct reading {
+  core::config cfg;
+  std::unique_ptr<storage::store> db;
+};
+
+std::optional<reading> open_reading(const std::string& config_file, std::string_view command, int& code) {
+  auto cfg = load(config_file, code);
+  if (!cfg)
+    return std::nullopt;
+  std::string err;
+  auto db = open_for_reading(*cfg, err);
+  if (!err.empty()) {
+    code = error_line(command, err, exit_failed);
+    return std::nullopt;
+  }
+  return reading{std::move(*cfg), std::move(db)};
+}
+
 int cmd_run(const std::string& config_file, bool once) {
   int code = 0;
   auto cfg = load(config_file, code);
@@ -102,13 +122,11 @@ int cmd_run(const std::string& config_file, bool once) {
 int cmd_query(const std::string& config_file, const std::string& what, const storage::message_filter& f,
               bool json) {
   int code = 0;
-  auto cfg = load(config_file, code);
-  if (!cfg)
+  auto rd = open_reading(config_file, "query", code);
+  if (!rd)
     return code;
-  std::string err;
-  auto db = open_for_reading(*cfg, err);
-  if (!err.empty())
-    return error_line("query", err, exit_failed);
+  const core::config* cfg = &rd->cfg;
+  auto& db = rd->db;
   if (what == "messages") {
     std::vector<storage::message_record> msgs;
     if (db)
@@ -220,13 +238,11 @@ int cmd_rules_dry_run(const std::string& config_file, const std::string& user, c
 
 int cmd_status(const std::string& config_file, bool json) {
   int code = 0;
-  auto cfg = load(config_file, code);
-  if (!cfg)
+  auto rd = open_reading(config_file, "status", code);
+  if (!rd)
     return code;
-  std::string err;
-  auto db = open_for_reading(*cfg, err);
-  if (!err.empty())
-    return error_line("status", err, exit_failed);
+  const core::config* cfg = &rd->cfg;
+  auto& db = rd->db;
   std::vector<storage::mailbox_state> states;
   for (auto& m : cfg->mailboxes) {
     storage::mailbox_state s;
@@ -261,13 +277,10 @@ int cmd_status(const std::string& config_file, bool json) {
 
 int cmd_explain(const std::string& config_file, const std::string& message_id) {
   int code = 0;
-  auto cfg = load(config_file, code);
-  if (!cfg)
+  auto rd = open_reading(config_file, "explain", code);
+  if (!rd)
     return code;
-  std::string err;
-  auto db = open_for_reading(*cfg, err);
-  if (!err.empty())
-    return error_line("explain", err, exit_failed);
+  auto& db = rd->db;
   auto rec = db ? db->find_by_message_id(message_id) : std::nullopt;
   if (!rec)
     return error_line("explain", fmt::format("unknown message {}", message_id), exit_unknown);
