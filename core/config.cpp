@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -334,6 +335,11 @@ rule_config read_rule(table_reader& r, const toml::table& t) {
       a.assignee = ar.str("assignee").value_or("");
       a.priority = ar.str("priority").value_or("");
       a.ticket_regex = ar.str("ticket_regex").value_or("");
+      a.ticket_prefix = ar.str("ticket_prefix").value_or("TT");
+      if (a.ticket_prefix.empty() || a.ticket_prefix.size() > 16 ||
+          !std::all_of(a.ticket_prefix.begin(), a.ticket_prefix.end(),
+                       [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; }))
+        ar.error_at(ar.node("ticket_prefix"), "ticket_prefix", "expected 1-16 letters, digits, '-' or '_'");
       if (a.type == "move" && a.folder.empty())
         ar.error_at(nullptr, "folder", "missing (required for a move action)");
       ar.reject_unknown();

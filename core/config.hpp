@@ -119,6 +119,7 @@ struct condition_config {
 struct action_config {
   std::string type;
   std::string folder, status, assignee, priority, ticket_regex;
+  std::string ticket_prefix = "TT";  // created tickets are numbered prefix + 1, 2, ... (store-wide)
 };
 
 struct rule_config {

@@ -673,14 +673,11 @@ void add_once(std::vector<std::string>& v, const std::string& s) {
     v.push_back(s);
 }
 
-std::string created_ticket_number(std::string_view key) {
-  // FNV-1a 64: stable across runs and platforms (std::hash is not).
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return fmt::format("T{:010}", h % 10000000000ull);
+// Ticket numbers are sequential per prefix, so only the writer can hand them out: the
+// record carries a marker that store::write() replaces (storage/types.hpp).
+std::string new_ticket(const action_config& a) { return std::string(storage::new_ticket_marker) + a.ticket_prefix; }
+std::string root_ticket(const action_config& a, std::string_view root) {
+  return fmt::format("{}{}/{}", storage::root_ticket_marker, a.ticket_prefix, root);
 }
 
 // The key of a thread's first message: References' first id, else In-Reply-To's; "" = none.
@@ -774,13 +771,13 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
             r.reasons.push_back({"comment", *number, msg.reply_above});
           } else if (std::string root = thread_root_key(msg); !root.empty() && root != r.key) {
             // A reply without a number in the subject: the ticket its thread's first message
-            // created (numbers derive from the root's key), updated with a comment.
-            auto n = created_ticket_number(root);
+            // has (looked up by the store), updated with a comment.
+            auto n = root_ticket(a, root);
             add_once(r.tickets, n);
             r.reasons.push_back({"ticket", n, fmt::format("rule '{}': reply in the thread of {}", rule, root)});
             r.reasons.push_back({"comment", n, msg.reply_above});
           } else {
-            auto n = created_ticket_number(r.key);
+            auto n = new_ticket(a);
             add_once(r.tickets, n);
             r.reasons.push_back({"ticket", n, fmt::format("rule '{}': created", rule)});
             r.reasons.push_back({"ticket_status", n, a.status.empty() ? std::string{"Open"} : a.status});

@@ -129,10 +129,10 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
 //   ticket_status|ticket_assignee|ticket_priority  number / value (created tickets)
 //   comment          number / reply-above text  (a reply to an existing ticket)
 //   action           "move:F" | "delete" | "mark_read" / "rule 'R': pending ..."
-// A created ticket's number is "T" + 10 digits derived from the message key: replaying a
-// batch creates nothing twice (a sequential counter needs the writer: not done yet). A reply
-// (In-Reply-To/References) with no number in its subject updates the ticket of its thread's
-// root instead (same derivation from the root's key) with a comment.
+// A created ticket's number is allocated by store::write() (prefix + sequence: TT1, TT2, ...);
+// the record carries storage::new_ticket_marker until then. A reply (In-Reply-To/References)
+// with no number in its subject updates the ticket of its thread's root (root_ticket_marker:
+// the store looks the root up; a new ticket when it has none) with a comment.
 struct crm_linker {
   std::shared_ptr<const directory> dir;
   std::shared_ptr<const reference_matcher> refs;  // null = known items by token only

@@ -325,4 +325,25 @@ expected<notification_record, error> decode_notification(std::int64_t at, std::s
   return n;
 }
 
+std::string encode(const rule_stat& s) {
+  std::string out;
+  put_u8(out, rule_stat_value_version);
+  put_varint(out, s.hits);
+  put_zigzag(out, s.last_hit);
+  return out;
+}
+
+expected<rule_stat, error> decode_rule_stat(std::string_view name, std::string_view value) {
+  reader r(value);
+  if (auto e = check_version(r, rule_stat_value_version, "rule stats"); !e.empty())
+    return unexpected{corrupt(e)};
+  rule_stat s;
+  s.name = std::string(name);
+  s.hits = r.varint();
+  s.last_hit = r.zigzag();
+  if (!r.ok()) return unexpected{corrupt("rule stats value is truncated or malformed")};
+  if (!r.at_end()) return unexpected{corrupt("rule stats value has trailing bytes")};
+  return s;
+}
+
 }  // namespace mscan::storage::codec

@@ -62,6 +62,7 @@ inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
 inline constexpr std::uint8_t notification_value_version = 1;
 inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
+inline constexpr std::uint8_t rule_stat_value_version = 1;
 
 // The record's key is not part of the value (it is the RocksDB key); decode gets it back.
 std::string encode(const message_record& r);
@@ -77,5 +78,9 @@ expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::
 std::string encode(const notification_record& n);
 expected<notification_record, error> decode_notification(std::int64_t at, std::string_view user,
                                                          std::string_view kind, std::string_view value);
+
+// The rule name is the RocksDB key; the value holds the counters.
+std::string encode(const rule_stat& s);
+expected<rule_stat, error> decode_rule_stat(std::string_view name, std::string_view value);
 
 }  // namespace mscan::storage::codec

@@ -126,6 +126,10 @@ std::optional<notification_key> decode_notification(std::string_view k) {
   return out;
 }
 
+std::string rule_stat(std::string_view name) { return mailbox_state(name); }  // same shape
+
+std::optional<std::string> decode_rule_stat(std::string_view k) { return decode_mailbox_state(k); }
+
 }  // namespace keys
 
 namespace {

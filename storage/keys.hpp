@@ -14,6 +14,8 @@ inline constexpr std::uint8_t key_format = 1;
 // meta CF: plain ASCII names (they are what tells the format, so they carry no prefix).
 inline constexpr std::string_view meta_format_version = "format_version";  // value: be32
 inline constexpr std::string_view meta_message_count = "message_count";    // value: be64
+// + ticket prefix: the last ticket number allocated with that prefix (be64)
+inline constexpr std::string_view meta_ticket_counter = "ticket_counter/";
 
 // messages CF: [fmt][lp key]
 std::string message(std::string_view key);
@@ -52,5 +54,9 @@ struct notification_key {
   std::string user, kind;
 };
 std::optional<notification_key> decode_notification(std::string_view k);
+
+// rule_stats CF: [fmt][lp rule name]
+std::string rule_stat(std::string_view name);
+std::optional<std::string> decode_rule_stat(std::string_view k);
 
 }  // namespace mscan::storage::keys

@@ -7,6 +7,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <shared_mutex>
 #include <set>
@@ -487,9 +488,96 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     return out;
   };
 
+  // Ticket numbers: one counter per prefix in meta, read once and written with the batch.
+  // Writers serialise on write_mu (and RocksDB's lock keeps other processes out), so a
+  // number is never handed out twice.
+  std::map<std::string, std::uint64_t> ticket_counters;
+  std::string v;
+  auto allocate_ticket = [&](const std::string& prefix) -> expected<std::string, error> {
+    auto [it, fresh] = ticket_counters.try_emplace(prefix, 0);
+    if (fresh) {
+      const auto k = std::string(keys::meta_ticket_counter) + prefix;
+      if (auto s = d.db->Get(rocksdb::ReadOptions(), d.h(cf::meta), k, &v); s.ok()) {
+        codec::reader r(v);
+        it->second = r.be64();
+        if (!r.ok() || !r.at_end())
+          return unexpected{make_error(error::code::corruption, "ticket counter " + prefix + " is damaged")};
+      } else if (!s.IsNotFound()) {
+        return unexpected{from_status(s, "read ticket counter")};
+      }
+    }
+    return prefix + std::to_string(++it->second);
+  };
+  // Replaces the ticket markers of `rec` by numbers. `before` is the record as it stands (an
+  // earlier record of this batch or the stored one): a marker whose "ticket" reason it
+  // already has (same cause) keeps that number, so replays allocate nothing.
+  auto resolve_tickets = [&](message_record& rec, const message_record* before) -> std::optional<error> {
+    for (std::size_t i = 0; i < rec.reasons.size(); ++i) {
+      const auto marker = rec.reasons[i].target;
+      if (rec.reasons[i].kind != "ticket" || marker.empty() || marker[0] != '@') continue;
+      std::string number;
+      if (before)
+        for (const auto& r : before->reasons)
+          if (r.kind == "ticket" && r.cause == rec.reasons[i].cause && !r.target.empty() && r.target[0] != '@') {
+            number = r.target;
+            break;
+          }
+      std::string prefix;
+      if (marker.starts_with(new_ticket_marker)) {
+        prefix = marker.substr(new_ticket_marker.size());
+      } else if (marker.starts_with(root_ticket_marker)) {
+        auto rest = std::string_view(marker).substr(root_ticket_marker.size());
+        auto slash = rest.find('/');
+        prefix = std::string(rest.substr(0, slash));
+        if (number.empty() && slash != std::string_view::npos) {
+          const std::string root(rest.substr(slash + 1));
+          std::optional<message_record> parent;
+          if (auto it = slots.find(root); it != slots.end() && (it->second.cur || it->second.stored))
+            parent = it->second.cur ? *it->second.cur : *it->second.stored;
+          else
+            parent = d.find_record(root);
+          if (parent && !parent->tickets.empty()) number = parent->tickets.front();
+        }
+      } else {
+        continue;  // not ours: kept as written
+      }
+      if (number.empty()) {
+        auto n = allocate_ticket(prefix);
+        if (!n) return n.error();
+        number = std::move(*n);
+      }
+      for (auto& t : rec.tickets)
+        if (t == marker) t = number;
+      for (auto& r : rec.reasons)
+        if (r.target == marker) r.target = number;
+    }
+    return std::nullopt;
+  };
+  // Rule hits: a rule counts once per message, when its "rule" reason first reaches the record.
+  std::map<std::string, std::uint64_t> rule_hits;
+  const auto now = static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count());
+
   for (const auto& m_in : messages) {
-    auto with_parents = inherit(m_in);
-    const auto& m = with_parents ? *with_parents : m_in;
+    auto& sl0 = slots[m_in.key];
+    const message_record* before = sl0.cur ? &*sl0.cur : sl0.stored ? &*sl0.stored : nullptr;
+    std::optional<message_record> resolved;
+    if (std::any_of(m_in.tickets.begin(), m_in.tickets.end(),
+                    [](const std::string& t) { return !t.empty() && t[0] == '@'; })) {
+      resolved = m_in;
+      if (auto e = resolve_tickets(*resolved, before)) return unexpected{*e};
+    }
+    const auto& m_r = resolved ? *resolved : m_in;
+    std::set<std::string_view> fired;
+    for (const auto& r : m_r.reasons)
+      if (r.kind == "rule") fired.insert(r.target);
+    for (auto name : fired)
+      if (!before || std::none_of(before->reasons.begin(), before->reasons.end(), [&](const link_reason& r) {
+            return r.kind == "rule" && r.target == name;
+          }))
+        ++rule_hits[std::string(name)];
+    auto with_parents = inherit(m_r);
+    const auto& m = with_parents ? *with_parents : m_r;
     auto& sl = slots[m.key];
     const bool brand_new = !sl.cur && !sl.stored;
     if (!sl.cur) {
@@ -541,7 +629,6 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
   }
 
   // Read-modify-write of counters: a failed read must fail the batch, not reset a count.
-  std::string v;
   for (const auto& [user, n] : bumps) {
     mailbox_state st;
     st.user = user;
@@ -568,6 +655,24 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
       return unexpected{from_status(s, "read message count")};
     }
     batch.Put(d.h(cf::meta), k, be64_value(count + created));
+  }
+  for (const auto& [prefix, n] : ticket_counters)
+    batch.Put(d.h(cf::meta), std::string(keys::meta_ticket_counter) + prefix, be64_value(n));
+  for (const auto& [name, n] : rule_hits) {
+    rule_stat st;
+    st.name = name;
+    const auto k = keys::rule_stat(name);
+    if (auto s = d.db->Get(rocksdb::ReadOptions(), d.h(cf::rule_stats), k, &v); s.ok()) {
+      if (auto decoded = codec::decode_rule_stat(name, v))
+        st = std::move(*decoded);
+      else
+        ++stats.corrupt_replaced;
+    } else if (!s.IsNotFound()) {
+      return unexpected{from_status(s, "read rule stats")};
+    }
+    st.hits += n;
+    st.last_hit = now;
+    batch.Put(d.h(cf::rule_stats), k, codec::encode(st));
   }
   for (const auto& c : checkpoints)
     batch.Put(d.h(cf::checkpoints), keys::checkpoint(c.user, c.folder), codec::encode(c.cp));
@@ -793,6 +898,22 @@ std::vector<notification_record> store::notifications(std::size_t limit) const t
     if (!k) continue;
     auto n = codec::decode_notification(k->at, k->user, k->kind, view(it->value()));
     if (n) out.push_back(std::move(*n));
+  }
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
+std::vector<rule_stat> store::rule_stats() const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
+  std::vector<rule_stat> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::rule_stats)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto name = keys::decode_rule_stat(view(it->key()));
+    if (!name) continue;
+    if (auto s = codec::decode_rule_stat(*name, view(it->value()))) out.push_back(std::move(*s));
   }
   return out;
 } catch (const std::exception&) {

@@ -35,7 +35,8 @@ class store {
   // (one per user+folder, the greater (uidvalidity, uid) wins), users (sighting users
   // included), contacts, accounts, items, tickets, reasons, attachments, warnings — never a
   // second record), bump per-user messages_tracked for each user newly attached to a message,
-  // maintain the link indexes, and set the checkpoints. On error nothing is applied.
+  // maintain the link indexes, count rule hits (rule_stats), allocate ticket numbers for
+  // new_ticket_marker / root_ticket_marker, and set the checkpoints. On error nothing is applied.
   // Records with an empty key refuse the whole batch (invalid_argument).
   expected<write_stats, error> write(std::span<const message_record> messages,
                                      std::span<const checkpoint_update> checkpoints);
@@ -57,6 +58,9 @@ class store {
   // newest first, limit 0 = all; undecodable entries are skipped.
   expected<void, error> put_notification(const notification_record& n);
   std::vector<notification_record> notifications(std::size_t limit = 0) const;
+
+  // Per-rule hit counters (rule_stats CF, maintained by write()), ordered by name.
+  std::vector<rule_stat> rule_stats() const;
 
   std::uint64_t message_count() const;
   std::uint32_t format_version() const;

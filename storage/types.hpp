@@ -114,6 +114,25 @@ struct notification_record {
   friend bool operator==(const notification_record&, const notification_record&) = default;
 };
 
+// Per scanner rule (rule_stats CF): how many tracked messages it fired on (counted once per
+// message, in the WriteBatch that attached the rule to the message) and when it last did.
+struct rule_stat {
+  std::string name{};
+  std::uint64_t hits = 0;
+  std::int64_t last_hit = 0;  // unix seconds of the write, 0 = never
+  friend bool operator==(const rule_stat&, const rule_stat&) = default;
+};
+
+// Ticket numbers are allocated by store::write() (a counter per prefix, in the same
+// WriteBatch): the matcher writes one of these markers as the ticket number and the store
+// replaces it everywhere in the record (tickets, reasons). A replayed record gets the number
+// it got the first time (found by the same "ticket" reason cause in the stored record).
+//   new_ticket_marker + prefix                      a new ticket ("TT" -> "TT1", "TT2", ...)
+//   root_ticket_marker + prefix + "/" + root key    the ticket of the thread's root message,
+//                                                   a new one when the root has none
+inline constexpr std::string_view new_ticket_marker = "@new/";
+inline constexpr std::string_view root_ticket_marker = "@root/";
+
 // Empty fields do not filter; all non-empty fields must match (contact: ASCII case-insensitive).
 // limit 0 = no limit.
 struct message_filter {
