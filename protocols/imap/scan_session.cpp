@@ -167,33 +167,166 @@ void scan_session::on_eof() {
 
 void scan_session::resume() {
   if (phase_ != phase::await_resume) return;
-  if (!seen_.empty()) {
-    std::sort(seen_.begin(), seen_.end());
-    seen_.erase(std::unique(seen_.begin(), seen_.end()), seen_.end());
-    phase_ = phase::store;
-    send(writer_.begin("UID STORE").atom(sequence_set(seen_)).atom("+FLAGS.SILENT (\\Seen)").finish(),
-         cmd_kind::store);
-    seen_.clear();
+  if (!actions_.empty()) {
+    phase_ = phase::actions;
+    start_next_action();
     return;
   }
+  after_batch();
+}
+
+void scan_session::after_batch() {
   if (batch_pos_ < uids_.size()) next_batch();
   else finish_folder();
 }
 
 void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
+  queue_action({0, action_kind::mark_read, std::move(uids), {}});
+}
+
+void scan_session::queue_action(action_request a) {
   const std::string folder = folder_index_ < folders_.size() ? folders_[folder_index_].name : "";
   // The folder stays selected from its first batch until the resume() after its last one;
-  // UIDs given meanwhile wait for the next resume().
-  if (phase_ != phase::await_resume && phase_ != phase::fetch && phase_ != phase::store) {
-    out_.push_back(session_warning{folder, "mark_seen ignored: no folder is being fetched"});
+  // actions given meanwhile wait for the next resume().
+  std::string refused;
+  if (phase_ != phase::await_resume && phase_ != phase::fetch && phase_ != phase::actions)
+    refused = "no folder is being fetched";
+  else if (!opts_.unread_only && !opts_.read_write)
+    refused = "the folder is opened read-only (EXAMINE) unless scanning unread mail or running rule actions";
+  if (!refused.empty()) {
+    if (a.id == 0) out_.push_back(session_warning{folder, "mark_seen ignored: " + refused});
+    else out_.push_back(action_done{a.id, a.kind, folder, a.target, std::move(a.uids), false, "not carried out: " + refused});
     return;
   }
-  if (!opts_.unread_only) {
-    out_.push_back(session_warning{folder, "mark_seen ignored: the folder is opened read-only (EXAMINE) unless scanning unread mail"});
+  std::erase(a.uids, 0u);
+  // Consecutive mark_seen()s (scan = unread, one per acknowledged batch) share one STORE.
+  if (a.id == 0 && !actions_.empty() && actions_.back().id == 0 && actions_.back().kind == action_kind::mark_read) {
+    auto& into = actions_.back().uids;
+    into.insert(into.end(), a.uids.begin(), a.uids.end());
+    a.uids = std::move(into);
+    actions_.pop_back();
+  }
+  std::sort(a.uids.begin(), a.uids.end());
+  a.uids.erase(std::unique(a.uids.begin(), a.uids.end()), a.uids.end());
+  if (a.uids.empty()) {
+    if (a.id != 0) out_.push_back(action_done{a.id, a.kind, folder, a.target, {}, true, "no messages"});
     return;
   }
-  for (auto u : uids)
-    if (u != 0) seen_.push_back(u);
+  actions_.push_back(std::move(a));
+}
+
+void scan_session::start_next_action() {
+  const std::string& folder = folders_[folder_index_].name;
+  const bool uidplus = has_cap("UIDPLUS");
+  const std::string no_uidplus =
+      "left flagged \\Deleted, not expunged: the server lacks UIDPLUS (a plain EXPUNGE would also "
+      "remove messages the user flagged \\Deleted)";
+  while (!actions_.empty()) {
+    running_action r;
+    r.req = std::move(actions_.front());
+    actions_.pop_front();
+    switch (r.req.kind) {
+      case action_kind::mark_read:
+        r.steps = {action_step::store_seen};
+        break;
+      case action_kind::remove:
+        r.steps = {action_step::store_deleted};
+        if (uidplus) r.steps.push_back(action_step::expunge);
+        else r.note = no_uidplus;
+        break;
+      case action_kind::move: {
+        const bool same = r.req.target == folder || (iequals(r.req.target, "INBOX") && iequals(folder, "INBOX"));
+        if (r.req.target.empty() || same) {
+          // Moving a message into its own folder would give it a new UID, which the next
+          // pass would fetch and move again, forever.
+          out_.push_back(action_done{r.req.id, r.req.kind, folder, r.req.target, std::move(r.req.uids),
+                                     !r.req.target.empty(),
+                                     r.req.target.empty() ? "no destination folder" : "already in that folder"});
+          continue;
+        }
+        if (has_cap("MOVE")) {
+          r.steps = {action_step::move};
+        } else {
+          r.steps = {action_step::copy, action_step::store_deleted};
+          if (uidplus) r.steps.push_back(action_step::expunge);
+          else r.note = "copied; " + no_uidplus;
+        }
+        break;
+      }
+    }
+    running_ = std::move(r);
+    send_action_step();
+    return;
+  }
+  running_.reset();
+  after_batch();
+}
+
+void scan_session::send_action_step() {
+  auto& r = *running_;
+  const auto set = sequence_set(r.req.uids);
+  switch (r.steps[r.next]) {
+    case action_step::store_seen:
+      send(writer_.begin("UID STORE").atom(set).atom("+FLAGS.SILENT (\\Seen)").finish(), cmd_kind::action);
+      return;
+    case action_step::store_deleted:
+      send(writer_.begin("UID STORE").atom(set).atom("+FLAGS.SILENT (\\Deleted)").finish(), cmd_kind::action);
+      return;
+    case action_step::move:
+      send(writer_.begin("UID MOVE").atom(set).mailbox(r.req.target).finish(), cmd_kind::action);
+      return;
+    case action_step::copy:
+      send(writer_.begin("UID COPY").atom(set).mailbox(r.req.target).finish(), cmd_kind::action);
+      return;
+    case action_step::create:
+      send(writer_.begin("CREATE").mailbox(r.req.target).finish(), cmd_kind::action);
+      return;
+    case action_step::expunge:
+      send(writer_.begin("UID EXPUNGE").atom(set).finish(), cmd_kind::action);
+      return;
+  }
+}
+
+void scan_session::action_answered(const status_response& s) {
+  if (!running_) return;
+  auto& r = *running_;
+  const auto step = r.steps[r.next];
+  const bool ok = s.status == status_kind::ok;
+  if (!ok && (step == action_step::move || step == action_step::copy) &&
+      s.code.kind == code_kind::trycreate && !r.created) {
+    r.created = true;
+    r.steps.insert(r.steps.begin() + static_cast<std::ptrdiff_t>(r.next), action_step::create);
+    send_action_step();
+    return;
+  }
+  if (!ok && !(step == action_step::create && s.code.kind == code_kind::alreadyexists)) {
+    static constexpr const char* names[] = {"UID STORE (\\Seen)", "UID STORE (\\Deleted)", "UID MOVE",
+                                            "UID COPY", "CREATE", "UID EXPUNGE"};
+    const std::string code = s.code.kind == code_kind::none ? "" : "[" + s.code.name + "] ";
+    std::string done = r.next > 0 && r.steps[r.next - 1] != action_step::create ? "partly done; " : "";
+    if (r.steps.front() == action_step::copy && r.next > 0) done = "copied, still in the source folder; ";
+    finish_action(false, fmt::format("{}{} refused: {}{}", done, names[static_cast<int>(step)], code, s.text));
+    return;
+  }
+  if (++r.next < r.steps.size()) {
+    send_action_step();
+    return;
+  }
+  const bool complete = r.note.empty();
+  finish_action(complete, complete && r.created ? "folder created" : r.note);
+}
+
+void scan_session::finish_action(bool ok, std::string detail) {
+  auto r = std::move(*running_);
+  running_.reset();
+  const std::string& folder = folders_[folder_index_].name;
+  if (r.req.id == 0) {
+    if (!ok) out_.push_back(session_warning{folder, fmt::format("marking messages \\Seen failed: {}", detail)});
+  } else {
+    out_.push_back(action_done{r.req.id, r.req.kind, folder, std::move(r.req.target), std::move(r.req.uids), ok,
+                               std::move(detail)});
+  }
+  start_next_action();
 }
 
 void scan_session::send(command c, cmd_kind kind) {
@@ -492,7 +625,8 @@ void scan_session::open_folder() {
   uidvalidity_ = uidnext_ = exists_ = 0;
   highest_modseq_ = 0;
   mailbox_id_.clear();
-  seen_.clear();
+  actions_.clear();
+  running_.reset();
   uids_.clear();
   large_uids_.clear();
   batch_pos_ = 0;
@@ -500,7 +634,7 @@ void scan_session::open_folder() {
   const auto& f = folders_[folder_index_];
   // SELECT (read-write) when scanning unread mail, so that \Seen can be set later on this
   // connection; EXAMINE otherwise, so that fetching never changes the mailbox.
-  auto b = writer_.begin(opts_.unread_only ? "SELECT" : "EXAMINE");
+  auto b = writer_.begin(opts_.unread_only || opts_.read_write ? "SELECT" : "EXAMINE");
   if (f.configured) b.mailbox(f.name);
   else b.astring(f.wire);
   send(b.finish(), cmd_kind::select);
@@ -788,7 +922,7 @@ void scan_session::handle_tagged(const status_response& s) {
         if (fail_if_throttled(s)) return;
         if (s.status == status_kind::bad)
           return fail_protocol(fmt::format("{} rejected: {}",
-                                           opts_.unread_only ? "SELECT" : "EXAMINE", s.text));
+                                           opts_.unread_only || opts_.read_write ? "SELECT" : "EXAMINE", s.text));
         if (folders_[folder_index_].configured) {
           fail(error_kind::folder_not_found,
                fmt::format("folder \"{}\" cannot be opened: {}", folders_[folder_index_].name, s.text));
@@ -836,14 +970,8 @@ void scan_session::handle_tagged(const status_response& s) {
       }
       complete_batch();
       return;
-    case cmd_kind::store:
-      if (s.status == status_kind::bad)
-        return fail_protocol(fmt::format("UID STORE rejected: {}", s.text));
-      if (!ok)
-        out_.push_back(session_warning{folders_[folder_index_].name,
-                                       fmt::format("marking messages \\Seen failed: {}", s.text)});
-      if (batch_pos_ < uids_.size()) next_batch();
-      else finish_folder();
+    case cmd_kind::action:
+      action_answered(s);
       return;
     case cmd_kind::logout:
       return;

@@ -22,13 +22,24 @@
 //   |        set of sections, pipelined); whole_message: BODY.PEEK[] or            |
 //   |        HEADER + TEXT<0.N> for messages LARGER than the limit                  |
 //   |        v    message_fetched ...                                              |
-//   |    batch_complete --(owner calls resume())--> [UID STORE +FLAGS.SILENT       |
-//   |        (\Seen) of the UIDs given to mark_seen()] --> next batch | folder_complete
+//   |    batch_complete --(owner calls resume())--> [actions queued with            |
+//   |        queue_action() / mark_seen(), one command at a time, see below]       |
+//   |        --> next batch | folder_complete                                       |
 //   +---------------------------------------------------------- next folder
 //                                      v
 //                                LOGOUT --> scan_complete
 //
 // Any BYE, unparseable input or failing command ends in scan_failed with a classified error.
+//
+// Server-side actions (issue 6: rules' move / delete / mark_read, scan = unread's \Seen) run
+// on the selected folder between batches, in the order queued, each as its own commands:
+//   mark_read  UID STORE +FLAGS.SILENT (\Seen)
+//   delete     UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE (UIDPLUS) of those UIDs
+//   move       UID MOVE (MOVE), else UID COPY + UID STORE +FLAGS.SILENT (\Deleted) +
+//              UID EXPUNGE (UIDPLUS); a NO [TRYCREATE] to MOVE/COPY -> CREATE, then once again
+// Without UIDPLUS the messages are left flagged \Deleted and the action reports it: a plain
+// EXPUNGE would also remove whatever the user had flagged \Deleted. A refused action is an
+// action_done{ok = false} (mark_seen's: a session_warning), never a scan failure.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -73,6 +84,14 @@ struct session_options {
   std::size_t max_message_bytes = 2 * 1024 * 1024; // larger: header + first part of body only
                                                    // (structure: the cap of each text part)
   fetch_strategy fetch = fetch_strategy::structure;
+  bool read_write = false;   // SELECT (not EXAMINE) for queue_action(); unread_only implies it
+};
+enum class action_kind { mark_read, move, remove };   // remove = the rules' "delete"
+struct action_request {
+  std::uint64_t id = 0;                 // the owner's, echoed in action_done
+  action_kind kind = action_kind::mark_read;
+  std::vector<std::uint32_t> uids;      // of the current folder
+  std::string target;                   // move: the destination folder (UTF-8)
 };
 struct write_bytes { std::string data; };   // send these bytes to the server
 struct start_tls {};  // transport: TLS handshake now, then call on_tls_established()
@@ -99,8 +118,12 @@ struct scan_complete {};               // LOGOUT was written; owner closes after
 struct scan_failed { error err; };
 // Something did not work but the scan goes on (e.g. UID STORE \Seen refused).
 struct session_warning { std::string folder; std::string detail; };
+// The outcome of one queue_action(). ok = carried out; else detail says what the server
+// answered (or what was left undone, e.g. not expunged for lack of UIDPLUS).
+struct action_done { std::uint64_t id; action_kind kind; std::string folder; std::string target;
+                     std::vector<std::uint32_t> uids; bool ok; std::string detail; };
 using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
-  batch_complete, folder_complete, scan_complete, scan_failed, session_warning>;
+  batch_complete, folder_complete, scan_complete, scan_failed, session_warning, action_done>;
 
 class scan_session {
  public:
@@ -117,15 +140,26 @@ class scan_session {
   // so UIDs must be given before that resume(). A refusal is a session_warning, not a
   // failure; a call at any other time, or without unread_only, is a warning and ignored.
   void mark_seen(std::vector<std::uint32_t> uids);
+  // A server-side action on messages of the current folder, with mark_seen()'s timing rules
+  // (it is the same queue); needs read_write or unread_only. Its result is an action_done.
+  void queue_action(action_request a);
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
   const std::vector<std::string>& capabilities() const;
 
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
-                     select, search, fetch, await_resume, store, done };
+                     select, search, fetch, await_resume, actions, done };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
-                        search_all, search_large, fetch, fetch_parts, store, logout };
+                        search_all, search_large, fetch, fetch_parts, action, logout };
+  enum class action_step { store_seen, store_deleted, move, copy, create, expunge };
+  struct running_action {
+    action_request req;
+    std::vector<action_step> steps;
+    std::size_t next = 0;
+    bool created = false;        // CREATE after TRYCREATE was tried
+    std::string note;            // something left undone (no UIDPLUS)
+  };
   struct pending_cmd { std::string tag; cmd_kind kind; };
   struct folder { std::string name; std::string wire; bool configured; std::string special_use; };
   // One message of the batch between the structure FETCH and the text-part FETCH.
@@ -157,6 +191,12 @@ class scan_session {
   void start_search();
   void next_batch();
   void finish_folder();
+  void after_batch();                          // next batch or folder_complete
+  bool may_act(std::string_view what);
+  void start_next_action();
+  void send_action_step();
+  void action_answered(const status_response& s);
+  void finish_action(bool ok, std::string detail);
   void logout();
   void fail(error_kind kind, std::string detail, std::uint32_t retry_after_s = 0);
   void fail_protocol(std::string_view what);
@@ -189,7 +229,8 @@ class scan_session {
   std::size_t fetches_left_ = 0;
   int fetch_stage_ = 0;                    // structure: 1 = headers + structure, 2 = text parts
   std::vector<staged_message> staged_;     // structure: per batch_ entry
-  std::vector<std::uint32_t> seen_;        // mark_seen() UIDs waiting for resume()
+  std::deque<action_request> actions_;     // queue_action()/mark_seen() waiting for resume()
+  std::optional<running_action> running_;
   std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
 };
