@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -37,6 +38,9 @@ struct mailbox_state {
   std::optional<scan_result> failure;
   // scan = unread: the UIDs of the batch in flight, marked \Seen once it is durable.
   std::map<std::uint64_t, std::vector<std::uint32_t>> seen_after_ack;
+  // Rule actions queued in the session (by action id): the messages each acts on.
+  std::map<std::uint64_t, std::vector<server_action>> actions_queued;
+  std::uint64_t next_action_id = 1;
   scan_result result;
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
@@ -61,8 +65,71 @@ std::string_view reason_of(net::failure_kind k) {
 
 void finish_if_drained(mailbox_actor_t* self);
 
+// Writes the outcome of a rule action as an "action_result" reason of each message (shown by
+// `explain`), and logs failures. Best effort: the writer does not acknowledge it.
+void record_action_results(mailbox_actor_t* self, const std::vector<server_action>& acts, bool ok,
+                           const std::string& detail) {
+  auto& st = self->state;
+  if (acts.empty())
+    return;
+  matched_batch b;
+  b.user = st.s.cfg.user;
+  for (auto& a : acts) {
+    storage::message_record r;
+    r.key = a.key;
+    r.reasons.push_back({"action_result", a.action,
+                         ok ? (detail.empty() ? std::string{"ok"} : "ok: " + detail) : "failed: " + detail});
+    b.records.push_back(std::move(r));
+  }
+  self->send(st.s.writer, write_atom::value, std::move(b));
+  if (!ok && st.s.log)
+    st.s.log->write(core::log_level::warning, "action_failed", st.s.cfg.user,
+                    fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), acts.front().folder,
+                    fmt::format("{} of {} message(s): {}", acts.front().action, acts.size(), detail));
+}
+
+// Queues a durable batch's rule actions in the session (the folder is still selected: the
+// mailbox waits for the acknowledgement before resuming), one command per action and
+// destination, flags first, then moves, then deletes.
+void queue_actions(mailbox_actor_t* self, std::vector<server_action> acts) {
+  auto& st = self->state;
+  auto rank = [](const server_action& a) {
+    return a.action == "mark_read" ? 0 : a.action.starts_with("move:") ? 1 : 2;
+  };
+  std::stable_sort(acts.begin(), acts.end(), [&](auto& a, auto& b) {
+    return rank(a) != rank(b) ? rank(a) < rank(b) : a.action < b.action;
+  });
+  for (std::size_t i = 0; i < acts.size();) {
+    std::size_t j = i;
+    while (j < acts.size() && acts[j].action == acts[i].action)
+      ++j;
+    std::vector<server_action> group(acts.begin() + static_cast<std::ptrdiff_t>(i),
+                                     acts.begin() + static_cast<std::ptrdiff_t>(j));
+    i = j;
+    if (!st.session || !st.session->awaiting_resume()) {
+      record_action_results(self, group, false, "not carried out: the connection ended first");
+      continue;
+    }
+    imap::action_request req;
+    req.id = st.next_action_id++;
+    const auto& what = group.front().action;
+    req.kind = what == "mark_read" ? imap::action_kind::mark_read
+             : what == "delete"    ? imap::action_kind::remove
+                                   : imap::action_kind::move;
+    if (req.kind == imap::action_kind::move)
+      req.target = what.substr(5);
+    for (auto& a : group)
+      req.uids.push_back(a.uid);
+    st.actions_queued[req.id] = std::move(group);
+    st.session->queue_action(std::move(req));
+  }
+}
+
 void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
   auto& st = self->state;
+  for (auto& [id, acts] : st.actions_queued)
+    record_action_results(self, acts, false, "not carried out: the pass ended (" + reason + ")");
+  st.actions_queued.clear();
   if (!st.failure)
     st.failure = failed_result(st.s.cfg.user, std::move(reason), std::move(detail));
   st.server_done = true;
@@ -136,10 +203,11 @@ void pump(mailbox_actor_t* self) {
           }
           storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
           send_batch(self, {cp});
-          // scan = unread marks messages \Seen only once they are durably tracked, while the
-          // folder is still selected: wait for this batch's acknowledgement before going on.
-          bool unread = st.s.cfg.scan == core::scan_mode::unread;
-          if (!unread && st.inflight < st.s.engine.max_inflight_batches)
+          // scan = unread marks messages \Seen, and rules move/delete/mark them, only once they
+          // are durably tracked, while the folder is still selected: wait for this batch's
+          // acknowledgement before going on.
+          bool after_ack = st.s.cfg.scan == core::scan_mode::unread || st.s.server_actions;
+          if (!after_ack && st.inflight < st.s.engine.max_inflight_batches)
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
           if (st.s.probe)
@@ -151,6 +219,11 @@ void pump(mailbox_actor_t* self) {
           st.closing = true;
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;
+        } else if constexpr (std::is_same_v<T, imap::action_done>) {
+          if (auto it = st.actions_queued.find(ev.id); it != st.actions_queued.end()) {
+            record_action_results(self, it->second, ev.ok, ev.detail);
+            st.actions_queued.erase(it);
+          }
         } else if constexpr (std::is_same_v<T, imap::session_warning>) {
           if (st.s.log)
             st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
@@ -236,6 +309,7 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
   o.starttls = cfg.security == core::security_mode::starttls;
   o.folders = cfg.folders;
   o.unread_only = cfg.scan == core::scan_mode::unread;
+  o.read_write = st.s.server_actions;
   o.since_unix = st.s.engine.days_back == 0 ? 0 : now_unix() - std::int64_t{st.s.engine.days_back} * 86400;
   if (st.s.probe)
     o.since_unix = 4102444800;  // 2100-01-01: the folders are opened and searched, nothing matches
@@ -288,6 +362,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           return;
         st.running = true;
         st.seen_after_ack.clear();
+        st.actions_queued.clear();
         st.server_done = false;
         st.failure.reset();
         st.result = failed_result(st.s.cfg.user, {}, {});
@@ -379,7 +454,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         }
         self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
       },
-      [=](durable_atom, std::uint64_t seq, std::uint64_t new_messages, std::uint64_t new_sightings) {
+      [=](durable_atom, std::uint64_t seq, std::uint64_t new_messages, std::uint64_t new_sightings,
+          std::vector<server_action>& actions) {
         auto& st = self->state;
         if (st.inflight > 0)
           --st.inflight;
@@ -388,6 +464,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             st.session->mark_seen(std::move(it->second));
           st.seen_after_ack.erase(it);
         }
+        if (!actions.empty() && !st.s.probe)
+          queue_actions(self, std::move(actions));
         st.result.new_messages += new_messages;
         st.result.new_sightings += new_sightings;
         if (st.session && st.session->awaiting_resume() && st.inflight < st.s.engine.max_inflight_batches) {

@@ -6,6 +6,8 @@
 //   scheduler --lease--> mailbox --fetched_batch--> matcher --matched_batch--> writer
 //        ^                  ^                                                    |
 //        +---scan_done------+<------------------durable / write_failed----------+
+//                   (durable carries the batch's server-side rule actions: the mailbox
+//                    runs them on the still-selected folder, then writes their results)
 // A mailbox holds at most `max_inflight_batches` batches between itself and the writer's
 // durable acknowledgement; it resumes fetching only when credit returns, so a slow disk slows
 // fetching instead of growing memory. Checkpoints ride in the batch and are written in the
@@ -53,6 +55,17 @@ struct matched_batch {
   std::vector<storage::checkpoint_update> checkpoints;
 };
 
+// A server-side rule action (move / delete / mark_read) on the copy a record was fetched as.
+// The writer returns them with the durable acknowledgement: they run only once the message is
+// tracked, and their results come back to the writer as "action_result" reasons.
+struct server_action {
+  std::string key;      // message key (for recording the result)
+  std::string folder;
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t uid = 0;
+  std::string action;   // "mark_read" | "delete" | "move:<folder>" (the "action" reason target)
+};
+
 // What one scan pass of one mailbox ended with.
 struct scan_result {
   std::string user;
@@ -92,6 +105,10 @@ typename Inspector::result_type inspect(Inspector& f, fetched_batch& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, matched_batch& x) {
   return f(caf::meta::type_name("matched_batch"), x.user, x.seq, x.reply_to, x.records, x.checkpoints);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, server_action& x) {
+  return f(caf::meta::type_name("server_action"), x.key, x.folder, x.uidvalidity, x.uid, x.action);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
@@ -172,4 +189,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, progress_atom, "progress")
   CAF_ADD_ATOM(mscan, mscan::atoms, grant_atom, "grant")
   CAF_ADD_ATOM(mscan, mscan::atoms, reload_atom, "reload")
+  CAF_ADD_TYPE_ID(mscan, (mscan::actors::server_action))
+  CAF_ADD_TYPE_ID(mscan, (std::vector<mscan::actors::server_action>))
 CAF_END_TYPE_ID_BLOCK(mscan)

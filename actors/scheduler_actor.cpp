@@ -1,6 +1,7 @@
 #include "actors/scheduler_actor.hpp"
 
 #include "actors/mailbox_actor.hpp"
+#include "core/rules.hpp"
 
 #include <fmt/format.h>
 
@@ -127,6 +128,7 @@ void spawn_one(self_t self, std::size_t idx) {
   ms.log = st.s.log;
   ms.probe = st.s.probe;
   ms.health = st.s.health;
+  ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg.user);
   if (!st.s.matchers.empty())
     ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
   e.actor = spawn_mailbox_actor(self, std::move(ms));
@@ -228,6 +230,7 @@ bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b)
 void apply_reload(self_t self, const core::config& next) {
   auto& st = self->state;
   st.s.cfg.engine = next.engine;
+  st.s.cfg.rules = next.rules;  // for mailboxes spawned from now on (server_actions)
   std::size_t added = 0, removed = 0, changed = 0;
   for (auto& m : next.mailboxes) {
     if (!scans(st, m))

@@ -4,7 +4,9 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <thread>
+#include <utility>
 
 namespace mscan::actors {
 
@@ -34,6 +36,28 @@ std::optional<storage::error> check_free_space(const writer_settings& s) {
   return storage::error{storage::error::code::no_space,
                         fmt::format("{} has {} KiB free, below the reserve of {} KiB (min_free_disk_mb)",
                                     s.data_dir.string(), free_bytes / 1024, s.min_free_bytes / 1024)};
+}
+
+// The server-side actions the rules asked for on this copy ("action" reasons of
+// core::link_message), in a fixed order: flags first, then the move (only the first: a copy
+// cannot go to two folders), then delete.
+void collect_actions(const storage::message_record& r, std::vector<server_action>& out) {
+  if (r.sightings.empty())
+    return;
+  const auto& s = r.sightings.front();
+  std::vector<std::string> kinds;
+  bool moved = false;
+  for (auto want : {"mark_read", "move:", "delete"})
+    for (auto& reason : r.reasons) {
+      if (reason.kind != "action" || !reason.target.starts_with(want))
+        continue;
+      if (std::string_view{want} == "move:" && std::exchange(moved, true))
+        continue;
+      if (std::find(kinds.begin(), kinds.end(), reason.target) != kinds.end())
+        continue;
+      kinds.push_back(reason.target);
+      out.push_back({r.key, s.folder, s.uidvalidity, s.uid, reason.target});
+    }
 }
 
 } // namespace
@@ -71,12 +95,15 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         if (res) {
           // Tell each batch what *it* added (a group commit mixes many mailboxes' batches).
           std::uint64_t new_messages = 0, new_sightings = 0;
+          std::vector<server_action> actions;
           for (std::size_t i = 0; i < b.records.size() && pos < res->per_record.size(); ++i, ++pos) {
             new_messages += res->per_record[pos].new_message ? 1 : 0;
             new_sightings += res->per_record[pos].new_sightings;
+            collect_actions(records[pos], actions);
           }
-          self->send(b.reply_to, durable_atom::value, b.seq, new_messages, new_sightings);
-        } else
+          if (b.reply_to)
+            self->send(b.reply_to, durable_atom::value, b.seq, new_messages, new_sightings, std::move(actions));
+        } else if (b.reply_to)
           self->send(b.reply_to, write_failed_atom::value, b.seq, std::string{reason_of(res.error())},
                      res.error().message);
       }

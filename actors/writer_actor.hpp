@@ -10,7 +10,8 @@
 
 namespace mscan::actors {
 
-// Accepts: (write_atom, matched_batch)            -> sends (durable_atom, seq, new, sightings)
+// Accepts: (write_atom, matched_batch)            -> sends (durable_atom, seq, new, sightings,
+//                                                    server actions) to reply_to (none if null)
 //                                                    or (write_failed_atom, seq, reason, detail)
 //                                                    to batch.reply_to
 //          (checkpoints_atom, user)               -> std::map<folder, folder_checkpoint>

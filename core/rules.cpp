@@ -664,6 +664,17 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
   return out;
 }
 
+bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user) {
+  for (const auto& r : rules) {
+    if (!r.active || (!r.users.empty() && std::find(r.users.begin(), r.users.end(), user) == r.users.end()))
+      continue;
+    for (const auto& a : r.actions)
+      if (a.type == "move" || a.type == "delete" || a.type == "mark_read")
+        return true;
+  }
+  return false;
+}
+
 // --- CRM linking -------------------------------------------------------------------------
 
 namespace {
@@ -788,9 +799,9 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
           }
         } else if (a.type == "move" || a.type == "delete" || a.type == "mark_read") {
           auto what = a.type == "move" ? fmt::format("move:{}", a.folder) : a.type;
-          r.reasons.push_back({"action", what,
-                               fmt::format("rule '{}': server-side, after the message is tracked "
-                                           "(not carried out by this version)", rule)});
+          // Carried out by the mailbox once the message is durably tracked; the outcome is
+          // an "action_result" reason (same target) written afterwards.
+          r.reasons.push_back({"action", what, fmt::format("rule '{}': after the message is tracked", rule)});
         }
       }
     }

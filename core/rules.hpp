@@ -107,6 +107,10 @@ class compiled_rules {
 expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_config>& rules,
                                                     const compile_options& opts = {});
 
+// Whether an active rule for `user` may move, delete or mark mail read: the mailbox then
+// opens its folders read-write (SELECT) and runs those actions after each durable batch.
+bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user);
+
 // The rules that fire for `msg` seen by `user` in `folder`, in configured order. Thread-safe
 // (const) and never throws.
 std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message& msg,

@@ -1,7 +1,8 @@
 // libFuzzer target for scan_session: the input is the server's side of a conversation.
 // Byte 0 picks options, byte 1 the chunk size (low 6 bits), the fetch strategy (bit 6:
 // whole_message, else BODYSTRUCTURE + text parts) and whether every delivered message is
-// passed to mark_seen() before resume() (bit 7). Checked: no crash, exactly one terminal
+// passed to mark_seen() and to a move and a delete (queue_action, read_write) before resume()
+// (bit 7). Checked: no crash, exactly one terminal
 // output (scan_complete or scan_failed) and nothing after it, finished() after EOF, and
 // the secret never appears in an error detail.
 #include <cstdint>
@@ -27,6 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t chunk = std::size_t{data[1]} % 64 + 1;
   o.fetch = (data[1] & 64) ? fetch_strategy::whole_message : fetch_strategy::structure;
   const bool mark = (data[1] & 128) != 0;
+  o.read_write = mark;
   std::vector<std::uint32_t> delivered;
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
   scan_session s(o);
@@ -40,6 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (f->err.detail.find(o.secret) != std::string::npos) std::abort();
       }
       if (std::holds_alternative<scan_complete>(*out)) ++terminal;
+      if (auto* a = std::get_if<action_done>(&*out); a && a->id != 1 && a->id != 2) std::abort();
       if (auto* m = std::get_if<message_fetched>(&*out)) {
         delivered.push_back(m->uid);
         // The synthetic message holds the header and texts it was built from, never more
@@ -48,7 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
     }
     if (s.awaiting_resume()) {
-      if (mark) s.mark_seen(delivered);
+      if (mark) {
+        s.mark_seen(delivered);
+        s.queue_action({1, action_kind::move, delivered, "Done/\xc3\x84rger"});
+        s.queue_action({2, action_kind::remove, delivered, {}});
+      }
       s.resume();
     }
   };

@@ -257,10 +257,7 @@ int cmd_status(const std::string& config_file, bool json) {
   // Oldest last-scanned first (never scanned = oldest), so stale mailboxes stand out.
   std::stable_sort(states.begin(), states.end(),
                    [](auto& a, auto& b) { return a.last_scanned < b.last_scanned; });
-  std::vector<storage::message_record> msgs;
-  if (db && !cfg->rules.empty())
-    msgs = db->query_messages({});
-  auto rules = apps::rules_json(*cfg, msgs);
+  auto rules = apps::rules_json(*cfg, db ? db->rule_stats() : std::vector<storage::rule_stat>{});
   if (json) {
     auto out = apps::status_json(states);
     out["rules"] = std::move(rules);  // an extra top-level list: the mailboxes shape is unchanged

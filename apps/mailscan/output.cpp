@@ -198,24 +198,12 @@ void print_list(std::ostream& os, const nlohmann::json& obj) {
   }
 }
 
-nlohmann::json rules_json(const core::config& cfg, const std::vector<storage::message_record>& msgs) {
-  std::map<std::string, std::pair<std::uint64_t, std::int64_t>> hits;  // name -> (count, newest)
-  for (auto& m : msgs) {
-    std::set<std::string> fired;
-    for (auto& r : m.reasons)
-      if (r.kind == "rule")
-        fired.insert(r.target);
-    for (auto& name : fired) {
-      auto& h = hits[name];
-      ++h.first;
-      h.second = std::max(h.second, m.date);
-    }
-  }
+nlohmann::json rules_json(const core::config& cfg, const std::vector<storage::rule_stat>& stats) {
   auto list = nlohmann::json::array();
   for (auto& rule : cfg.rules) {
-    auto it = hits.find(rule.name);
-    std::uint64_t n = it == hits.end() ? 0 : it->second.first;
-    std::int64_t last = it == hits.end() ? 0 : it->second.second;
+    auto it = std::find_if(stats.begin(), stats.end(), [&](auto& s) { return s.name == rule.name; });
+    std::uint64_t n = it == stats.end() ? 0 : it->hits;
+    std::int64_t last = it == stats.end() ? 0 : it->last_hit;
     list.push_back({{"name", rule.name}, {"active", rule.active}, {"hits", n},
                     {"last_hit", n && last ? nlohmann::json(iso8601(last)) : nlohmann::json(nullptr)}});
   }

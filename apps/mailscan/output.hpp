@@ -27,9 +27,9 @@ nlohmann::json alerts_json(const std::vector<storage::message_record>& msgs);
 // One line per entry of the JSON above (the text form of `query tickets|contacts|alerts`).
 void print_list(std::ostream& os, const nlohmann::json& list_object);
 // Per-rule statistics for `status`: every configured rule with the number of tracked
-// messages it fired for and the date of the newest one (from the stored "rule" reasons):
+// messages it fired for and when that last happened (the store's rule_stats counters):
 // [{"name", "active", "hits", "last_hit": ISO 8601 | null}].
-nlohmann::json rules_json(const core::config& cfg, const std::vector<storage::message_record>& msgs);
+nlohmann::json rules_json(const core::config& cfg, const std::vector<storage::rule_stat>& stats);
 
 // `mailscan demo`: the embedded simulator, a generated config, one pass, a summary.
 int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages);

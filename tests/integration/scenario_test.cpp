@@ -1,7 +1,7 @@
 // CRM scenarios end to end: a support mailbox on the real dovecot fixture with a rule, the
 // real `mailscan` executable, and what an operator then sees in query/explain/status/dry-run.
-// Server-side actions (move/delete/mark_read) are recorded as pending, not carried out yet:
-// the last section asserts the server is untouched.
+// The rule's move runs after the messages are tracked (tests/integration/actions_test.cpp
+// has the server-side actions in detail).
 #include "tests/support/dovecot_fixture.hpp"
 #include "tests/support/mailscan_cli.hpp"
 
@@ -128,6 +128,9 @@ actions = [
       CHECK(t.at("assignee") == "alice");
     }
   CHECK(created == 2);  // the new request and the body-only question
+  // Numbered in the order they were tracked (UID order here): TT1, TT2.
+  CHECK(find_by(tickets, "number", "TT1"));
+  CHECK(find_by(tickets, "number", "TT2"));
 
   auto contacts = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf, "contacts", "--json"}).out).at("contacts");
   auto nina = find_by(contacts, "email", "nina@acme.example");
@@ -160,6 +163,7 @@ actions = [
   }
 
   REQUIRE(new1_tickets.size() == 1);
+  CHECK(new1_tickets[0] == "TT1");
   CHECK(thr1_tickets == new1_tickets);
 
   auto ex = test::run_mailscan({"explain", "--config", conf, "<new1@test>"});
@@ -179,8 +183,9 @@ actions = [
   CHECK(dry.out.find("(update TT17)") != std::string::npos);
   CHECK(dry.out.find("3 rule hit(s) over 7 tracked message(s)") != std::string::npos);
 
-  // Server-side actions are not carried out by this version: nothing moved.
-  CHECK_FALSE(fs::exists(dc.maildir_path("support", "Processed")));
+  // The rule moved the three messages it fired on, once they were tracked.
+  CHECK(fs::exists(dc.maildir_path("support", "Processed")));
+  CHECK(ex.out.find("action_result move:Processed: because ok") != std::string::npos);
 }
 
 TEST_CASE("scenario: a rule with an invalid regex refuses 'mailscan run' with exit 2 naming the rule",
