@@ -82,6 +82,20 @@ actions = [
   CHECK(c.rules[0].root.children.size() == 2);
   CHECK(c.rules[0].root.children[1].group == "any");
   CHECK(c.rules[0].actions.size() == 3);
+  CHECK(c.rules[0].actions[1].ticket_prefix == "TT");  // the default
+}
+
+TEST_CASE("a ticket action's prefix is letters, digits, '-' or '_'", "[unit][config]") {
+  auto rule = [](const std::string& prefix) {
+    return "[[rule]]\nname = \"r\"\nactions = [ { type = \"create_or_update_ticket\", ticket_prefix = \"" + prefix +
+           "\" } ]\n";
+  };
+  auto ok = parse(rule("INC-"));
+  REQUIRE(ok.has_value());
+  CHECK(ok.value().rules[0].actions[0].ticket_prefix == "INC-");
+  CHECK(error_of(rule("")).find("key 'ticket_prefix'") != std::string::npos);
+  CHECK(error_of(rule("T/T")).find("key 'ticket_prefix'") != std::string::npos);
+  CHECK(error_of(rule("ABCDEFGHIJKLMNOPQ")).find("key 'ticket_prefix'") != std::string::npos);
 }
 
 TEST_CASE("config errors name the file, line and key", "[unit][config]") {
