@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <random>
+#include <utility>
 
 namespace mscan::actors {
 
@@ -230,7 +231,12 @@ bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b)
 void apply_reload(self_t self, const core::config& next) {
   auto& st = self->state;
   st.s.cfg.engine = next.engine;
-  st.s.cfg.rules = next.rules;  // for mailboxes spawned from now on (server_actions)
+  // A mailbox whose rules gain or lose server-side actions is respawned like a changed one
+  // (it opens folders read-write only when it may act).
+  auto old_rules = std::exchange(st.s.cfg.rules, next.rules);
+  auto acts_changed = [&](const std::string& user) {
+    return core::has_server_actions(old_rules, user) != core::has_server_actions(next.rules, user);
+  };
   std::size_t added = 0, removed = 0, changed = 0;
   for (auto& m : next.mailboxes) {
     if (!scans(st, m))
@@ -246,7 +252,7 @@ void apply_reload(self_t self, const core::config& next) {
         schedule_next(self, idx, jitter(std::chrono::milliseconds(1000), 1.0));
       continue;
     }
-    if (same_settings(it->cfg, m))
+    if (same_settings(it->cfg, m) && !acts_changed(m.user))
       continue;
     ++changed;
     auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
