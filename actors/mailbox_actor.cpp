@@ -41,6 +41,7 @@ struct mailbox_state {
   // Rule actions queued in the session (by action id): the messages each acts on.
   std::map<std::uint64_t, std::vector<server_action>> actions_queued;
   std::uint64_t next_action_id = 1;
+  std::uint64_t actions_ok = 0, actions_failed = 0;  // messages, this pass (in the scan_ok line)
   scan_result result;
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
@@ -72,6 +73,7 @@ void record_action_results(mailbox_actor_t* self, const std::vector<server_actio
   auto& st = self->state;
   if (acts.empty())
     return;
+  (ok ? st.actions_ok : st.actions_failed) += acts.size();
   matched_batch b;
   b.user = st.s.cfg.user;
   for (auto& a : acts) {
@@ -290,8 +292,12 @@ void finish_if_drained(mailbox_actor_t* self) {
     auto host = fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port);
     if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
-                      fmt::format("fetched={} new={} new_sightings={}", res.fetched, res.new_messages,
-                                  res.new_sightings));
+                      fmt::format("fetched={} new={} new_sightings={}{}", res.fetched, res.new_messages,
+                                  res.new_sightings,
+                                  st.actions_ok + st.actions_failed == 0
+                                    ? std::string{}
+                                    : fmt::format(" actions_ok={} actions_failed={}", st.actions_ok,
+                                                  st.actions_failed)));
     else
       st.s.log->write(core::log_level::error, "scan_failed", res.user, host, "",
                       fmt::format("reason={} {}", res.reason, res.detail));
@@ -363,6 +369,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.running = true;
         st.seen_after_ack.clear();
         st.actions_queued.clear();
+        st.actions_ok = st.actions_failed = 0;
         st.server_done = false;
         st.failure.reset();
         st.result = failed_result(st.s.cfg.user, {}, {});

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <iterator>
 
 namespace fs = std::filesystem;
 using namespace mscan;
@@ -99,6 +100,15 @@ std::string inbox_flags(test::imap_test_client& c, const std::string& subject) {
   return f->empty() ? std::string{} : f->front();
 }
 
+std::string read_logs(const fs::path& dir) {
+  std::string all;
+  for (auto& e : fs::directory_iterator(dir)) {
+    std::ifstream in(e.path());
+    all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return all;
+}
+
 nlohmann::json messages(const std::string& conf) {
   return nlohmann::json::parse(test::run_mailscan({"query", "--config", conf, "messages", "--json"}).out).at("messages");
 }
@@ -177,6 +187,33 @@ TEST_CASE("actions: move (folder created), delete and mark_read happen after tra
   }
   auto human = test::run_mailscan({"status", "--config", conf});
   CHECK(human.out.find("rule File it: 1 hit(s), last ") != std::string::npos);
+}
+
+TEST_CASE("actions: a move the server refuses is a recorded, logged failure; the mail stays put", "[integration][actions]") {
+  REQUIRE(test::dovecot_available());
+  test::dovecot_fixture dc{{{{"support", "pw-s"}}}};
+  dc.seed("support", "INBOX", mail("m1", "[move] file me"));
+  auto dir = test::unique_test_dir("actions_refused");
+  auto cfg = config(dc);
+  const std::string bad = std::string(200, 'x') + "/" + std::string(300, 'y');  // too long a name
+  cfg.replace(cfg.find(target), target.size(), bad);
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto conf = (dir / "mailscan.toml").string();
+  auto run = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO("stdout: " << run.out << "\nstderr: " << run.err);
+  REQUIRE(run.code == 0);  // an action failure does not fail the scan
+  auto ex = test::run_mailscan({"explain", "--config", conf, "<m1@test>"});
+  INFO(ex.out);
+  CHECK(ex.out.find("action_result move:" + bad + ": because failed: ") != std::string::npos);
+  CHECK(ex.out.find("action_result mark_read: because ok") != std::string::npos);
+  CHECK(read_logs(dir / "logs").find("event=action_failed") != std::string::npos);
+  auto c = login(dc);
+  CHECK(count(*c, "INBOX") == 1);
+  CHECK(messages(conf).size() == 1);
+  // The next pass does not fetch or act on it again.
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  CHECK(count(*c, "INBOX") == 1);
+  CHECK(messages(conf).size() == 1);
 }
 
 TEST_CASE("actions: nothing happens on the server when the write is not durable", "[integration][actions]") {
