@@ -138,7 +138,8 @@ class scan_session {
   // folder is still selected), so an owner with several batches in flight can pass UIDs as
   // acknowledgements arrive; the folder is left only at the resume() after its last batch,
   // so UIDs must be given before that resume(). A refusal is a session_warning, not a
-  // failure; a call at any other time, or without unread_only, is a warning and ignored.
+  // failure; a call at any other time, or without unread_only / read_write, is a warning
+  // and ignored. It is queue_action() with id 0 (consecutive calls share one STORE).
   void mark_seen(std::vector<std::uint32_t> uids);
   // A server-side action on messages of the current folder, with mark_seen()'s timing rules
   // (it is the same queue); needs read_write or unread_only. Its result is an action_done.
@@ -192,7 +193,6 @@ class scan_session {
   void next_batch();
   void finish_folder();
   void after_batch();                          // next batch or folder_complete
-  bool may_act(std::string_view what);
   void start_next_action();
   void send_action_step();
   void action_answered(const status_response& s);
