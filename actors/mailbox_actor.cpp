@@ -42,6 +42,9 @@ struct mailbox_state {
   std::map<std::uint64_t, std::vector<server_action>> actions_queued;
   std::uint64_t next_action_id = 1;
   std::uint64_t actions_ok = 0, actions_failed = 0;  // messages, this pass (in the scan_ok line)
+  // The batch whose acknowledgement the session waits for (scan = unread, rule actions): an
+  // earlier folder's checkpoint-only batch acknowledged meanwhile must not resume it.
+  std::optional<std::uint64_t> resume_on_ack;
   scan_result result;
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
@@ -209,7 +212,9 @@ void pump(mailbox_actor_t* self) {
           // are durably tracked, while the folder is still selected: wait for this batch's
           // acknowledgement before going on.
           bool after_ack = st.s.cfg.scan == core::scan_mode::unread || st.s.server_actions;
-          if (!after_ack && st.inflight < st.s.engine.max_inflight_batches)
+          if (after_ack)
+            st.resume_on_ack = st.next_seq - 1;
+          else if (st.inflight < st.s.engine.max_inflight_batches)
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
           if (st.s.probe)
@@ -370,6 +375,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.seen_after_ack.clear();
         st.actions_queued.clear();
         st.actions_ok = st.actions_failed = 0;
+        st.resume_on_ack.reset();
         st.server_done = false;
         st.failure.reset();
         st.result = failed_result(st.s.cfg.user, {}, {});
@@ -475,7 +481,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           queue_actions(self, std::move(actions));
         st.result.new_messages += new_messages;
         st.result.new_sightings += new_sightings;
-        if (st.session && st.session->awaiting_resume() && st.inflight < st.s.engine.max_inflight_batches) {
+        if (st.resume_on_ack == seq)
+          st.resume_on_ack.reset();
+        if (st.session && st.session->awaiting_resume() && !st.resume_on_ack &&
+            st.inflight < st.s.engine.max_inflight_batches) {
           st.session->resume();
           pump(self);
         }

@@ -236,3 +236,32 @@ TEST_CASE("actions: nothing happens on the server when the write is not durable"
   CHECK(inbox_flags(*c, "[move]").find("\\Seen") == std::string::npos);
   CHECK(inbox_flags(*c, "[delete]").find("\\Deleted") == std::string::npos);
 }
+
+TEST_CASE("actions: a later folder's actions wait for its own batch, not an earlier folder's checkpoint", "[integration][actions]") {
+  REQUIRE(test::dovecot_available());
+  test::dovecot_fixture dc{{{{"support", "pw-s"}}}};
+  dc.seed("support", "INBOX", mail("i1", "[read] zero"));
+  dc.seed("support", "INBOX", mail("p1", "plain"));
+  dc.seed("support", "Other", mail("o1", "[read] one"));
+  dc.seed("support", "Other", mail("o2", "[read] two"));
+  auto dir = test::unique_test_dir("actions_folders");
+  // Slow commits: INBOX's checkpoint batch is acknowledged only after Other's first batch is
+  // fetched and waiting for its own acknowledgement.
+  auto cfg = config(dc, "write_delay_ms = 300");
+  // "Read it" for every folder.
+  cfg.replace(cfg.find("folders = [\"INBOX\"]\nconditions = [ { field = \"subject\", op = \"contains\", value = \"[read]\""),
+              std::string("folders = [\"INBOX\"]\n").size(), "");
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto conf = (dir / "mailscan.toml").string();
+  auto run = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO("stdout: " << run.out << "\nstderr: " << run.err);
+  REQUIRE(run.code == 0);
+  auto c = login(dc);
+  CHECK(count(*c, "Other", "UNSEEN") == 0);
+  CHECK(count(*c, "INBOX", "UNSEEN") == 1);
+  for (auto id : {"<i1@test>", "<o1@test>", "<o2@test>"}) {
+    auto ex = test::run_mailscan({"explain", "--config", conf, id});
+    INFO(ex.out);
+    CHECK(ex.out.find("action_result mark_read: because ok") != std::string::npos);
+  }
+}
