@@ -236,3 +236,21 @@ TEST_CASE("directory CSV: kind from a column or from the file name", "[unit][crm
   CHECK(c.value().items[0].kind == "ticket");
   CHECK(c.value().items[0].reference == "TT5");
 }
+
+TEST_CASE("a mailbox opens folders read-write only when an active rule for it can act on the server", "[unit][crm]") {
+  auto rule = [](std::string type, std::vector<std::string> users, bool active = true) {
+    core::rule_config r;
+    r.name = type;
+    r.active = active;
+    r.users = std::move(users);
+    r.actions.push_back({});
+    r.actions.back().type = std::move(type);
+    return r;
+  };
+  CHECK_FALSE(core::has_server_actions({}, "support"));
+  CHECK_FALSE(core::has_server_actions({rule("create_contact", {}), rule("create_or_update_ticket", {})}, "support"));
+  CHECK(core::has_server_actions({rule("mark_read", {})}, "support"));
+  CHECK(core::has_server_actions({rule("move", {"support"})}, "support"));
+  CHECK_FALSE(core::has_server_actions({rule("delete", {"ann"})}, "support"));
+  CHECK_FALSE(core::has_server_actions({rule("delete", {}, false)}, "support"));
+}
