@@ -16,6 +16,7 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
       out.seq = in.seq;
       out.reply_to = in.reply_to;
       out.checkpoints = std::move(in.checkpoints);
+      out.uidls = std::move(in.uidls);
       out.records.reserve(in.messages.size());
       const core::crm_linker current = *linker;  // a reload mid-batch does not mix directories
       for (auto& m : in.messages) {
