@@ -34,6 +34,9 @@ struct protocol_session {
   virtual void mark_seen(std::vector<std::uint32_t> uids) = 0;
   // POP3: the UIDL-set changes the batch being sent covers (they ride in it).
   virtual std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) = 0;
+  // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
+  virtual void dele(const std::vector<std::uint32_t>& uids) = 0;
+  virtual void all_acked() = 0;
 };
 
 template <class Session>
@@ -51,6 +54,14 @@ struct session_adapter final : protocol_session {
   void mark_seen(std::vector<std::uint32_t> uids) override {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
       s.mark_seen(std::move(uids));
+  }
+  void dele(const std::vector<std::uint32_t>& uids) override {
+    if constexpr (std::is_same_v<Session, pop3::scan_session>)
+      s.dele(uids);
+  }
+  void all_acked() override {
+    if constexpr (std::is_same_v<Session, pop3::scan_session>)
+      s.all_acked();
   }
   std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) override {
     std::vector<storage::uidl_update> out;
@@ -79,6 +90,8 @@ struct mailbox_state {
   std::optional<scan_result> failure;
   // scan = unread: the UIDs of the batch in flight, marked \Seen once it is durable.
   std::map<std::uint64_t, std::vector<std::uint32_t>> seen_after_ack;
+  // POP3: the uids of a batch in flight that a rule's delete action wants gone (DELE once durable).
+  std::map<std::uint64_t, std::vector<std::uint32_t>> delete_after_ack;
   scan_result result;
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
@@ -370,6 +383,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           return;
         st.running = true;
         st.seen_after_ack.clear();
+        st.delete_after_ack.clear();
         st.server_done = false;
         st.failure.reset();
         st.result = failed_result(st.s.cfg.user, {}, {});
@@ -480,10 +494,19 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             st.session->mark_seen(std::move(it->second));
           st.seen_after_ack.erase(it);
         }
+        if (auto it = st.delete_after_ack.find(seq); it != st.delete_after_ack.end()) {
+          if (st.session)
+            st.session->dele(it->second);
+          st.delete_after_ack.erase(it);
+        }
         st.result.new_messages += new_messages;
         st.result.new_sightings += new_sightings;
         if (st.session && st.session->awaiting_resume() && st.inflight < st.s.engine.max_inflight_batches) {
           st.session->resume();
+          pump(self);
+        }
+        if (st.session && st.inflight == 0) {  // POP3 QUITs (and DELEs) only now
+          st.session->all_acked();
           pump(self);
         }
         finish_if_drained(self);
@@ -491,11 +514,17 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
       [=](write_failed_atom, std::uint64_t seq, std::string& reason, std::string& detail) {
         auto& st = self->state;
         st.seen_after_ack.erase(seq);  // not tracked: not marked
+        st.delete_after_ack.erase(seq);  // nor deleted
         if (st.inflight > 0)
           --st.inflight;
         // Nothing of this batch was applied and its checkpoint did not move: stop the pass;
         // the next pass starts again from the last durable checkpoint.
         fail_pass(self, reason, "storage: " + detail);
+      },
+      [=](delete_atom, std::uint64_t seq, std::vector<std::uint32_t>& uids) {
+        // Only POP3 carries out a rule's delete action (IMAP leaves it pending).
+        if (self->state.s.cfg.type == core::mail_protocol::pop3 && self->state.running)
+          self->state.delete_after_ack[seq] = std::move(uids);
       },
       [=](stop_atom) {
         auto& st = self->state;

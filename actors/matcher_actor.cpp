@@ -2,6 +2,8 @@
 
 #include "core/matcher.hpp"
 
+#include <algorithm>
+
 namespace mscan::actors {
 
 using namespace mscan::atoms;
@@ -18,6 +20,7 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
       out.checkpoints = std::move(in.checkpoints);
       out.uidls = std::move(in.uidls);
       out.records.reserve(in.messages.size());
+      std::vector<std::uint32_t> deletes;
       const core::crm_linker current = *linker;  // a reload mid-batch does not mix directories
       for (auto& m : in.messages) {
         auto parsed = mime::parse_message(m.raw, parse);
@@ -36,8 +39,15 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
             }
           }
         }
+        // A rule's delete action: the mailbox deletes on the server once this batch is durable
+        // (told before the writer sees the batch, so it arrives before the acknowledgement).
+        if (std::any_of(rec.reasons.begin(), rec.reasons.end(),
+                        [](auto& r) { return r.kind == "action" && r.target == "delete"; }))
+          deletes.push_back(m.uid);
         out.records.push_back(std::move(rec));
       }
+      if (!deletes.empty())
+        self->send(in.reply_to, delete_atom::value, in.seq, std::move(deletes));
       self->send(writer, write_atom::value, std::move(out));
     },
     [=](reload_atom, const core::crm_linker& next) {

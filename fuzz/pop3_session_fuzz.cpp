@@ -43,7 +43,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (std::holds_alternative<imap::batch_complete>(*out) || std::holds_alternative<imap::folder_complete>(*out))
         (void)s.take_uidl_changes();
     }
-    if (s.awaiting_resume()) s.resume();
+    if (s.awaiting_resume()) {
+      s.resume();
+      if (data[1] & 64) s.dele({1, 2, 5, 6});
+      s.all_acked();
+    }
   };
   for (std::size_t pos = 0; pos < bytes.size(); pos += chunk) {
     s.on_bytes(bytes.substr(pos, std::min(chunk, bytes.size() - pos)));

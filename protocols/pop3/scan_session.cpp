@@ -227,6 +227,12 @@ void scan_session::handle(reply& r) {
       return on_list(r);
     case cmd::fetch:
       return on_fetched(r, c.index);
+    case cmd::dele:
+      if (!ok)
+        out_.push_back(imap::session_warning{std::string(folder_name),
+                                             fmt::format("DELE refused: -ERR {}", excerpt(r.text, 200))});
+      if (!pipelining_) next_dele();
+      return;
     case cmd::quit:
       phase_ = phase::done;
       return;
@@ -306,6 +312,7 @@ void scan_session::on_uidl(const reply& r) {
     if (opts_.known.count(u)) continue;
     if (uid == UINT32_MAX) return fail(error_kind::protocol_error, "UIDL: more messages than uids");
     new_.push_back({static_cast<std::uint32_t>(n), std::string(u), ++uid});
+    msgno_of_[uid] = static_cast<std::uint32_t>(n);
   }
   // Vanished UIDLs leave the checkpoint (the set would otherwise only grow).
   for (auto& [u, id] : opts_.known)
@@ -391,8 +398,39 @@ void scan_session::resume() {
 }
 
 void scan_session::finish() {
-  if (!opts_.probe)
-    out_.push_back(imap::folder_complete{std::string(folder_name), 0, highest_uid_, 0});
+  if (opts_.probe) return quit();
+  out_.push_back(imap::folder_complete{std::string(folder_name), 0, highest_uid_, 0});
+  phase_ = phase::await_final;
+}
+
+void scan_session::dele(const std::vector<std::uint32_t>& uids) {
+  if (phase_ == phase::quit || phase_ == phase::done || phase_ == phase::dele) return;
+  for (auto uid : uids)
+    if (auto it = msgno_of_.find(uid); it != msgno_of_.end()) dele_.push_back(it->second);
+}
+
+void scan_session::all_acked() {
+  if (phase_ != phase::await_final) return;
+  phase_ = phase::dele;
+  if (!pipelining_) {
+    next_dele();
+  } else {
+    while (!dele_.empty()) {
+      send(fmt::format("DELE {}", dele_.front()), cmd::dele, body_kind::none);
+      dele_.pop_front();
+    }
+    quit();
+  }
+  process();
+}
+
+void scan_session::next_dele() {
+  if (dele_.empty()) return quit();
+  send(fmt::format("DELE {}", dele_.front()), cmd::dele, body_kind::none);
+  dele_.pop_front();
+}
+
+void scan_session::quit() {
   phase_ = phase::quit;
   send("QUIT", cmd::quit, body_kind::none);
   out_.push_back(imap::scan_complete{});

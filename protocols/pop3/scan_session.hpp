@@ -20,13 +20,18 @@
 //   |    when PIPELINING is offered --> message_fetched ... --> batch_complete
 //   +------------------ (owner calls resume()) -----------------------+
 //                                                   v
-//                          folder_complete --> QUIT --> scan_complete
+//        folder_complete --> (owner calls all_acked(): every batch is durable)
+//                                                   v
+//                          [DELE n ... of the uids given to dele()] --> QUIT --> scan_complete
 //
 // POP3 has no folders and no UIDs: everything is folder "INBOX" with uidvalidity 0, and each
 // UIDL gets a uid when first seen (checkpoint last_uid + 1, + 2, ... in maildrop order).
 // The checkpoint is the set of UIDLs already tracked (options.known) plus last_uid; the
 // changes to it ride with the batches (take_uidl_changes()) so they become durable in the same
-// write as the messages they cover. The session never sends DELE.
+// write as the messages they cover. DELE is sent only for uids the owner passes to dele()
+// (a rule's delete action, after the message is durably tracked), and only once the owner
+// says every batch is durable: POP3 commits deletions at QUIT, so a pass that dies before
+// deletes nothing.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -73,8 +78,14 @@ class scan_session {
   void on_tls_established();
   void on_eof();
   void resume();  // after batch_complete: the owner has credit for the next batch
+  // These uids (of this pass's messages) may be deleted from the server: their messages are
+  // durably tracked. Unknown uids are ignored.
+  void dele(const std::vector<std::uint32_t>& uids);
+  // After folder_complete: every batch of the pass is durable; DELE what dele() got, QUIT.
+  void all_acked();
   std::optional<imap::session_output> poll();
-  bool awaiting_resume() const { return phase_ == phase::await_resume; }
+  // Waiting for the owner (resume() or all_acked()): the server is not expected to speak.
+  bool awaiting_resume() const { return phase_ == phase::await_resume || phase_ == phase::await_final; }
   bool finished() const { return phase_ == phase::done; }
   const std::vector<std::string>& capabilities() const { return caps_; }
   // The checkpoint changes covered by the batch_complete / folder_complete just polled (and
@@ -83,8 +94,8 @@ class scan_session {
 
  private:
   enum class phase { greeting, capa, stls, tls_handshake, auth, stat, uidl, list, fetch,
-                     await_resume, quit, done };
-  enum class cmd { capa, stls, user, pass, apop, auth, auth_cancel, stat, uidl, list, fetch, quit };
+                     await_resume, await_final, dele, quit, done };
+  enum class cmd { capa, stls, user, pass, apop, auth, auth_cancel, stat, uidl, list, fetch, dele, quit };
   struct pending_cmd { cmd kind; std::size_t index = 0; };
   struct new_message { std::uint32_t msgno; std::string uidl; std::uint32_t uid;
                        std::uint64_t size = 0; bool partial = false; };
@@ -101,6 +112,8 @@ class scan_session {
   void send_fetch(std::size_t index);
   void on_fetched(reply& r, std::size_t index);
   void finish();
+  void next_dele();
+  void quit();
   bool has_cap(std::string_view name) const;
   bool sasl_offers(std::string_view mech) const;
   void fail(imap::error_kind kind, std::string detail);
@@ -120,6 +133,8 @@ class scan_session {
   std::size_t batch_begin_ = 0, batch_end_ = 0, next_send_ = 0, replies_left_ = 0;
   std::uint32_t highest_uid_ = 0;
   std::vector<uidl_change> changes_;
+  std::map<std::uint32_t, std::uint32_t> msgno_of_;  // uid -> message number, this pass
+  std::deque<std::uint32_t> dele_;                   // message numbers to DELE
 };
 
 // RFC 1939 APOP digest: lower-case hex MD5 of timestamp + secret.

@@ -344,3 +344,32 @@ TEST_CASE("pop3: diagnose and test-mailbox classify login_failed and starttls_un
     CHECK(j.at("reason") == "certificate_invalid");
   }
 }
+
+TEST_CASE("pop3: a rule's delete action DELEs exactly its messages, after they are tracked", "[integration][pop3]") {
+  REQUIRE_DOVECOT();
+  test::dovecot_fixture dc({.users = {{"alice", "pw"}}, .pop3 = true});
+  for (int i = 0; i < 5; ++i)
+    dc.seed("alice", "INBOX", message(i));
+  dc.seed("alice", "INBOX",
+          "From: spam@junk.example\r\nTo: alice@corp.example\r\nSubject: delete me\r\n"
+          "Message-ID: <spam-1@junk.example>\r\n\r\nbuy\r\n");
+  auto dir = test::unique_test_dir("pop3-dele");
+  auto conf = write_config(dir, dc.pop3_port(), "none", "", "pw", 2);
+  std::ofstream(conf, std::ios::app) << "\n[[rule]]\nname = \"Drop junk\"\nusers = [\"alice\"]\nmatch = \"all\"\n"
+                                        "conditions = [ { field = \"subject\", op = \"contains\", value = \"delete me\" } ]\n"
+                                        "actions = [ { type = \"delete\" } ]\n";
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(r.out << r.err << dc.log_tail(20));
+  REQUIRE(r.code == 0);
+  REQUIRE(dc.wait_for_log("mscan_stats top=", 1));
+  CHECK(stats(dc).del == 1);
+  CHECK(maildir_files(dc) == 5);
+  CHECK(query(conf).messages == 6);  // the deleted message stays tracked
+  auto e = test::run_mailscan({"explain", "--config", conf, "<spam-1@junk.example>"});
+  CHECK(e.code == 0);
+  // Next pass: its UIDL leaves the checkpoint, nothing else is deleted.
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  REQUIRE(dc.wait_for_log("mscan_stats top=", 2));
+  CHECK(stats(dc).del == 1);
+  CHECK(stored_uidls(conf) == 5);
+}

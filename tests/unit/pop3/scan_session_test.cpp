@@ -16,7 +16,8 @@ namespace {
 // The conversation as text: "C: ..." for client lines, "E: ..." for events, "U: ..." for the
 // checkpoint changes taken at each batch_complete / folder_complete.
 std::vector<std::string> converse(const session_options& o, std::string_view server,
-                                  const std::vector<std::size_t>& splits = {}) {
+                                  const std::vector<std::size_t>& splits = {},
+                                  const std::vector<std::uint32_t>& dele = {}) {
   scan_session s(o);
   std::vector<std::string> out;
   auto drain = [&] {
@@ -60,7 +61,11 @@ std::vector<std::string> converse(const session_options& o, std::string_view ser
       }
       if (!s.awaiting_resume())
         return;
+      // Every batch is acknowledged at once: a resume() for the next batch, and at the end
+      // the deletions and all_acked().
       s.resume();
+      s.dele(dele);
+      s.all_acked();
     }
   };
   std::size_t pos = 0;
@@ -255,4 +260,32 @@ TEST_CASE("pop3 session: probe logs in, STATs and fetches nothing", "[unit][pop3
   std::vector<std::string> want{"C: CAPA", "C: AUTH PLAIN " + imap::sasl_plain("alice", "Secret-Pass-1"), "C: STAT",
                                 "E: opened INBOX exists=7 uidnext=0", "C: QUIT", "E: complete"};
   CHECK(c == want);
+}
+
+TEST_CASE("pop3 session: DELE only for the uids given, only after all_acked, before QUIT", "[unit][pop3]") {
+  auto o = alice();
+  o.known = {{"A", 1}};
+  o.last_uid = 1;
+  const std::string server = "+OK\r\n" + caps_all + "+OK\r\n+OK\r\n1 A\r\n2 B\r\n3 C\r\n.\r\n"
+                             "+OK\r\n1 3\r\n2 3\r\n3 3\r\n.\r\n+OK\r\nb\r\n.\r\n+OK\r\nc\r\n.\r\n"
+                             "+OK\r\n-ERR no\r\n+OK\r\n";
+  // uid 2 = message 2 (B), uid 3 = message 3 (C); uid 1 (A, tracked earlier) and 99 are not
+  // this pass's to delete.
+  auto c = converse(o, server, {}, {3, 1, 99, 2});
+  std::vector<std::string> tail{"E: folder_complete highest=3 +B=2 +C=3", "C: DELE 3", "C: DELE 2", "C: QUIT",
+                                "E: complete", "E: warning DELE refused: -ERR no"};
+  REQUIRE(c.size() > tail.size());
+  CHECK(std::vector<std::string>(c.end() - static_cast<long>(tail.size()), c.end()) == tail);
+  scan_session s(o);
+  s.on_bytes("+OK\r\n" + caps_all + "+OK\r\n+OK\r\n1 A\r\n.\r\n");
+  std::string written;
+  while (auto ev = s.poll())
+    if (auto* w = std::get_if<imap::write_bytes>(&*ev)) written += w->data;
+  CHECK(s.awaiting_resume());  // folder_complete: nothing more until all_acked()
+  CHECK(written.find("QUIT") == std::string::npos);
+  s.all_acked();
+  bool quit = false;
+  while (auto ev = s.poll())
+    if (auto* w = std::get_if<imap::write_bytes>(&*ev)) quit = quit || w->data == "QUIT\r\n";
+  CHECK(quit);
 }
