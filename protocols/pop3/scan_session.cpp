@@ -147,6 +147,14 @@ bool scan_session::sasl_offers(std::string_view mech) const {
 
 void scan_session::fail(error_kind kind, std::string detail) {
   if (phase_ == phase::done) return;
+  if (phase_ == phase::quit) {  // scan_complete is out: whatever the server says now changes nothing
+    phase_ = phase::done;
+    return;
+  }
+  // A hostile or broken server may echo what we sent (PASS): it never reaches a detail.
+  if (opts_.secret.size() >= 3)
+    for (auto p = detail.find(opts_.secret); p != std::string::npos; p = detail.find(opts_.secret, p))
+      detail.replace(p, opts_.secret.size(), "[redacted]");
   phase_ = phase::done;
   out_.push_back(imap::scan_failed{{kind, std::move(detail), 0}});
 }

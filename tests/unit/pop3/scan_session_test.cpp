@@ -237,6 +237,8 @@ TEST_CASE("pop3 session: classified errors, the secret never in a detail", "[uni
   CHECK(fail_of("+OK\r\n-ERR\r\n+OK\r\n+OK\r\n+OK\r\nbad line\r\n.\r\n").starts_with("E: failed protocol_error: UIDL: unparseable"));
   CHECK(fail_of("+OK\r\n-ERR\r\n+OK\r\n+OK\r\n+OK\r\n1 A\r\n.\r\n+OK\r\n1 10\r\n.\r\n+OK\r\nhalf") ==
         "E: failed server_bye: the server closed the connection in the middle of a message");
+  CHECK(fail_of("+OK\r\n+OSecret-Pass-1\r\n") == "E: failed protocol_error: unparseable server reply: expected +OK or "
+                                                   "-ERR, got '+O[redacted]'");
   o.username = "al\r\nDELE 1";
   CHECK(fail_of("+OK\r\n-ERR\r\n").starts_with("E: failed login_failed: the username or secret contains a line break"));
   for (auto& line : converse(alice(), "+OK\r\n-ERR\r\n+OK\r\n-ERR [AUTH] Secret-Pass-1\r\n"))
