@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -27,12 +28,12 @@ using namespace mscan;
 namespace {
 
 // A TCP relay to a dovecot port that misbehaves on purpose for its first connection: it hides
-// STLS from the CAPA listing, and/or cuts the connection once the server has sent `cut_after`
-// bytes. Later connections are relayed as they are.
+// the CAPA line starting with `hide` (e.g. "STLS", "SASL"), and/or cuts the connection once the
+// server has sent `cut_after` bytes. Later connections are relayed as they are.
 class pop3_relay {
  public:
-  pop3_relay(std::uint16_t target, std::size_t cut_after, bool hide_stls)
-    : target_(target), cut_after_(cut_after), hide_stls_(hide_stls) {
+  pop3_relay(std::uint16_t target, std::size_t cut_after, std::string hide = {})
+    : target_(target), cut_after_(cut_after), hide_(std::move(hide)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -51,6 +52,10 @@ class pop3_relay {
   }
   std::uint16_t port() const { return port_; }
   std::size_t connections() const { return connections_; }
+  std::string client_bytes() {  // what the client sent on the first connection
+    std::lock_guard lock(mu_);
+    return client_bytes_;
+  }
 
  private:
   void run() {
@@ -83,15 +88,19 @@ class pop3_relay {
         auto n = ::read(client, buf, sizeof buf);
         if (n <= 0 || ::write(server, buf, static_cast<std::size_t>(n)) != n)
           return;
+        if (misbehave) {
+          std::lock_guard lock(mu_);
+          client_bytes_.append(buf, static_cast<std::size_t>(n));
+        }
       }
       if (p[1].revents) {
         auto n = ::read(server, buf, sizeof buf);
         if (n <= 0)
           return;
         std::string chunk(buf, static_cast<std::size_t>(n));
-        if (misbehave && hide_stls_)
-          for (auto pos = chunk.find("\nSTLS\r\n"); pos != std::string::npos; pos = chunk.find("\nSTLS\r\n"))
-            chunk.replace(pos, 7, "\nXSTL\r\n");
+        if (misbehave && !hide_.empty())  // same length: "\nSTLS" -> "\nXTLS"
+          for (auto pos = chunk.find("\n" + hide_); pos != std::string::npos; pos = chunk.find("\n" + hide_, pos))
+            chunk[pos + 1] = 'X';
         bool cut = misbehave && cut_after_ && sent + chunk.size() >= cut_after_;
         if (cut)
           chunk.resize(cut_after_ - sent);
@@ -104,7 +113,9 @@ class pop3_relay {
 
   std::uint16_t target_;
   std::size_t cut_after_;
-  bool hide_stls_;
+  std::string hide_;
+  std::mutex mu_;
+  std::string client_bytes_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
@@ -281,7 +292,7 @@ TEST_CASE("pop3: a connection cut in the middle of a RETR loses nothing on the r
   REQUIRE(corpus.size() >= 60);
   dc.seed_files("alice", "INBOX", corpus);
   // ~8 KB a message: the cut lands inside a RETR some batches in.
-  pop3_relay relay(dc.pop3_port(), 200 * 1024, false);
+  pop3_relay relay(dc.pop3_port(), 200 * 1024);
   auto dir = test::unique_test_dir("pop3-cut");
   auto conf = write_config(dir, relay.port(), "none", "", "pw", 5);
   auto first = test::run_mailscan({"run", "--config", conf, "--once"});
@@ -332,11 +343,11 @@ TEST_CASE("pop3: diagnose and test-mailbox classify login_failed and starttls_un
     CHECK(nlohmann::json::parse(d.out).at("mailboxes").at(0).at("reason") == "login_failed");
   }
   SECTION("STLS required but not offered") {
-    pop3_relay relay(dc.pop3_port(), 0, true);
+    pop3_relay relay(dc.pop3_port(), 0, "STLS");
     auto [code, j] = reason_of(write_config(test::unique_test_dir("pop3-diag-stls"), relay.port(), "starttls", dc.ca_file()));
     CHECK(code == 3);
     CHECK(j.at("reason") == "starttls_unavailable");
-    CHECK(dc.count_in_log("user=<alice>") == 0);  // nothing was sent in clear
+    CHECK(relay.client_bytes() == "CAPA\r\n");  // nothing else was sent in clear
   }
   SECTION("certificate not trusted") {
     auto [code, j] = reason_of(write_config(test::unique_test_dir("pop3-diag-ca"), dc.pop3s_port(), "tls", dc.wrong_ca_file()));
@@ -372,4 +383,20 @@ TEST_CASE("pop3: a rule's delete action DELEs exactly its messages, after they a
   REQUIRE(dc.wait_for_log("mscan_stats top=", 2));
   CHECK(stats(dc).del == 1);
   CHECK(stored_uidls(conf) == 5);
+}
+
+TEST_CASE("pop3: USER/PASS when the server offers no SASL", "[integration][pop3]") {
+  REQUIRE_DOVECOT();
+  test::dovecot_fixture dc({.users = {{"alice", "pw"}}, .pop3 = true});
+  dc.seed("alice", "INBOX", message(1));
+  pop3_relay relay(dc.pop3_port(), 0, "SASL");
+  auto conf = write_config(test::unique_test_dir("pop3-userpass"), relay.port(), "none", "");
+  auto r = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(r.out << r.err << dc.log_tail(10));
+  REQUIRE(r.code == 0);
+  CHECK(query(conf).messages == 1);
+  CHECK(relay.connections() == 1);
+  CHECK(relay.client_bytes().find("USER alice\r\nPASS ") != std::string::npos);
+  CHECK(relay.client_bytes().find("AUTH") == std::string::npos);
+  CHECK(dc.count_in_log("Login: user=<alice>") == 1);
 }
