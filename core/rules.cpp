@@ -793,7 +793,9 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
           auto what = a.type == "move" ? fmt::format("move:{}", a.folder) : a.type;
           r.reasons.push_back({"action", what,
                                fmt::format("rule '{}': server-side, after the message is tracked "
-                                           "(not carried out by this version)", rule)});
+                                           "({})",
+                                           rule, a.type == "delete" ? "carried out for POP3 mailboxes only"
+                                                                    : "not carried out by this version")});
         }
       }
     }
