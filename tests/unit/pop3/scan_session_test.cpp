@@ -291,3 +291,24 @@ TEST_CASE("pop3 session: DELE only for the uids given, only after all_acked, bef
     if (auto* w = std::get_if<imap::write_bytes>(&*ev)) quit = quit || w->data == "QUIT\r\n";
   CHECK(quit);
 }
+
+TEST_CASE("pop3 session: without PIPELINING each DELE waits for its answer", "[unit][pop3]") {
+  auto o = alice();
+  const std::string server = "+OK\r\n+OK\r\nUIDL\r\nUSER\r\n.\r\n+OK\r\n+OK\r\n+OK\r\n1 A\r\n2 B\r\n.\r\n"
+                             "+OK\r\n1 3\r\n2 3\r\n.\r\n+OK\r\na\r\n.\r\n+OK\r\nb\r\n.\r\n+OK\r\n+OK\r\n+OK\r\n";
+  auto c = converse(o, server, {}, {1, 2});
+  std::vector<std::string> tail{"C: DELE 1", "C: DELE 2", "C: QUIT", "E: complete"};
+  REQUIRE(c.size() > tail.size());
+  CHECK(std::vector<std::string>(c.end() - static_cast<long>(tail.size()), c.end()) == tail);
+  grind(o, server);
+  scan_session s(o);
+  s.on_bytes(server.substr(0, server.size() - 12));  // up to the end of the last RETR
+  while (s.poll()) {
+  }
+  s.dele({1, 2});
+  s.all_acked();
+  std::string written;
+  while (auto ev = s.poll())
+    if (auto* w = std::get_if<imap::write_bytes>(&*ev)) written += w->data;
+  CHECK(written == "DELE 1\r\n");  // one at a time
+}
