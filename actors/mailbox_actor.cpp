@@ -2,6 +2,7 @@
 
 #include "core/mailbox_health.hpp"
 #include "protocols/imap/scan_session.hpp"
+#include "protocols/pop3/scan_session.hpp"
 
 #include <fmt/format.h>
 
@@ -20,10 +21,62 @@ std::int64_t now_unix() {
     .count();
 }
 
+// The protocol half of a pass behind one face: the POP3 session speaks the IMAP session's
+// event vocabulary, so everything below (pipeline, credit, checkpoints, timeouts) serves both.
+struct protocol_session {
+  virtual ~protocol_session() = default;
+  virtual void on_bytes(std::string_view bytes) = 0;
+  virtual void on_tls_established() = 0;
+  virtual void on_eof() = 0;
+  virtual void resume() = 0;
+  virtual std::optional<imap::session_output> poll() = 0;
+  virtual bool awaiting_resume() const = 0;
+  virtual const std::vector<std::string>& capabilities() const = 0;
+  virtual void mark_seen(std::vector<std::uint32_t> uids) = 0;
+  // POP3: the UIDL-set changes the batch being sent covers (they ride in it).
+  virtual std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) = 0;
+  // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
+  virtual void dele(const std::vector<std::uint32_t>& uids) = 0;
+  virtual void all_acked() = 0;
+};
+
+template <class Session>
+struct session_adapter final : protocol_session {
+  Session s;
+  template <class Options>
+  explicit session_adapter(Options o) : s(std::move(o)) {}
+  void on_bytes(std::string_view bytes) override { s.on_bytes(bytes); }
+  void on_tls_established() override { s.on_tls_established(); }
+  void on_eof() override { s.on_eof(); }
+  void resume() override { s.resume(); }
+  std::optional<imap::session_output> poll() override { return s.poll(); }
+  bool awaiting_resume() const override { return s.awaiting_resume(); }
+  const std::vector<std::string>& capabilities() const override { return s.capabilities(); }
+  void mark_seen(std::vector<std::uint32_t> uids) override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.mark_seen(std::move(uids));
+  }
+  void dele(const std::vector<std::uint32_t>& uids) override {
+    if constexpr (std::is_same_v<Session, pop3::scan_session>)
+      s.dele(uids);
+  }
+  void all_acked() override {
+    if constexpr (std::is_same_v<Session, pop3::scan_session>)
+      s.all_acked();
+  }
+  std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) override {
+    std::vector<storage::uidl_update> out;
+    if constexpr (std::is_same_v<Session, pop3::scan_session>)
+      for (auto& c : s.take_uidl_changes())
+        out.push_back({user, std::move(c.uidl), c.uid, c.removed});
+    return out;
+  }
+};
+
 struct mailbox_state {
   mailbox_settings s;
   caf::actor scheduler;
-  std::unique_ptr<imap::scan_session> session;
+  std::unique_ptr<protocol_session> session;
   std::shared_ptr<net::connection> conn;
   std::uint64_t generation = 0;  // one per pass: stale network events of an old pass are ignored
   std::uint64_t next_seq = 0;
@@ -98,6 +151,25 @@ void record_action_results(mailbox_actor_t* self, const std::vector<server_actio
 // destination, flags first, then moves, then deletes.
 void queue_actions(mailbox_actor_t* self, std::vector<server_action> acts) {
   auto& st = self->state;
+  if (st.s.cfg.type == core::mail_protocol::pop3) {
+    // POP3 knows only DELE, sent once every batch of the pass is durable, right before QUIT
+    // (the server applies it at QUIT); it has no folders to move to and no \Seen flag.
+    std::vector<server_action> deleted, unsupported;
+    std::vector<std::uint32_t> uids;
+    for (auto& a : acts) {
+      if (a.action == "delete")
+        uids.push_back(a.uid);
+      (a.action == "delete" ? deleted : unsupported).push_back(std::move(a));
+    }
+    if (!uids.empty() && st.session)
+      st.session->dele(uids);
+    record_action_results(self, st.session ? deleted : std::vector<server_action>{}, true,
+                          "DELE at the end of the pass");
+    record_action_results(self, st.session ? std::vector<server_action>{} : deleted, false,
+                          "not carried out: the connection ended first");
+    record_action_results(self, unsupported, false, "not possible over POP3");
+    return;
+  }
   auto rank = [](const server_action& a) {
     return a.action == "mark_read" ? 0 : a.action.starts_with("move:") ? 1 : 2;
   };
@@ -159,6 +231,8 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   }
   b.messages = std::move(st.batch);
   b.checkpoints = std::move(cps);
+  if (st.session)
+    b.uidls = st.session->take_uidl_updates(st.s.cfg.user);
   st.batch.clear();
   ++st.inflight;
   self->send(st.s.matcher, match_atom::value, std::move(b));
@@ -310,8 +384,8 @@ void finish_if_drained(mailbox_actor_t* self) {
   self->send(st.scheduler, scan_done_atom::value, res);
 }
 
-void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps) {
-  auto& st = self->state;
+std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
+                                                    std::map<std::string, storage::folder_checkpoint> cps) {
   auto& cfg = st.s.cfg;
   imap::session_options o;
   o.username = cfg.username;
@@ -327,8 +401,46 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
   for (auto& [folder, cp] : cps)
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
-  st.session = std::make_unique<imap::scan_session>(std::move(o));
+  return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
+}
 
+std::unique_ptr<protocol_session> make_pop3_session(const mailbox_state& st,
+                                                    std::map<std::string, storage::folder_checkpoint> cps,
+                                                    std::map<std::string, std::uint32_t> uidls) {
+  auto& cfg = st.s.cfg;
+  pop3::session_options o;
+  o.username = cfg.username;
+  o.secret = cfg.secret;
+  o.auth = cfg.auth == core::auth_kind::xoauth2 ? pop3::auth_method::xoauth2 : pop3::auth_method::automatic;
+  o.starttls = cfg.security == core::security_mode::starttls;
+  o.known.insert(std::make_move_iterator(uidls.begin()), std::make_move_iterator(uidls.end()));
+  if (auto it = cps.find(std::string(pop3::folder_name)); it != cps.end())
+    o.last_uid = it->second.last_uid;
+  // Never below a uid already given out (a checkpoint older than its UIDL keys cannot be
+  // written, but a hand-edited or restored database should not make uids collide).
+  for (auto& [u, uid] : o.known)
+    o.last_uid = std::max(o.last_uid, uid);
+  o.batch_size = st.s.engine.batch_size;
+  o.probe = st.s.probe;
+  return std::make_unique<session_adapter<pop3::scan_session>>(std::move(o));
+}
+
+void connect(mailbox_actor_t* self);
+
+void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps,
+                std::map<std::string, std::uint32_t> uidls = {}) {
+  auto& st = self->state;
+  auto& cfg = st.s.cfg;
+  if (cfg.type == core::mail_protocol::pop3)
+    st.session = make_pop3_session(st, std::move(cps), std::move(uidls));
+  else
+    st.session = make_imap_session(st, std::move(cps));
+  connect(self);
+}
+
+void connect(mailbox_actor_t* self) {
+  auto& st = self->state;
+  auto& cfg = st.s.cfg;
   net::endpoint_options eo;
   eo.host = cfg.host;
   eo.port = cfg.port;
@@ -408,7 +520,17 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
               return;
             }
             self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg.user)
-              .then([=](std::map<std::string, storage::folder_checkpoint>& cps) { start_pass(self, std::move(cps)); });
+              .then([=](std::map<std::string, storage::folder_checkpoint>& cps) {
+                if (self->state.s.cfg.type != core::mail_protocol::pop3) {
+                  start_pass(self, std::move(cps));
+                  return;
+                }
+                // POP3's checkpoint is the set of UIDLs already tracked.
+                self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg.user)
+                  .then([=, cps = std::move(cps)](std::map<std::string, std::uint32_t>& uidls) mutable {
+                    start_pass(self, std::move(cps), std::move(uidls));
+                  });
+              });
           });
       },
       [=](net_up_atom, std::uint64_t gen) {
@@ -486,6 +608,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (st.session && st.session->awaiting_resume() && !st.resume_on_ack &&
             st.inflight < st.s.engine.max_inflight_batches) {
           st.session->resume();
+          pump(self);
+        }
+        if (st.session && st.inflight == 0) {  // POP3 QUITs (and DELEs) only now
+          st.session->all_acked();
           pump(self);
         }
         finish_if_drained(self);

@@ -2,6 +2,8 @@
 
 #include "core/matcher.hpp"
 
+#include <algorithm>
+
 namespace mscan::actors {
 
 using namespace mscan::atoms;
@@ -16,6 +18,7 @@ caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings setti
       out.seq = in.seq;
       out.reply_to = in.reply_to;
       out.checkpoints = std::move(in.checkpoints);
+      out.uidls = std::move(in.uidls);
       out.records.reserve(in.messages.size());
       const core::crm_linker current = *linker;  // a reload mid-batch does not mix directories
       for (auto& m : in.messages) {

@@ -45,6 +45,7 @@ struct fetched_batch {
   caf::actor reply_to;  // the mailbox actor awaiting the durable acknowledgement
   std::vector<raw_message> messages;
   std::vector<storage::checkpoint_update> checkpoints;
+  std::vector<storage::uidl_update> uidls;  // POP3: the UIDL-set changes this batch covers
 };
 
 struct matched_batch {
@@ -53,6 +54,7 @@ struct matched_batch {
   caf::actor reply_to;
   std::vector<storage::message_record> records;
   std::vector<storage::checkpoint_update> checkpoints;
+  std::vector<storage::uidl_update> uidls;
 };
 
 // A server-side rule action (move / delete / mark_read) on the copy a record was fetched as.
@@ -100,11 +102,13 @@ typename Inspector::result_type inspect(Inspector& f, raw_message& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, fetched_batch& x) {
-  return f(caf::meta::type_name("fetched_batch"), x.user, x.seq, x.reply_to, x.messages, x.checkpoints);
+  return f(caf::meta::type_name("fetched_batch"), x.user, x.seq, x.reply_to, x.messages, x.checkpoints,
+           x.uidls);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, matched_batch& x) {
-  return f(caf::meta::type_name("matched_batch"), x.user, x.seq, x.reply_to, x.records, x.checkpoints);
+  return f(caf::meta::type_name("matched_batch"), x.user, x.seq, x.reply_to, x.records, x.checkpoints,
+           x.uidls);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, server_action& x) {
@@ -151,6 +155,10 @@ typename Inspector::result_type inspect(Inspector& f, checkpoint_update& x) {
   return f(caf::meta::type_name("checkpoint_update"), x.user, x.folder, x.cp);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, uidl_update& x) {
+  return f(caf::meta::type_name("uidl_update"), x.user, x.uidl, x.uid, x.removed);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {
   return f(caf::meta::type_name("mailbox_state"), x.user, x.state, x.last_scanned,
            x.consecutive_failures, x.last_error_reason, x.last_error_detail, x.messages_tracked);
@@ -191,4 +199,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, reload_atom, "reload")
   CAF_ADD_TYPE_ID(mscan, (mscan::actors::server_action))
   CAF_ADD_TYPE_ID(mscan, (std::vector<mscan::actors::server_action>))
+  CAF_ADD_TYPE_ID(mscan, (mscan::storage::uidl_update))
+  CAF_ADD_TYPE_ID(mscan, (std::map<std::string, std::uint32_t>))
+  CAF_ADD_ATOM(mscan, mscan::atoms, uidls_atom, "uidls")
+  CAF_ADD_TYPE_ID(mscan, (std::vector<std::uint32_t>))
 CAF_END_TYPE_ID_BLOCK(mscan)

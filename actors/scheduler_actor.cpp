@@ -223,7 +223,7 @@ bool scans(const scheduler_state& st, const core::mailbox_config& m) {
 }
 
 bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b) {
-  return a.address == b.address && a.host == b.host && a.port == b.port && a.security == b.security &&
+  return a.address == b.address && a.type == b.type && a.host == b.host && a.port == b.port && a.security == b.security &&
          a.verify_certificate == b.verify_certificate && a.ca_file == b.ca_file && a.auth == b.auth &&
          a.username == b.username && a.secret == b.secret && a.folders == b.folders && a.scan == b.scan;
 }

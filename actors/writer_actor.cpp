@@ -81,15 +81,17 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         return;
       std::vector<storage::message_record> records;
       std::vector<storage::checkpoint_update> checkpoints;
+      std::vector<storage::uidl_update> uidls;
       for (auto& b : *pending) {
         std::move(b.records.begin(), b.records.end(), std::back_inserter(records));
         std::move(b.checkpoints.begin(), b.checkpoints.end(), std::back_inserter(checkpoints));
+        std::move(b.uidls.begin(), b.uidls.end(), std::back_inserter(uidls));
       }
       if (settings.write_delay_ms)
         std::this_thread::sleep_for(std::chrono::milliseconds(settings.write_delay_ms));
       auto low = check_free_space(settings);
       auto res = low ? expected<storage::write_stats, storage::error>{unexpected{*low}}
-                     : db->write(records, checkpoints);
+                     : db->write(records, checkpoints, uidls);
       std::size_t pos = 0;
       for (auto& b : *pending) {
         if (res) {
@@ -110,6 +112,7 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
       pending->clear();
     },
     [=](checkpoints_atom, const std::string& user) { return db->checkpoints(user); },
+    [=](uidls_atom, const std::string& user) { return db->pop3_uidls(user); },
     [=](state_atom, const std::string& user) {
       auto s = db->mailbox_state_of(user);
       if (s)

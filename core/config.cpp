@@ -212,6 +212,14 @@ void validate_mailbox(const mailbox_config& m, const std::function<void(std::str
     err("key 'user': missing (required)");
   if (m.security == security_mode::tls && m.port == 143)
     err("key 'port': 143 is the plain/STARTTLS port but security = \"tls\" (use 993, or security = \"starttls\")");
+  if (m.type == mail_protocol::pop3) {
+    if (m.security == security_mode::tls && m.port == 110)
+      err("key 'port': 110 is the plain/STLS port but security = \"tls\" (use 995, or security = \"starttls\")");
+    if (!m.folders.empty() && !(m.folders.size() == 1 && m.folders[0] == "INBOX"))
+      err("key 'folders': POP3 has only the INBOX (use \"*\" or \"INBOX\")");
+    if (m.scan == scan_mode::unread)
+      err("key 'scan': POP3 has no read/unread flags (use scan = \"all\")");
+  }
 }
 
 mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) {
@@ -219,12 +227,16 @@ mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) 
   auto err = [&](std::string what) { r.error_at(nullptr, "", what); };
   m.user = r.req_str("user");
   m.address = r.str("address").value_or("");
+  m.type = r.choice<mail_protocol>("type", {{"imap", mail_protocol::imap}, {"pop3", mail_protocol::pop3}})
+             .value_or(mail_protocol::imap);
   m.host = r.str("host").value_or("");
   m.security = r.choice<security_mode>("security", {{"tls", security_mode::tls},
                                                     {"starttls", security_mode::starttls},
                                                     {"none", security_mode::none}})
                  .value_or(security_mode::tls);
-  m.port = r.integer<std::uint16_t>("port", 1, 65535).value_or(m.security == security_mode::tls ? 993 : 143);
+  const bool tls = m.security == security_mode::tls;
+  m.port = r.integer<std::uint16_t>("port", 1, 65535)
+             .value_or(m.type == mail_protocol::pop3 ? (tls ? 995 : 110) : (tls ? 993 : 143));
   m.verify_certificate = r.boolean("verify_certificate").value_or(true);
   if (auto ca = r.str("ca_file"))
     m.ca_file = resolve(base, *ca);
@@ -787,6 +799,8 @@ expected<config, config_error> load_config(const std::filesystem::path& file) {
   ss << in.rdbuf();
   return parse_config(ss.str(), ec ? file : abs);
 }
+
+std::string_view to_string(mail_protocol p) { return p == mail_protocol::pop3 ? "pop3" : "imap"; }
 
 std::string_view to_string(security_mode m) {
   switch (m) {

@@ -15,6 +15,7 @@ namespace mscan::core {
 enum class security_mode { tls, starttls, none };
 enum class auth_kind { password, xoauth2 };
 enum class scan_mode { all, unread };
+enum class mail_protocol { imap, pop3 };  // [[mailbox]] type; IMAP is the default and the advice
 
 struct engine_config {
   std::filesystem::path data_dir = "data";
@@ -52,8 +53,9 @@ struct engine_config {
 struct mailbox_config {
   std::string user;
   std::string address;
+  mail_protocol type = mail_protocol::imap;
   std::string host;
-  std::uint16_t port = 993;
+  std::uint16_t port = 993;  // pop3: 995 (tls) / 110
   security_mode security = security_mode::tls;
   bool verify_certificate = true;
   std::filesystem::path ca_file;
@@ -157,5 +159,6 @@ expected<config, config_error> parse_config(std::string_view text,
 
 std::string_view to_string(security_mode);
 std::string_view to_string(scan_mode);
+std::string_view to_string(mail_protocol);
 
 } // namespace mscan::core

@@ -260,6 +260,21 @@ expected<folder_checkpoint, error> decode_checkpoint(std::string_view value) {
   return cp;
 }
 
+std::string encode_uid(std::uint32_t uid) {
+  std::string out;
+  put_u8(out, uid_value_version);
+  put_varint(out, uid);
+  return out;
+}
+
+expected<std::uint32_t, error> decode_uid(std::string_view value) {
+  reader r(value);
+  if (auto e = check_version(r, uid_value_version, "uid"); !e.empty()) return unexpected{corrupt(e)};
+  auto uid = r.varint32();
+  if (!r.ok() || !r.at_end()) return unexpected{corrupt("uid value is malformed")};
+  return uid;
+}
+
 std::string encode(const mailbox_state& s) {
   std::string out;
   put_u8(out, mailbox_state_value_version);

@@ -71,6 +71,11 @@ expected<message_record, error> decode_message(std::string_view key, std::string
 std::string encode(const folder_checkpoint& cp);
 expected<folder_checkpoint, error> decode_checkpoint(std::string_view value);
 
+// pop3_uidls value: version, varint uid.
+inline constexpr std::uint8_t uid_value_version = 1;
+std::string encode_uid(std::uint32_t uid);
+expected<std::uint32_t, error> decode_uid(std::string_view value);
+
 // The user is the RocksDB key; the value holds the rest.
 std::string encode(const mailbox_state& s);
 expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::string_view value);

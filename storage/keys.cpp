@@ -69,6 +69,16 @@ std::optional<checkpoint_key> decode_checkpoint(std::string_view k) {
   return out;
 }
 
+std::string pop3_uidl_prefix(std::string_view user) { return checkpoint_prefix(user); }
+
+std::string pop3_uidl(std::string_view user, std::string_view uidl) { return checkpoint(user, uidl); }
+
+std::optional<std::string> decode_pop3_uidl(std::string_view k, std::string_view user) {
+  auto d = decode_checkpoint(k);  // the same [fmt][lp][lp] shape
+  if (!d || d->user != user) return std::nullopt;
+  return std::move(d->folder);
+}
+
 std::string index_prefix(std::string_view target) {
   auto k = with_format(4 + target.size() + 8 + 4 + 48);
   codec::put_lp_string(k, target);

@@ -43,6 +43,11 @@ struct index_key {
 };
 std::optional<index_key> decode_index(std::string_view k);
 
+// pop3_uidls CF: [fmt][lp user][lp UIDL] -> value: codec::encode_uid
+std::string pop3_uidl(std::string_view user, std::string_view uidl);
+std::string pop3_uidl_prefix(std::string_view user);
+std::optional<std::string> decode_pop3_uidl(std::string_view k, std::string_view user);  // the UIDL
+
 // mailbox_state CF: [fmt][lp user]
 std::string mailbox_state(std::string_view user);
 std::optional<std::string> decode_mailbox_state(std::string_view k);

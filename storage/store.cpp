@@ -410,7 +410,8 @@ expected<std::unique_ptr<store>, error> store::open(const std::filesystem::path&
 }
 
 expected<write_stats, error> store::write(std::span<const message_record> messages,
-                                          std::span<const checkpoint_update> checkpoints) try {
+                                          std::span<const checkpoint_update> checkpoints,
+                                          std::span<const uidl_update> uidls) try {
   auto& d = *impl_;
   if (d.opts.read_only)
     return unexpected{make_error(error::code::invalid_argument, "store is open read-only")};
@@ -421,6 +422,9 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     if (c.user.empty() || c.folder.empty())
       return unexpected{
           make_error(error::code::invalid_argument, "checkpoint without user or folder")};
+  for (const auto& u : uidls)
+    if (u.user.empty() || u.uidl.empty())
+      return unexpected{make_error(error::code::invalid_argument, "UIDL update without user or UIDL")};
 
   std::lock_guard lock(d.write_mu);
   if (auto r = d.recover(); !r) return unexpected{r.error()};
@@ -676,6 +680,12 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
   }
   for (const auto& c : checkpoints)
     batch.Put(d.h(cf::checkpoints), keys::checkpoint(c.user, c.folder), codec::encode(c.cp));
+  for (const auto& u : uidls) {
+    if (u.removed)
+      batch.Delete(d.h(cf::pop3_uidls), keys::pop3_uidl(u.user, u.uidl));
+    else
+      batch.Put(d.h(cf::pop3_uidls), keys::pop3_uidl(u.user, u.uidl), codec::encode_uid(u.uid));
+  }
 
   if (batch.Count() > 0) {
     if (auto s = d.db->Write(d.write_options, &batch); !s.ok()) {
@@ -712,6 +722,23 @@ std::map<std::string, folder_checkpoint> store::checkpoints(std::string_view use
     auto k = keys::decode_checkpoint(view(it->key()));
     auto cp = codec::decode_checkpoint(view(it->value()));
     if (k && cp) out.emplace(std::move(k->folder), *cp);
+  }
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
+std::map<std::string, std::uint32_t> store::pop3_uidls(std::string_view user) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
+  std::map<std::string, std::uint32_t> out;
+  const auto prefix = keys::pop3_uidl_prefix(user);
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::pop3_uidls)));
+  for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    auto uidl = keys::decode_pop3_uidl(view(it->key()), user);
+    auto uid = codec::decode_uid(view(it->value()));
+    if (uidl && uid) out.emplace(std::move(*uidl), *uid);
   }
   return out;
 } catch (const std::exception&) {

@@ -38,11 +38,15 @@ class store {
   // maintain the link indexes, count rule hits (rule_stats), allocate ticket numbers for
   // new_ticket_marker / root_ticket_marker, and set the checkpoints. On error nothing is applied.
   // Records with an empty key refuse the whole batch (invalid_argument).
+  // POP3: `uidls` (added or removed UIDLs) join the same batch, so the UIDL set (the POP3
+  // checkpoint) never runs ahead of the messages either.
   expected<write_stats, error> write(std::span<const message_record> messages,
-                                     std::span<const checkpoint_update> checkpoints);
+                                     std::span<const checkpoint_update> checkpoints,
+                                     std::span<const uidl_update> uidls = {});
 
   std::optional<folder_checkpoint> checkpoint(std::string_view user, std::string_view folder) const;
   std::map<std::string, folder_checkpoint> checkpoints(std::string_view user) const;  // by folder
+  std::map<std::string, std::uint32_t> pop3_uidls(std::string_view user) const;  // UIDL -> uid
 
   // Newest first (date descending; ties by key length, then key bytes); limit 0 = all.
   std::vector<message_record> query_messages(const message_filter& f) const;

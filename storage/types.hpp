@@ -84,6 +84,14 @@ struct checkpoint_update {
   folder_checkpoint cp{};
 };
 
+// One change to a POP3 mailbox's UIDL set (pop3_uidls CF): tracked now, or gone from the
+// server (removed).
+struct uidl_update {
+  std::string user{}, uidl{};
+  std::uint32_t uid = 0;
+  bool removed = false;
+};
+
 struct mailbox_state {
   std::string user{};
   std::string state = "ok";  // ok|error|credentials_changed|disabled

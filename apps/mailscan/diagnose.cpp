@@ -31,6 +31,9 @@ std::string redact(std::string text, const core::mailbox_config& m) {
 }
 
 std::string auth_used(const core::mailbox_config& m) {
+  if (m.type == core::mail_protocol::pop3)
+    return m.auth == core::auth_kind::xoauth2 ? "xoauth2 (AUTH XOAUTH2)"
+                                              : "password (AUTH PLAIN when offered, else USER/PASS, else APOP)";
   return m.auth == core::auth_kind::xoauth2 ? "xoauth2 (AUTHENTICATE XOAUTH2)"
                                             : "password (LOGIN, or AUTHENTICATE PLAIN when LOGIN is disabled)";
 }
@@ -40,6 +43,7 @@ diagnosis base(const core::mailbox_config& m) {
   d.user = m.user;
   d.host = m.host;
   d.port = m.port;
+  d.protocol = std::string(core::to_string(m.type));
   d.security = std::string(core::to_string(m.security));
   d.auth = auth_used(m);
   d.username = m.username;
@@ -110,6 +114,7 @@ nlohmann::json diagnoses_json(const std::vector<diagnosis>& ds, bool full) {
         folders.push_back({{"name", f.name}, {"messages", f.exists}});
       j["host"] = d.host;
       j["port"] = d.port;
+      j["protocol"] = d.protocol;
       j["security"] = d.security;
       j["auth"] = d.auth;
       j["username"] = d.username;
@@ -145,7 +150,7 @@ void print_mailbox_detail(std::ostream& os, const diagnosis& d) {
   os << fmt::format("detail:       {}\n", d.detail);
   if (!d.next_step.empty())
     os << fmt::format("next step:    {}\n", d.next_step);
-  os << fmt::format("server:       {}:{} ({})\n", d.host.empty() ? "-" : d.host, d.port, d.security);
+  os << fmt::format("server:       {}:{} ({}, {})\n", d.host.empty() ? "-" : d.host, d.port, d.protocol, d.security);
   os << fmt::format("username:     {}\n", d.username.empty() ? "-" : d.username);
   os << "secret:       [redacted]\n";
   os << fmt::format("auth:         {}\n", d.auth);

@@ -23,7 +23,7 @@ struct diagnosis {
   std::string detail{};     // secrets redacted
   std::string next_step{};  // what the operator should do ("" when OK)
   // The conversation summary test-mailbox shows.
-  std::string host{}, security{}, auth{}, username{};
+  std::string host{}, protocol{}, security{}, auth{}, username{};
   std::uint16_t port = 0;
   std::vector<std::string> capabilities{};
   std::vector<actors::folder_info> folders{};
