@@ -33,6 +33,8 @@ struct protocol_session {
   virtual bool awaiting_resume() const = 0;
   virtual const std::vector<std::string>& capabilities() const = 0;
   virtual void mark_seen(std::vector<std::uint32_t> uids) = 0;
+  // IMAP: a rule's server-side action on messages of the selected folder.
+  virtual void queue_action(imap::action_request req) = 0;
   // POP3: the UIDL-set changes the batch being sent covers (they ride in it).
   virtual std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) = 0;
   // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
@@ -55,6 +57,10 @@ struct session_adapter final : protocol_session {
   void mark_seen(std::vector<std::uint32_t> uids) override {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
       s.mark_seen(std::move(uids));
+  }
+  void queue_action(imap::action_request req) override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.queue_action(std::move(req));
   }
   void dele(const std::vector<std::uint32_t>& uids) override {
     if constexpr (std::is_same_v<Session, pop3::scan_session>)
