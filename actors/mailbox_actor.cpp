@@ -151,6 +151,16 @@ void pump(mailbox_actor_t* self) {
           st.closing = true;
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;
+        } else if constexpr (std::is_same_v<T, imap::folder_unchanged>) {
+          // Not opened: STATUS showed nothing new since the checkpoint.
+          st.result.folder_names.push_back(ev.folder);
+          st.result.folder_counts.push_back(ev.messages);
+        } else if constexpr (std::is_same_v<T, imap::server_identified>) {
+          st.result.server_id.clear();
+          for (auto& [k, v] : ev.fields) {
+            st.result.server_id.push_back(std::move(k));
+            st.result.server_id.push_back(std::move(v));
+          }
         } else if constexpr (std::is_same_v<T, imap::session_warning>) {
           if (st.s.log)
             st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
@@ -201,6 +211,7 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.capabilities = st.result.capabilities;
     res.folder_names = st.result.folder_names;
     res.folder_counts = st.result.folder_counts;
+    res.server_id = st.result.server_id;
   }
   if (st.s.probe || res.reason == "stopped") {  // diagnostics and shutdowns change no state
     self->send(st.scheduler, scan_done_atom::value, res);
