@@ -1,6 +1,7 @@
 #include "protocols/imap/scan_session.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -144,6 +145,10 @@ void scan_session::on_bytes(std::string_view bytes) {
     if (r.status == feed_status::ready) {
       auto resp = parser_.take();
       handle(resp);
+      if (std::exchange(compress_switch_, false)) {
+        compressed_rest_.assign(bytes);
+        return;
+      }
     }
   }
 }
@@ -461,6 +466,7 @@ void scan_session::authenticate() {
 }
 
 void scan_session::authenticated() {
+  if (start_compress_if_offered()) return;
   // With UTF8=ACCEPT, names travel as UTF-8 both ways and no mUTF-7 guessing is needed.
   if (has_cap("UTF8=ACCEPT") || has_cap("UTF8=ONLY")) {
     phase_ = phase::enable;
@@ -861,6 +867,7 @@ void scan_session::handle_tagged(const status_response& s) {
     case cmd_kind::status:
     case cmd_kind::idle_select:
     case cmd_kind::idle:
+    case cmd_kind::compress:
       return;  // handle_ext_tagged
   }
 }

@@ -92,6 +92,9 @@ struct session_options {
   std::string client_version = "1";
   // After the scan, IDLE in the first folder instead of LOGOUT (when IDLE is offered).
   bool idle = false;
+  // COMPRESS DEFLATE (RFC 4978) after login when offered: saves bandwidth on slow links,
+  // costs CPU on both sides (so off unless asked for).
+  bool compress = false;
 };
 struct write_bytes { std::string data; };   // send these bytes to the server
 struct start_tls {};  // transport: TLS handshake now, then call on_tls_established()
@@ -122,6 +125,9 @@ struct folder_unchanged { std::string folder; std::uint32_t uidvalidity; std::ui
 // The server's answer to ID: field/value pairs as sent (e.g. name=Dovecot).
 struct server_identified { std::vector<std::pair<std::string, std::string>> fields; };
 struct idle_started { std::string folder; };
+// COMPRESS DEFLATE accepted: from now on the owner deflates every write_bytes and inflates
+// every server byte (imap::deflate_stream) — beginning with take_compressed_rest().
+struct start_compress {};
 // Something changed in the idling folder: new messages (exists = the new count), an
 // expunge, VANISHED, or a FETCH (flag change) of message `number` (sequence number).
 struct idle_activity { enum class kind { exists, expunge, vanished, fetch } what;
@@ -132,7 +138,7 @@ struct scan_failed { error err; };
 struct session_warning { std::string folder; std::string detail; };
 using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
   batch_complete, folder_complete, scan_complete, scan_failed, session_warning,
-  folder_unchanged, server_identified, idle_started, idle_activity>;
+  folder_unchanged, server_identified, idle_started, idle_activity, start_compress>;
 
 class scan_session {
  public:
@@ -156,15 +162,18 @@ class scan_session {
   // Ignored in any other state.
   void stop_idle(idle_stop how);
   bool idling() const;
+  // Server bytes that followed the COMPRESS OK in the same on_bytes() call: already
+  // compressed, so the owner inflates them (after start_compress) and feeds them back.
+  std::string take_compressed_rest();
   const std::vector<std::string>& capabilities() const;
 
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
                      select, search, fetch, await_resume, store, done,
-                     status, idle_select, idle_wait, idling, idle_done };
+                     status, idle_select, idle_wait, idling, idle_done, compress };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
                         search_all, search_large, fetch, fetch_parts, store, logout,
-                        id, status, idle_select, idle };
+                        id, status, idle_select, idle, compress };
   struct pending_cmd { std::string tag; cmd_kind kind; };
   struct folder { std::string name; std::string wire; bool configured; std::string special_use; };
   // One message of the batch between the structure FETCH and the text-part FETCH.
@@ -216,6 +225,8 @@ class scan_session {
   void start_idle();
   void idle_select_answered(const status_response& s);
   void idle_answered(const status_response& s);
+  bool start_compress_if_offered();
+  void compress_answered(const status_response& s);
 
   session_options opts_;
   response_parser parser_;
@@ -252,6 +263,9 @@ class scan_session {
   std::uint32_t message_limit_ = 0;        // MESSAGELIMIT=n (RFC 9738), lowered by OK [LIMIT]
   bool status_done_ = false;               // the current folder was checked: open it
   idle_stop idle_stop_ = idle_stop::logout;
+  bool compress_asked_ = false;
+  bool compress_switch_ = false;           // COMPRESS OK handled: the rest of the input is deflated
+  std::string compressed_rest_;
 };
 
 } // namespace mscan::imap

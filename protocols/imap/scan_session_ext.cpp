@@ -89,6 +89,9 @@ bool scan_session::handle_ext_tagged(cmd_kind kind, const status_response& s) {
     case cmd_kind::idle:
       idle_answered(s);
       return true;
+    case cmd_kind::compress:
+      compress_answered(s);
+      return true;
     default:
       return false;
   }
@@ -284,5 +287,25 @@ void scan_session::stop_idle(idle_stop how) {
 }
 
 bool scan_session::idling() const { return phase_ == phase::idling; }
+
+bool scan_session::start_compress_if_offered() {
+  if (!opts_.compress || compress_asked_ || !has_cap("COMPRESS=DEFLATE")) return false;
+  compress_asked_ = true;
+  phase_ = phase::compress;
+  send(writer_.begin("COMPRESS").atom("DEFLATE").finish(), cmd_kind::compress);
+  return true;
+}
+
+void scan_session::compress_answered(const status_response& s) {
+  if (s.status == status_kind::ok) {
+    compress_switch_ = true;
+    out_.push_back(start_compress{});
+  } else {
+    out_.push_back(session_warning{"", fmt::format("COMPRESS refused: {}", s.text)});
+  }
+  authenticated();
+}
+
+std::string scan_session::take_compressed_rest() { return std::exchange(compressed_rest_, {}); }
 
 } // namespace mscan::imap

@@ -5,6 +5,7 @@
 
 #include <sstream>
 
+#include "protocols/imap/deflate_stream.hpp"
 #include "protocols/imap/scan_session.hpp"
 
 using namespace mscan::imap;
@@ -41,6 +42,7 @@ struct transcript {
           else if constexpr (std::is_same_v<T, idle_activity>)
             t << "E: activity " << static_cast<int>(v.what) << ' ' << v.folder << ' ' << v.number;
           else if constexpr (std::is_same_v<T, scan_complete>) t << "E: complete";
+          else if constexpr (std::is_same_v<T, start_compress>) t << "E: compress";
           else if constexpr (std::is_same_v<T, scan_failed>) t << "E: failed " << to_string(v.err.kind) << ": " << v.err.detail;
           else if constexpr (std::is_same_v<T, session_warning>) t << "E: warning " << v.detail;
           else t << "E: other";
@@ -330,4 +332,69 @@ TEST_CASE("scan session ext: IDLE refused, not offered, or ended with BYE", "[un
   bye.server(open);
   bye.server("a2 OK\r\n+ idling\r\n");
   CHECK(bye.server("* BYE Autologout; idle for too long\r\n").at(0).rfind("E: failed server_bye", 0) == 0);
+}
+
+TEST_CASE("deflate_stream: raw deflate both ways, any chunking, corrupt input refused", "[unit]") {
+  deflate_stream client, server_side;
+  std::string big;
+  for (int i = 0; i < 2000; ++i) big += "* " + std::to_string(i) + " FETCH (UID " + std::to_string(i) + ")\r\n";
+  const std::string wire = client.deflate("a1 LOGIN alice pw\r\n") + client.deflate(big);
+  const std::size_t step = GENERATE(1u, 3u, 1000u, 1000000u);
+  std::string got;
+  for (std::size_t i = 0; i < wire.size(); i += step)
+    REQUIRE(server_side.inflate(std::string_view(wire).substr(i, step),
+                                [&](std::string_view p) { got += p; }, 4096));
+  CHECK(got == "a1 LOGIN alice pw\r\n" + big);
+  CHECK(wire.size() * 3 < got.size());
+  // Each deflate() is flushed: the peer can inflate a command without waiting for more.
+  deflate_stream a, b;
+  std::string one;
+  REQUIRE(b.inflate(a.deflate("a2 NOOP\r\n"), [&](std::string_view p) { one += p; }));
+  CHECK(one == "a2 NOOP\r\n");
+  deflate_stream bad;
+  CHECK_FALSE(bad.inflate("\xff\xff\xff\xff garbage", [](std::string_view) {}));
+  CHECK_FALSE(bad.error().empty());
+  CHECK_FALSE(bad.inflate("more", [](std::string_view) {}));
+}
+
+TEST_CASE("scan session ext: COMPRESS DEFLATE after login when asked for; compressed bytes in the OK's chunk",
+          "[unit]") {
+  const std::size_t chunk = GENERATE(0u, 1u);
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.compress = true;
+  o.send_id = false;
+  transcript t(o, chunk);
+  t.server("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n");
+  CHECK(t.server("a1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] in\r\n") == lines{"C: a2 COMPRESS DEFLATE\r\n"});
+  deflate_stream server_z, client_z;
+  const std::string compressed = server_z.deflate("* 0 EXISTS\r\n* OK [UIDVALIDITY 4] x\r\n");
+  // The OK and the first compressed bytes in one read (chunk 0), or the OK byte by byte (an
+  // owner switches to inflating right after start_compress, so the rest comes inflated).
+  std::vector<std::string> log =
+      t.server(chunk == 0 ? "a2 OK DEFLATE active\r\n" + compressed : std::string("a2 OK DEFLATE active\r\n"));
+  REQUIRE(log.size() >= 2);
+  CHECK(log[0] == "E: compress");
+  CHECK(log[1] == "C: a3 EXAMINE INBOX\r\n");
+  // Whatever followed the OK is handed back, not parsed as plain text.
+  std::string rest = t.s.take_compressed_rest();
+  if (chunk == 1) {
+    CHECK(rest.empty());
+    rest = compressed;
+  } else {
+    CHECK(rest == compressed);
+  }
+  REQUIRE(client_z.inflate(rest, [&](std::string_view p) { t.s.on_bytes(p); }));
+  REQUIRE(client_z.inflate(server_z.deflate("* OK [UIDNEXT 1] x\r\na3 OK\r\n"), [&](std::string_view p) { t.s.on_bytes(p); }));
+  CHECK(t.take() == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a4 LOGOUT\r\n", "E: complete"});
+
+  // Refused, not offered, or not asked for: plain text goes on.
+  transcript r(o, chunk);
+  r.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n");
+  CHECK(r.server("a1 NO [COMPRESSIONACTIVE] already\r\n") ==
+        lines{"E: warning COMPRESS refused: already", "C: a2 EXAMINE INBOX\r\n"});
+  auto off = o;
+  off.compress = false;
+  transcript n(off, chunk);
+  CHECK(n.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n") == lines{"C: a1 EXAMINE INBOX\r\n"});
 }
