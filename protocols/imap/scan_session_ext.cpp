@@ -272,6 +272,7 @@ void scan_session::idle_answered(const status_response& s) {
       send(writer_.begin("IDLE").finish(), cmd_kind::idle);
       return;
     case idle_stop::rescan:
+      listed_status_.clear();  // answers from the first LIST are stale now
       folder_index_ = 0;
       status_done_ = true;  // the watched folder is selected and known to have changed
       open_folder();

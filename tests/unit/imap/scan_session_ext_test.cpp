@@ -398,3 +398,25 @@ TEST_CASE("scan session ext: COMPRESS DEFLATE after login when asked for; compre
   transcript n(off, chunk);
   CHECK(n.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n") == lines{"C: a1 EXAMINE INBOX\r\n"});
 }
+
+TEST_CASE("scan session ext: IDLE rescan asks STATUS again instead of trusting the first LIST-STATUS", "[unit]") {
+  auto o = options();
+  o.idle = true;
+  o.checkpoints["INBOX"] = {5, 10, 0};
+  transcript t(o, 0);
+  t.server("* PREAUTH [CAPABILITY IMAP4rev1 IDLE LIST-STATUS] hi\r\n");
+  CHECK(t.server("* LIST () \"/\" INBOX\r\n* STATUS INBOX (MESSAGES 10 UIDNEXT 11 UIDVALIDITY 5)\r\n"
+                 "* LIST () \"/\" Sent\r\n* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\na1 OK\r\n") ==
+        lines{"E: unchanged INBOX v=5 n=11 m=10", "C: a2 EXAMINE Sent\r\n"});
+  CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 8] x\r\n* OK [UIDNEXT 1] x\r\na2 OK\r\n") ==
+        lines{"E: opened Sent e=0", "E: folder Sent high=0 modseq=0", "C: a3 EXAMINE INBOX\r\n"});
+  CHECK(t.server("* 10 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 11] x\r\na3 OK\r\n") == lines{"C: a4 IDLE\r\n"});
+  CHECK(t.server("+ idling\r\n* 11 EXISTS\r\n") == lines{"E: idle INBOX", "E: activity 0 INBOX 11"});
+  t.s.stop_idle(idle_stop::rescan);
+  CHECK(t.server("a4 OK\r\n") == lines{"C: DONE\r\n", "C: a5 EXAMINE INBOX\r\n"});
+  t.server("* 11 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 12] x\r\na5 OK\r\n");
+  // (The new message was expunged meanwhile.) Sent now has a checkpoint: asked about
+  // afresh, not skipped on the stale LIST answer.
+  CHECK(t.server("* SEARCH\r\na6 OK\r\n") ==
+        lines{"E: folder INBOX high=11 modseq=0", "C: a7 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+}
