@@ -217,6 +217,7 @@ class scan_session {
   bool handle_ext_tagged(cmd_kind kind, const status_response& s);
   std::string list_command_return() const;
   bool check_unchanged();
+  void send_statuses();
   void status_answered(const status_response& s);
   bool emit_if_unchanged(const status_data& st);
   std::size_t fetch_batch_size() const;
@@ -258,7 +259,10 @@ class scan_session {
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
   // scan_session_ext.cpp state.
   std::map<std::string, status_data> listed_status_;  // LIST-STATUS answers by wire name
-  std::optional<status_data> status_;      // the STATUS answer of the folder being checked
+  // STATUS answers by folder index (nullopt: refused, open the folder); the indices of the
+  // pipelined STATUS commands still waiting for their tagged response, in command order.
+  std::map<std::size_t, std::optional<status_data>> statuses_;
+  std::deque<std::size_t> status_queue_;
   bool fetch_limit_hit_ = false;           // a UID FETCH of this batch ended OK [LIMIT]
   std::uint32_t message_limit_ = 0;        // MESSAGELIMIT=n (RFC 9738), lowered by OK [LIMIT]
   bool status_done_ = false;               // the current folder was checked: open it

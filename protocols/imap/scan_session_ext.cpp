@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "protocols/imap/utf7.hpp"
+
 namespace mscan::imap {
 
 namespace {
@@ -37,7 +39,16 @@ bool scan_session::handle_ext(response& r) {
   }
   if (auto* st = std::get_if<status_data>(&r)) {
     if (phase_ == phase::list) listed_status_[st->mailbox] = std::move(*st);
-    else if (phase_ == phase::status) status_ = std::move(*st);
+    // Answers come in command order: the oldest STATUS without its tagged response owns it,
+    // if it names that folder (anything else is ignored: the folder is then simply opened).
+    else if (phase_ == phase::status && !status_queue_.empty()) {
+      const auto& f = folders_[status_queue_.front()];
+      std::string name = st->mailbox;
+      if (!utf8_)
+        if (auto decoded = utf7_decode(st->mailbox)) name = std::move(*decoded);
+      if (st->mailbox == f.wire || name == f.name || (iequals(name, "INBOX") && iequals(f.name, "INBOX")))
+        statuses_.try_emplace(status_queue_.front(), std::move(*st));
+    }
     return true;
   }
   if (phase_ == phase::idle_wait && std::holds_alternative<continuation>(r)) {
@@ -109,28 +120,29 @@ std::string scan_session::list_command_return() const {
 // sent, or unchanged folders were skipped and the next step is under way).
 bool scan_session::check_unchanged() {
   if (std::exchange(status_done_, false)) return false;
-  // Folders that LIST-STATUS already answered are decided here in a loop, not by recursion
-  // through open_folder(): a mailbox may have thousands of unchanged folders.
+  // LIST-STATUS answers name their folder; from here on they are kept by folder index.
+  if (!listed_status_.empty()) {
+    for (std::size_t i = 0; i < folders_.size(); ++i) {
+      if (folders_[i].configured) continue;
+      if (auto it = listed_status_.find(folders_[i].wire); it != listed_status_.end())
+        statuses_[i] = std::move(it->second);
+    }
+    listed_status_.clear();
+  }
+  // Folders already answered are decided here in a loop, not by recursion through
+  // open_folder(): a mailbox may have thousands of unchanged folders.
   bool skipped = false;
   while (folder_index_ < folders_.size()) {
     const auto* cp = checkpoint();
     if (!cp || cp->uidvalidity == 0) break;
-    const auto& f = folders_[folder_index_];
-    const auto it = f.configured ? listed_status_.end() : listed_status_.find(f.wire);
-    if (it == listed_status_.end()) {
-      phase_ = phase::status;
-      status_.reset();
-      auto b = writer_.begin("STATUS");
-      if (f.configured) b.mailbox(f.name);
-      else b.astring(f.wire);
-      b.atom(has_cap("CONDSTORE") ? "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-                                  : "(MESSAGES UIDNEXT UIDVALIDITY)");
-      send(b.finish(), cmd_kind::status);
+    const auto it = statuses_.find(folder_index_);
+    if (it == statuses_.end()) {
+      send_statuses();
       return true;
     }
-    const status_data st = std::move(it->second);
-    listed_status_.erase(it);
-    if (!emit_if_unchanged(st)) break;
+    const auto st = std::move(it->second);
+    statuses_.erase(it);
+    if (!st || !emit_if_unchanged(*st)) break;
     skipped = true;
     ++folder_index_;
   }
@@ -148,17 +160,48 @@ bool scan_session::check_unchanged() {
   return false;
 }
 
+// STATUS for this folder and the following ones with a checkpoint, pipelined: one round
+// trip for a mailbox of many folders on servers without LIST-STATUS (Exchange, Gmail).
+void scan_session::send_statuses() {
+  constexpr std::size_t max_pipelined = 64;
+  phase_ = phase::status;
+  const std::string items = has_cap("CONDSTORE") ? "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+                                                 : "(MESSAGES UIDNEXT UIDVALIDITY)";
+  std::string bytes;
+  for (std::size_t i = folder_index_; i < folders_.size() && status_queue_.size() < max_pipelined; ++i) {
+    const auto& f = folders_[i];
+    const auto cp = opts_.checkpoints.find(f.name);
+    if (cp == opts_.checkpoints.end() || cp->second.uidvalidity == 0 || statuses_.count(i)) continue;
+    auto b = writer_.begin("STATUS");
+    if (f.configured) b.mailbox(f.name);
+    else b.astring(f.wire);
+    auto c = b.atom(items).finish();
+    if (c.parts.size() > 1) {
+      // A synchronising literal waits for '+': such a command goes alone.
+      if (!status_queue_.empty()) break;
+      status_queue_.push_back(i);
+      send(std::move(c), cmd_kind::status);
+      return;
+    }
+    pending_.push_back({c.tag, cmd_kind::status});
+    status_queue_.push_back(i);
+    bytes += c.parts[0];
+  }
+  out_.push_back(write_bytes{std::move(bytes)});
+}
+
 void scan_session::status_answered(const status_response& s) {
+  if (status_queue_.empty()) return fail_protocol("STATUS answer without a STATUS command");
+  const std::size_t index = status_queue_.front();
+  status_queue_.pop_front();
   if (s.status != status_kind::ok) {
     if (fail_if_throttled(s)) return;
     // Opening it tells the same story with the usual classification (folder_not_found).
-  } else if (status_ && emit_if_unchanged(*status_)) {
-    ++folder_index_;
-    open_folder();
-    return;
+    statuses_[index] = std::nullopt;
+  } else {
+    statuses_.try_emplace(index, std::nullopt);  // OK without data: open it
   }
-  status_done_ = true;
-  open_folder();
+  if (status_queue_.empty()) open_folder();
 }
 
 bool scan_session::emit_if_unchanged(const status_data& st) {
@@ -272,7 +315,8 @@ void scan_session::idle_answered(const status_response& s) {
       send(writer_.begin("IDLE").finish(), cmd_kind::idle);
       return;
     case idle_stop::rescan:
-      listed_status_.clear();  // answers from the first LIST are stale now
+      listed_status_.clear();  // answers from before the IDLE are stale now
+      statuses_.clear();
       folder_index_ = 0;
       status_done_ = true;  // the watched folder is selected and known to have changed
       open_folder();

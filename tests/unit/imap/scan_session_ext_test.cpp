@@ -115,14 +115,14 @@ TEST_CASE("scan session ext: flags changed only -> new HIGHESTMODSEQ checkpoint,
   o.checkpoints["Sent"] = {8, 10, 50};
   o.send_id = false;
   transcript u(o, chunk);
+  // One round trip for every folder: the STATUS commands are pipelined.
   CHECK(u.server("* PREAUTH [CAPABILITY IMAP4rev1 CONDSTORE] hi\r\n") ==
-        lines{"C: a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"});
-  CHECK(u.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 43 UIDVALIDITY 7 HIGHESTMODSEQ 9005)\r\na1 OK\r\n") ==
-        lines{"E: unchanged INBOX v=7 n=43 m=40", "E: folder INBOX high=42 modseq=9005",
-              "C: a2 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"});
+        lines{"C: a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
+              "a2 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"});
+  CHECK(u.server("* STATUS inbox (MESSAGES 40 UIDNEXT 43 UIDVALIDITY 7 HIGHESTMODSEQ 9005)\r\na1 OK\r\n").empty());
   // Sent: one new message (UIDNEXT 12 > 10 + 1) -> opened and searched from the checkpoint.
   CHECK(u.server("* STATUS Sent (MESSAGES 3 UIDNEXT 12 UIDVALIDITY 8 HIGHESTMODSEQ 60)\r\na2 OK\r\n") ==
-        lines{"C: a3 EXAMINE Sent\r\n"});
+        lines{"E: unchanged INBOX v=7 n=43 m=40", "E: folder INBOX high=42 modseq=9005", "C: a3 EXAMINE Sent\r\n"});
   CHECK(u.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 8] x\r\n* OK [UIDNEXT 12] x\r\n"
                  "* OK [HIGHESTMODSEQ 60] x\r\na3 OK\r\n") ==
         lines{"E: opened Sent e=3", "C: a4 UID SEARCH UID 11:*\r\n"});
@@ -419,4 +419,25 @@ TEST_CASE("scan session ext: IDLE rescan asks STATUS again instead of trusting t
   // afresh, not skipped on the stale LIST answer.
   CHECK(t.server("* SEARCH\r\na6 OK\r\n") ==
         lines{"E: folder INBOX high=11 modseq=0", "C: a7 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+}
+
+TEST_CASE("scan session ext: pipelined STATUS answers are matched to their folder, never to another", "[unit]") {
+  auto o = options();
+  o.folders = {"INBOX", "Sent", "Arch\xc3\xa4v"};
+  o.checkpoints["INBOX"] = {1, 5, 0};
+  o.checkpoints["Sent"] = {2, 5, 0};
+  o.checkpoints["Arch\xc3\xa4v"] = {3, 5, 0};
+  transcript t(o, 1);
+  CHECK(t.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n") ==
+        lines{"C: a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na2 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"
+              "a3 STATUS Arch&AOQ-v (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  // INBOX answered; Sent's answer names another folder (ignored: Sent is opened); the
+  // third is refused (opened too, where a missing folder is classified).
+  CHECK(t.server("* STATUS INBOX (UIDNEXT 6 UIDVALIDITY 1)\r\na1 OK\r\n"
+                 "* STATUS Other (UIDNEXT 6 UIDVALIDITY 2)\r\na2 OK\r\n"
+                 "a3 NO [NONEXISTENT] no such folder\r\n") ==
+        lines{"E: unchanged INBOX v=1 n=6 m=0", "C: a4 EXAMINE Sent\r\n"});
+  CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 2] x\r\n* OK [UIDNEXT 6] x\r\na4 OK\r\n") ==
+        lines{"E: opened Sent e=0", "E: folder Sent high=5 modseq=0", "C: a5 EXAMINE Arch&AOQ-v\r\n"});
+  CHECK(t.server("a5 NO [NONEXISTENT] no such folder\r\n").at(0).rfind("E: failed folder_not_found", 0) == 0);
 }
