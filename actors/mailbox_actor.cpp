@@ -1,6 +1,7 @@
 #include "actors/mailbox_actor.hpp"
 
 #include "core/mailbox_health.hpp"
+#include "protocols/imap/deflate_stream.hpp"
 #include "protocols/imap/scan_session.hpp"
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@ struct mailbox_state {
   mailbox_settings s;
   caf::actor scheduler;
   std::unique_ptr<imap::scan_session> session;
+  std::unique_ptr<imap::deflate_stream> deflate;  // COMPRESS=DEFLATE negotiated in this pass
   std::shared_ptr<net::connection> conn;
   std::uint64_t generation = 0;  // one per pass: stale network events of an old pass are ignored
   std::uint64_t next_seq = 0;
@@ -92,6 +94,20 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   self->send(st.s.matcher, match_atom::value, std::move(b));
 }
 
+// Server bytes into the session, inflated first once COMPRESS is on.
+void receive_bytes(mailbox_actor_t* self, std::string_view bytes) {
+  auto& st = self->state;
+  if (!st.deflate) {
+    st.session->on_bytes(bytes);
+    return;
+  }
+  if (!st.deflate->inflate(bytes, [&](std::string_view plain) {
+        if (st.session)
+          st.session->on_bytes(plain);
+      }))
+    fail_pass(self, "protocol_error", st.deflate->error());
+}
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -104,7 +120,11 @@ void pump(mailbox_actor_t* self) {
       [&](auto& ev) {
         using T = std::decay_t<decltype(ev)>;
         if constexpr (std::is_same_v<T, imap::write_bytes>) {
-          st.conn->write(std::move(ev.data));
+          st.conn->write(st.deflate ? st.deflate->deflate(ev.data) : std::move(ev.data));
+        } else if constexpr (std::is_same_v<T, imap::start_compress>) {
+          st.deflate = std::make_unique<imap::deflate_stream>();
+          if (auto rest = st.session->take_compressed_rest(); !rest.empty())
+            receive_bytes(self, rest);
         } else if constexpr (std::is_same_v<T, imap::start_tls>) {
           st.conn->start_tls();
         } else if constexpr (std::is_same_v<T, imap::folder_opened>) {
@@ -253,6 +273,8 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
   for (auto& [folder, cp] : cps)
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
+  o.compress = cfg.compress;
+  st.deflate.reset();
   st.session = std::make_unique<imap::scan_session>(std::move(o));
 
   net::endpoint_options eo;
@@ -342,7 +364,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
-        self->state.session->on_bytes(bytes);
+        receive_bytes(self, bytes);
         pump(self);
       },
       [=](net_tls_atom, std::uint64_t gen) {

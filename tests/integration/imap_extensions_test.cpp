@@ -55,6 +55,24 @@ command_counts operator-(const command_counts& a, const command_counts& b) {
           a.fetch - b.fetch, a.store - b.store, a.logout - b.logout};
 }
 
+// The driver's connection and session for alice's INBOX over plain IMAP.
+net::endpoint_options plain_endpoint(const test::dovecot_fixture& dc) {
+  net::endpoint_options eo;
+  eo.host = "127.0.0.1";
+  eo.port = dc.imap_port();
+  eo.implicit_tls = false;
+  eo.connect_timeout_ms = 5000;
+  eo.idle_timeout_ms = 15000;
+  return eo;
+}
+imap::session_options alice_inbox() {
+  imap::session_options so;
+  so.username = "alice";
+  so.secret = "pw";
+  so.folders = {"INBOX"};
+  return so;
+}
+
 std::size_t tracked(const std::string& conf) {
   auto r = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
   REQUIRE(r.code == 0);
@@ -129,16 +147,8 @@ TEST_CASE("imap: IDLE wakes on new mail; rescan fetches it on the same connectio
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   dc.seed("alice", "INBOX", message(1));
   net::io_runtime rt;
-  net::endpoint_options eo;
-  eo.host = "127.0.0.1";
-  eo.port = dc.imap_port();
-  eo.implicit_tls = false;
-  eo.connect_timeout_ms = 5000;
-  eo.idle_timeout_ms = 15000;
-  imap::session_options so;
-  so.username = "alice";
-  so.secret = "pw";
-  so.folders = {"INBOX"};
+  const auto eo = plain_endpoint(dc);
+  auto so = alice_inbox();
   so.idle = true;
   int idles = 0;
   std::vector<imap::idle_activity> activity;
@@ -174,6 +184,7 @@ TEST_CASE("imap: COMPRESS=DEFLATE round trip — every message arrives intact, f
   test::dovecot_options o;
   o.users = {{"alice", "pw"}};
   o.compress = true;
+  o.rawlog = true;
   test::dovecot_fixture dc{o};
   std::vector<std::string> sent;
   for (int i = 0; i < 20; ++i) {
@@ -183,16 +194,8 @@ TEST_CASE("imap: COMPRESS=DEFLATE round trip — every message arrives intact, f
     sent.push_back(m);
   }
   net::io_runtime rt;
-  net::endpoint_options eo;
-  eo.host = "127.0.0.1";
-  eo.port = dc.imap_port();
-  eo.implicit_tls = false;
-  eo.connect_timeout_ms = 5000;
-  eo.idle_timeout_ms = 10000;
-  imap::session_options so;
-  so.username = "alice";
-  so.secret = "pw";
-  so.folders = {"INBOX"};
+  const auto eo = plain_endpoint(dc);
+  auto so = alice_inbox();
   so.fetch = imap::fetch_strategy::whole_message;
   so.batch_size = 7;
   so.compress = true;
@@ -215,4 +218,16 @@ TEST_CASE("imap: COMPRESS=DEFLATE round trip — every message arrives intact, f
   REQUIRE(p.complete);
   CHECK_FALSE(p.compressed);
   CHECK(p.bytes_received > plain);
+
+  // The engine with `compress = true`: every message tracked through the compressed stream.
+  auto dir = test::unique_test_dir("imap-compress");
+  auto conf = config_for(dc, dir, "INBOX", "all");
+  std::ofstream(conf, std::ios::app) << "compress = true\n";
+  auto run = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(run.err);
+  REQUIRE(run.code == 0);
+  CHECK(tracked(conf) == sent.size());
+  REQUIRE(dc.wait_for_log("mscan_stats", 3));
+  CHECK(dc.count_in_rawlog(" COMPRESS DEFLATE") == 2);  // the driver's first session and the engine's
+  fs::remove_all(dir);
 }
