@@ -215,7 +215,7 @@ class scan_session {
   void send_id();
   bool handle_ext(response& r);
   bool handle_ext_tagged(cmd_kind kind, const status_response& s);
-  std::string list_command_return() const;
+  std::string list_command_return();
   bool check_unchanged();
   void send_statuses();
   void status_answered(const status_response& s);
@@ -267,6 +267,7 @@ class scan_session {
   std::uint32_t message_limit_ = 0;        // MESSAGELIMIT=n (RFC 9738), lowered by OK [LIMIT]
   bool status_done_ = false;               // the current folder was checked: open it
   idle_stop idle_stop_ = idle_stop::logout;
+  bool list_status_sent_ = false;          // the LIST carried RETURN (STATUS ...)
   bool compress_asked_ = false;
   bool compress_switch_ = false;           // COMPRESS OK handled: the rest of the input is deflated
   std::string compressed_rest_;

@@ -103,15 +103,24 @@ bool scan_session::handle_ext_tagged(cmd_kind kind, const status_response& s) {
     case cmd_kind::compress:
       compress_answered(s);
       return true;
+    case cmd_kind::list:
+      // A server that announces LIST-STATUS but rejects its syntax: the plain LIST instead.
+      if (s.status != status_kind::bad || !std::exchange(list_status_sent_, false)) return false;
+      out_.push_back(session_warning{"", fmt::format("LIST RETURN (STATUS) rejected: {}", s.text)});
+      folders_.clear();
+      listed_status_.clear();
+      send(writer_.begin("LIST").string("").string("*").finish(), cmd_kind::list);
+      return true;
     default:
       return false;
   }
 }
 
-std::string scan_session::list_command_return() const {
+std::string scan_session::list_command_return() {
   // STATUS answers along with the LIST (RFC 5819) save one command per folder; only worth
   // asking when there are checkpoints to compare them with.
   if (!has_cap("LIST-STATUS") || opts_.checkpoints.empty()) return {};
+  list_status_sent_ = true;
   return has_cap("CONDSTORE") ? "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
                               : "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))";
 }

@@ -441,3 +441,20 @@ TEST_CASE("scan session ext: pipelined STATUS answers are matched to their folde
         lines{"E: opened Sent e=0", "E: folder Sent high=5 modseq=0", "C: a5 EXAMINE Arch&AOQ-v\r\n"});
   CHECK(t.server("a5 NO [NONEXISTENT] no such folder\r\n").at(0).rfind("E: failed folder_not_found", 0) == 0);
 }
+
+TEST_CASE("scan session ext: LIST-STATUS announced but its syntax rejected -> plain LIST", "[unit]") {
+  auto o = options();
+  o.checkpoints["INBOX"] = {5, 10, 0};
+  transcript t(o, 1);
+  CHECK(t.server("* PREAUTH [CAPABILITY IMAP4rev1 LIST-STATUS] hi\r\n") ==
+        lines{"C: a1 LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))\r\n"});
+  CHECK(t.server("a1 BAD Error in IMAP command LIST: Unknown return option\r\n") ==
+        lines{"E: warning LIST RETURN (STATUS) rejected: Error in IMAP command LIST: Unknown return option",
+              "C: a2 LIST \"\" \"*\"\r\n"});
+  CHECK(t.server("* LIST () \"/\" INBOX\r\na2 OK\r\n") == lines{"C: a3 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  // A second BAD is a protocol error as before.
+  transcript u(o, 0);
+  u.server("* PREAUTH [CAPABILITY IMAP4rev1 LIST-STATUS] hi\r\n");
+  u.server("a1 BAD no\r\n");
+  CHECK(u.server("a2 BAD no\r\n").at(0).rfind("E: failed protocol_error", 0) == 0);
+}
