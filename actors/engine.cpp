@@ -28,6 +28,8 @@ pass_result to_pass(const scan_result& r) {
                 .folders = {}};
   for (std::size_t i = 0; i < r.folder_names.size() && i < r.folder_counts.size(); ++i)
     p.folders.push_back({r.folder_names[i], r.folder_counts[i]});
+  for (std::size_t i = 0; i + 1 < r.server_id.size(); i += 2)
+    p.server_id.emplace_back(r.server_id[i], r.server_id[i + 1]);
   return p;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mscan::actors {
@@ -24,6 +25,7 @@ struct pass_result {
   std::uint64_t fetched = 0, new_messages = 0, new_sightings = 0;
   std::vector<std::string> capabilities;  // as the server announced them after login
   std::vector<folder_info> folders;       // opened during the pass, with message counts
+  std::vector<std::pair<std::string, std::string>> server_id;  // RFC 2971 ID answer, as sent
 };
 
 enum class engine_mode {

@@ -1,6 +1,7 @@
 #include "actors/mailbox_actor.hpp"
 
 #include "core/mailbox_health.hpp"
+#include "protocols/imap/deflate_stream.hpp"
 #include "protocols/imap/scan_session.hpp"
 #include "protocols/pop3/scan_session.hpp"
 
@@ -35,6 +36,8 @@ struct protocol_session {
   virtual void mark_seen(std::vector<std::uint32_t> uids) = 0;
   // IMAP: a rule's server-side action on messages of the selected folder.
   virtual void queue_action(imap::action_request req) = 0;
+  // IMAP: server bytes that followed the COMPRESS OK in the same read (already deflated).
+  virtual std::string take_compressed_rest() = 0;
   // POP3: the UIDL-set changes the batch being sent covers (they ride in it).
   virtual std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) = 0;
   // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
@@ -62,6 +65,11 @@ struct session_adapter final : protocol_session {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
       s.queue_action(std::move(req));
   }
+  std::string take_compressed_rest() override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      return s.take_compressed_rest();
+    return {};
+  }
   void dele(const std::vector<std::uint32_t>& uids) override {
     if constexpr (std::is_same_v<Session, pop3::scan_session>)
       s.dele(uids);
@@ -83,6 +91,7 @@ struct mailbox_state {
   mailbox_settings s;
   caf::actor scheduler;
   std::unique_ptr<protocol_session> session;
+  std::unique_ptr<imap::deflate_stream> deflate;  // COMPRESS=DEFLATE negotiated in this pass
   std::shared_ptr<net::connection> conn;
   std::uint64_t generation = 0;  // one per pass: stale network events of an old pass are ignored
   std::uint64_t next_seq = 0;
@@ -244,6 +253,20 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   self->send(st.s.matcher, match_atom::value, std::move(b));
 }
 
+// Server bytes into the session, inflated first once COMPRESS is on.
+void receive_bytes(mailbox_actor_t* self, std::string_view bytes) {
+  auto& st = self->state;
+  if (!st.deflate) {
+    st.session->on_bytes(bytes);
+    return;
+  }
+  if (!st.deflate->inflate(bytes, [&](std::string_view plain) {
+        if (st.session)
+          st.session->on_bytes(plain);
+      }))
+    fail_pass(self, "protocol_error", st.deflate->error());
+}
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -256,7 +279,11 @@ void pump(mailbox_actor_t* self) {
       [&](auto& ev) {
         using T = std::decay_t<decltype(ev)>;
         if constexpr (std::is_same_v<T, imap::write_bytes>) {
-          st.conn->write(std::move(ev.data));
+          st.conn->write(st.deflate ? st.deflate->deflate(ev.data) : std::move(ev.data));
+        } else if constexpr (std::is_same_v<T, imap::start_compress>) {
+          st.deflate = std::make_unique<imap::deflate_stream>();
+          if (auto rest = st.session->take_compressed_rest(); !rest.empty())
+            receive_bytes(self, rest);
         } else if constexpr (std::is_same_v<T, imap::start_tls>) {
           st.conn->start_tls();
         } else if constexpr (std::is_same_v<T, imap::folder_opened>) {
@@ -311,6 +338,16 @@ void pump(mailbox_actor_t* self) {
             record_action_results(self, it->second, ev.ok, ev.detail);
             st.actions_queued.erase(it);
           }
+        } else if constexpr (std::is_same_v<T, imap::folder_unchanged>) {
+          // Not opened: STATUS showed nothing new since the checkpoint.
+          st.result.folder_names.push_back(ev.folder);
+          st.result.folder_counts.push_back(ev.messages);
+        } else if constexpr (std::is_same_v<T, imap::server_identified>) {
+          st.result.server_id.clear();
+          for (auto& [k, v] : ev.fields) {
+            st.result.server_id.push_back(std::move(k));
+            st.result.server_id.push_back(std::move(v));
+          }
         } else if constexpr (std::is_same_v<T, imap::session_warning>) {
           if (st.s.log)
             st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
@@ -361,6 +398,7 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.capabilities = st.result.capabilities;
     res.folder_names = st.result.folder_names;
     res.folder_counts = st.result.folder_counts;
+    res.server_id = st.result.server_id;
   }
   if (st.s.probe || res.reason == "stopped") {  // diagnostics and shutdowns change no state
     self->send(st.scheduler, scan_done_atom::value, res);
@@ -407,6 +445,7 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
   for (auto& [folder, cp] : cps)
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
+  o.compress = cfg.compress;
   return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
 }
 
@@ -547,7 +586,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
-        self->state.session->on_bytes(bytes);
+        receive_bytes(self, bytes);
         pump(self);
       },
       [=](net_tls_atom, std::uint64_t gen) {

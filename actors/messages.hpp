@@ -81,6 +81,7 @@ struct scan_result {
   std::vector<std::string> folder_names;    // folders opened, in order
   std::vector<std::uint32_t> folder_counts;  // their message counts (EXISTS)
   std::uint32_t retry_after_s = 0;           // throttled: the server's suggested back-off
+  std::vector<std::string> server_id;        // RFC 2971 ID answer: field, value, field, value...
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -118,7 +119,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s);
+           x.retry_after_s, x.server_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {

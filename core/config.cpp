@@ -238,6 +238,7 @@ mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) 
   m.port = r.integer<std::uint16_t>("port", 1, 65535)
              .value_or(m.type == mail_protocol::pop3 ? (tls ? 995 : 110) : (tls ? 993 : 143));
   m.verify_certificate = r.boolean("verify_certificate").value_or(true);
+  m.compress = r.boolean("compress").value_or(false);
   if (auto ca = r.str("ca_file"))
     m.ca_file = resolve(base, *ca);
   m.auth = r.choice<auth_kind>("auth", {{"password", auth_kind::password}, {"xoauth2", auth_kind::xoauth2}})

@@ -58,6 +58,7 @@ struct mailbox_config {
   std::uint16_t port = 993;  // pop3: 995 (tls) / 110
   security_mode security = security_mode::tls;
   bool verify_certificate = true;
+  bool compress = false;  // COMPRESS=DEFLATE when the server offers it (slow links)
   std::filesystem::path ca_file;
   auth_kind auth = auth_kind::password;
   std::string username;

@@ -11,5 +11,10 @@ mailscan_add_fuzzer(imap_session_fuzz
           ${PROJECT_SOURCE_DIR}/protocols/imap/utf7.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/command_writer.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/scan_session.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/scan_session_ext.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/body_structure.cpp
   LIBS mailscan_common fmt::fmt)
+find_package(ZLIB REQUIRED)
+mailscan_add_fuzzer(imap_deflate_fuzz
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/imap_deflate_fuzz.cpp ${PROJECT_SOURCE_DIR}/protocols/imap/deflate_stream.cpp
+  LIBS mailscan_common fmt::fmt ZLIB::ZLIB)

@@ -2,7 +2,10 @@
 // Byte 0 picks options, byte 1 the chunk size (low 6 bits), the fetch strategy (bit 6:
 // whole_message, else BODYSTRUCTURE + text parts) and whether every delivered message is
 // passed to mark_seen() and to a move and a delete (queue_action, read_write) before resume()
-// (bit 7). Checked: no crash, exactly one terminal
+// (bit 7). Byte 2: IDLE after the scan (bit 0), no ID (bit 1), and what stop_idle() asks for
+// at the first idle_activity (bits 2-3: rescan, refresh, logout, never); checkpoints for every
+// folder (bit 4, STATUS / LIST-STATUS paths).
+// Checked: no crash, exactly one terminal
 // output (scan_complete or scan_failed) and nothing after it, finished() after EOF, and
 // the secret never appears in an error detail.
 #include <cstdint>
@@ -12,7 +15,7 @@
 #include "protocols/imap/scan_session.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size < 2) return 0;
+  if (size < 3) return 0;
   using namespace mscan::imap;
   session_options o;
   o.username = "fuzz";
@@ -29,8 +32,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.fetch = (data[1] & 64) ? fetch_strategy::whole_message : fetch_strategy::structure;
   const bool mark = (data[1] & 128) != 0;
   o.read_write = mark;
+  o.idle = (data[2] & 1) != 0;
+  o.send_id = (data[2] & 2) == 0;
+  const int stop = (data[2] >> 2) & 3;
+  if (data[2] & 16) {
+    o.checkpoints["INBOX"] = {5, 7, 9};
+    o.checkpoints["Arch\xc3\xa4v"] = {6, 0, 0};
+    o.checkpoints["Sent"] = {1, 3, 4};
+  }
   std::vector<std::uint32_t> delivered;
-  const std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
+  const std::string_view bytes(reinterpret_cast<const char*>(data) + 3, size - 3);
   scan_session s(o);
   int terminal = 0;
   auto drain = [&] {
@@ -43,6 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       if (std::holds_alternative<scan_complete>(*out)) ++terminal;
       if (auto* a = std::get_if<action_done>(&*out); a && a->id != 1 && a->id != 2) std::abort();
+      if (std::holds_alternative<idle_activity>(*out) && stop < 3)
+        s.stop_idle(static_cast<idle_stop>(stop));
       if (auto* m = std::get_if<message_fetched>(&*out)) {
         delivered.push_back(m->uid);
         // The synthetic message holds the header and texts it was built from, never more

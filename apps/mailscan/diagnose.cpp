@@ -82,6 +82,7 @@ diagnosis from_pass(const core::mailbox_config& m, const actors::pass_result& p)
   auto d = base(m);
   d.capabilities = p.capabilities;
   d.folders = p.folders;
+  d.server_id = p.server_id;
   if (p.ok) {
     d.result = "OK";
     d.detail = fmt::format("connected, logged in, {} folder(s) opened", p.folders.size());
@@ -120,6 +121,10 @@ nlohmann::json diagnoses_json(const std::vector<diagnosis>& ds, bool full) {
       j["username"] = d.username;
       j["capabilities"] = d.capabilities;
       j["folders"] = folders;
+      auto id = nlohmann::json::object();
+      for (auto& [k, v] : d.server_id)
+        id[k] = v;
+      j["server_id"] = id;
     }
     arr.push_back(std::move(j));
   }
@@ -155,6 +160,10 @@ void print_mailbox_detail(std::ostream& os, const diagnosis& d) {
   os << "secret:       [redacted]\n";
   os << fmt::format("auth:         {}\n", d.auth);
   os << fmt::format("capabilities: {}\n", d.capabilities.empty() ? "-" : join(d.capabilities, " "));
+  std::vector<std::string> id;
+  for (auto& [k, v] : d.server_id)
+    id.push_back(fmt::format("{}={}", k, v));
+  os << fmt::format("server id:    {}\n", id.empty() ? "-" : join(id, " "));
   os << fmt::format("folders:      {}\n", d.folders.size());
   for (auto& f : d.folders)
     os << fmt::format("  {:<40} {:>8} message(s)\n", f.name, f.exists);

@@ -27,6 +27,7 @@ struct diagnosis {
   std::uint16_t port = 0;
   std::vector<std::string> capabilities{};
   std::vector<actors::folder_info> folders{};
+  std::vector<std::pair<std::string, std::string>> server_id{};  // the server's ID answer
 };
 
 // A mailbox with no host or no credentials: why, and what to set.
@@ -35,8 +36,9 @@ diagnosis not_set(const core::mailbox_config& m);
 diagnosis from_pass(const core::mailbox_config& m, const actors::pass_result& p);
 
 // {"mailboxes": [{"user", "result", "reason", "detail", "next_step"}]}; with `full`, each
-// entry also has host, port, security, auth, username, capabilities and folders
-// [{"name", "messages"}] (test-mailbox).
+// entry also has host, port, security, auth, username, capabilities, folders
+// [{"name", "messages"}] and server_id ({field: value} from RFC 2971 ID, {} when not offered)
+// (test-mailbox).
 nlohmann::json diagnoses_json(const std::vector<diagnosis>& ds, bool full);
 // One line per mailbox (and its next step), then a summary line.
 void print_diagnoses(std::ostream& os, const std::vector<diagnosis>& ds);

@@ -51,7 +51,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 constexpr std::string_view capabilities =
-    "IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE SPECIAL-USE AUTH=PLAIN SASL-IR";
+    "IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE SPECIAL-USE AUTH=PLAIN SASL-IR ID LIST-STATUS";
 constexpr std::size_t max_line = 64 * 1024;
 constexpr std::size_t max_literal = 64 * 1024;
 constexpr std::size_t chunk_bytes = 32 * 1024;  // per write; bounds a busy connection to ~40 KiB
@@ -698,6 +698,11 @@ class connection : public std::enable_shared_from_this<connection> {
       out_ += fmt::format("* CAPABILITY {}\r\n", capabilities);
       return tagged(tag, "OK CAPABILITY completed");
     }
+    if (name == "ID") {  // RFC 2971: any state; what the client says is not kept
+      count();
+      out_ += "* ID (\"name\" \"mailscan-simulator\")\r\n";
+      return tagged(tag, "OK ID completed");
+    }
     if (name == "NOOP" || name == "CHECK") {
       count();
       return tagged(tag, fmt::format("OK {} completed", name));
@@ -873,6 +878,19 @@ class connection : public std::enable_shared_from_this<connection> {
       out_ += fmt::format("* {} (\\Noselect) \"/\" \"\"\r\n", name);
       return tagged(tag, fmt::format("OK {} completed", name));
     }
+    // LIST-STATUS (RFC 5819): RETURN (STATUS (items)) answers STATUS for every listed folder.
+    std::optional<std::string> status_items;
+    if (const token ret = t.next(); ret.what == token::kind::atom && iequals(ret.text, "RETURN")) {
+      const token opts = t.next();
+      if (opts.what != token::kind::list) return tagged(tag, "BAD RETURN expects a list");
+      tokenizer ot(opts.text);
+      for (auto o = ot.next(); o.what != token::kind::end; o = ot.next())
+        if (o.what == token::kind::atom && iequals(o.text, "STATUS")) {
+          const token items = ot.next();
+          if (items.what != token::kind::list) return tagged(tag, "BAD STATUS expects a list");
+          status_items = items.text;
+        }
+    }
     for (folder_id f = 0; f < srv_.folder_count(user_); ++f) {
       const auto folder = srv_.folder_name(user_, f);
       bool match = false;
@@ -885,6 +903,11 @@ class connection : public std::enable_shared_from_this<connection> {
       if (!match) continue;
       out_ += fmt::format("* {} ({}) \"/\" {}\r\n", name,
                           f == sent ? "\\HasNoChildren \\Sent" : "\\HasNoChildren", quote(folder));
+      if (status_items) {
+        const auto line = status_line(f, *status_items);
+        if (!line) return tagged(tag, "BAD Unknown STATUS item");
+        out_ += *line;
+      }
     }
     tagged(tag, fmt::format("OK {} completed", name));
   }
@@ -914,24 +937,31 @@ class connection : public std::enable_shared_from_this<connection> {
       return tagged(tag, "BAD STATUS expects mailbox and item list");
     const auto f = srv_.resolve_folder(user_, mbox.text);
     if (!f) return tagged(tag, "NO [NONEXISTENT] Mailbox doesn't exist");
-    const auto view = srv_.visible(user_, *f);
+    const auto line = status_line(*f, items.text);
+    if (!line) return tagged(tag, "BAD Unknown STATUS item");
+    out_ += *line;
+    tagged(tag, "OK STATUS completed");
+  }
+
+  // "* STATUS name (...)\r\n" for STATUS and LIST-STATUS; nullopt for an unknown item.
+  std::optional<std::string> status_line(folder_id f, std::string_view items) {
+    const auto view = srv_.visible(user_, f);
     std::string out;
-    tokenizer it(items.text);
+    tokenizer it(items);
     for (auto item = it.next(); item.what != token::kind::end; item = it.next()) {
       const auto k = to_upper(item.text);
       std::string value;
       if (k == "MESSAGES") value = fmt::format("{}", view.size());
       else if (k == "RECENT") value = "0";
-      else if (k == "UIDNEXT") value = fmt::format("{}", srv_.uidnext(user_, *f));
-      else if (k == "UIDVALIDITY") value = fmt::format("{}", srv_.uidvalidity(user_, *f, true));
-      else if (k == "UNSEEN") value = fmt::format("{}", unseen_count(*f, view));
-      else if (k == "HIGHESTMODSEQ") value = fmt::format("{}", srv_.highest_modseq(user_, *f));
-      else return tagged(tag, "BAD Unknown STATUS item");
+      else if (k == "UIDNEXT") value = fmt::format("{}", srv_.uidnext(user_, f));
+      else if (k == "UIDVALIDITY") value = fmt::format("{}", srv_.uidvalidity(user_, f, true));
+      else if (k == "UNSEEN") value = fmt::format("{}", unseen_count(f, view));
+      else if (k == "HIGHESTMODSEQ") value = fmt::format("{}", srv_.highest_modseq(user_, f));
+      else return std::nullopt;
       if (!out.empty()) out += ' ';
       out += k + " " + value;
     }
-    out_ += fmt::format("* STATUS {} ({})\r\n", quote(srv_.folder_name(user_, *f)), out);
-    tagged(tag, "OK STATUS completed");
+    return fmt::format("* STATUS {} ({})\r\n", quote(srv_.folder_name(user_, f)), out);
   }
 
   void select(const std::string& tag, const std::string& name, tokenizer& t) {

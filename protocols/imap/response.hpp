@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -102,13 +103,17 @@ struct fetch_data {
   body_section* find_section(std::string_view section);
 };
 
-// Any other untagged response (NAMESPACE, ID, METADATA, ...): kept as its keyword.
+// Any other untagged response (NAMESPACE, METADATA, ...): kept as its keyword.
 struct other_data { std::string keyword; };
+
+// `* ID ("name" "Dovecot" "vendor" NIL)` (RFC 2971): field/value pairs in the order sent,
+// NIL values as empty strings; `* ID NIL` gives no fields.
+struct id_data { std::vector<std::pair<std::string, std::string>> fields; };
 
 using response = std::variant<status_response, continuation, capability_data, list_data,
                               status_data, exists_data, recent_data, expunge_data, vanished_data,
                               flags_data, enabled_data, search_data, esearch_data, fetch_data,
-                              other_data>;
+                              other_data, id_data>;
 
 // ENVELOPE (RFC 3501 7.4.2) in typed form. Strings are as sent (RFC 2047 words undecoded).
 // Group syntax appears as entries with a mailbox and no host (start: group name) and an

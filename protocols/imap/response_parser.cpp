@@ -681,6 +681,26 @@ bool response_parser::parse_untagged(cursor& c, response& out) {
       out = std::move(v);
       return true;
     }
+    if (iequals(first, "ID")) {
+      if (top.size() != 1) return bad(first);
+      id_data id;
+      const std::size_t l = top[0];
+      if (nodes_[l].type == node::kind::list) {
+        // RFC 2971: at most 30 pairs, field names up to 30 bytes, values up to 1024.
+        if (nodes_[l].length % 2 != 0 || nodes_[l].length > 60) return bad(first);
+        for (std::size_t i = l + 1; i < nodes_[l].end; i = nodes_[nodes_[i].end].end) {
+          const std::size_t v = nodes_[i].end;
+          if (!is_string(i) || (!is_string(v) && nodes_[v].type != node::kind::nil)) return bad(first);
+          std::string value = nodes_[v].type == node::kind::nil ? std::string{} : node_string(v);
+          if (value.size() > 1024) value.resize(1024);
+          id.fields.emplace_back(node_string(i).substr(0, 30), std::move(value));
+        }
+      } else if (nodes_[l].type != node::kind::nil) {
+        return bad(first);
+      }
+      out = std::move(id);
+      return true;
+    }
     out = other_data{to_upper(first)};
     return true;
   }

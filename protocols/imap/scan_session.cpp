@@ -1,6 +1,7 @@
 #include "protocols/imap/scan_session.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -144,6 +145,10 @@ void scan_session::on_bytes(std::string_view bytes) {
     if (r.status == feed_status::ready) {
       auto resp = parser_.take();
       handle(resp);
+      if (std::exchange(compress_switch_, false)) {
+        compressed_rest_.assign(bytes);
+        return;
+      }
     }
   }
 }
@@ -407,6 +412,7 @@ bool scan_session::has_cap(std::string_view cap) const {
 }
 
 void scan_session::handle(response& r) {
+  if (handle_ext(r)) return;
   if (auto* s = std::get_if<status_response>(&r)) {
     if (!s->tag.empty()) handle_tagged(*s);
     else handle_untagged_status(*s);
@@ -559,6 +565,7 @@ void scan_session::after_capabilities() {
 void scan_session::authenticate() {
   phase_ = phase::authenticate;
   auth_ir_sent_ = false;
+  send_id();
   const bool sasl_ir = has_cap("SASL-IR");
   if (opts_.auth == auth_method::xoauth2) {
     if (!has_cap("AUTH=XOAUTH2")) {
@@ -592,6 +599,7 @@ void scan_session::authenticate() {
 }
 
 void scan_session::authenticated() {
+  if (start_compress_if_offered()) return;
   // With UTF8=ACCEPT, names travel as UTF-8 both ways and no mUTF-7 guessing is needed.
   if (has_cap("UTF8=ACCEPT") || has_cap("UTF8=ONLY")) {
     phase_ = phase::enable;
@@ -604,7 +612,9 @@ void scan_session::authenticated() {
 void scan_session::start_folders() {
   if (folders_.empty()) {
     phase_ = phase::list;
-    send(writer_.begin("LIST").string("").string("*").finish(), cmd_kind::list);
+    auto b = writer_.begin("LIST").string("").string("*");
+    if (const auto ret = list_command_return(); !ret.empty()) b.atom(ret);
+    send(b.finish(), cmd_kind::list);
     return;
   }
   folder_index_ = 0;
@@ -618,7 +628,7 @@ const folder_checkpoint* scan_session::checkpoint() const {
 
 void scan_session::open_folder() {
   if (folder_index_ >= folders_.size()) {
-    logout();
+    after_last_folder();
     return;
   }
   phase_ = phase::select;
@@ -631,6 +641,7 @@ void scan_session::open_folder() {
   large_uids_.clear();
   batch_pos_ = 0;
   highest_uid_ = 0;
+  if (check_unchanged()) return;
   const auto& f = folders_[folder_index_];
   // SELECT (read-write) when scanning unread mail, so that \Seen can be set later on this
   // connection; EXAMINE otherwise, so that fetching never changes the mailbox.
@@ -686,7 +697,7 @@ void scan_session::start_search() {
 
 void scan_session::next_batch() {
   phase_ = phase::fetch;
-  const std::size_t end = std::min(uids_.size(), batch_pos_ + opts_.batch_size);
+  const std::size_t end = std::min(uids_.size(), batch_pos_ + fetch_batch_size());
   batch_.assign(uids_.begin() + static_cast<std::ptrdiff_t>(batch_pos_),
                 uids_.begin() + static_cast<std::ptrdiff_t>(end));
   batch_pos_ = end;
@@ -861,6 +872,8 @@ void scan_session::finish_folder() {
   // Everything below UIDNEXT (as of SELECT) was considered by the search.
   if (uidnext_ > 0) highest_uid_ = std::max(highest_uid_, uidnext_ - 1);
   out_.push_back(folder_complete{f.name, uidvalidity_, highest_uid_, highest_modseq_});
+  // A rescan after IDLE starts from here, not from the pass's first checkpoints.
+  opts_.checkpoints[f.name] = {uidvalidity_, highest_uid_, highest_modseq_};
   ++folder_index_;
   open_folder();
 }
@@ -882,6 +895,7 @@ void scan_session::handle_tagged(const status_response& s) {
   }
   const cmd_kind kind = it->kind;
   pending_.erase(it);
+  if (handle_ext_tagged(kind, s)) return;
   literal_parts_.clear();
   const bool ok = s.status == status_kind::ok;
   if (s.code.kind == code_kind::capability) set_capabilities(s.code.list);
@@ -963,7 +977,9 @@ void scan_session::handle_tagged(const status_response& s) {
         if (fail_if_throttled(s)) return;
         return fail_protocol(fmt::format("UID FETCH failed: {}", s.text));
       }
+      if (s.code.kind == code_kind::limit) fetch_limit_hit_ = true;
       if (--fetches_left_ > 0) return;
+      if (fetch_limit_hit_ && fetch_stage_ != 2 && !apply_fetch_limit()) return;
       if (opts_.fetch == fetch_strategy::structure && fetch_stage_ == 1) {
         fetch_parts();
         return;
@@ -975,6 +991,12 @@ void scan_session::handle_tagged(const status_response& s) {
       return;
     case cmd_kind::logout:
       return;
+    case cmd_kind::id:
+    case cmd_kind::status:
+    case cmd_kind::idle_select:
+    case cmd_kind::idle:
+    case cmd_kind::compress:
+      return;  // handle_ext_tagged
   }
 }
 

@@ -6,12 +6,16 @@
 //   greeting --OK--> [CAPABILITY] --> [STARTTLS -> start_tls -> on_tls_established -> CAPABILITY]
 //      |                                   |
 //      +--PREAUTH----------------------+   v
-//      +--BYE--> failed                |  LOGIN | AUTHENTICATE PLAIN | AUTHENTICATE XOAUTH2
+//      +--BYE--> failed                |  [ID (...)] pipelined before (when offered, RFC 2971)
+//                                      |  LOGIN | AUTHENTICATE PLAIN | AUTHENTICATE XOAUTH2
 //                                      v   v
 //                              [ENABLE UTF8=ACCEPT]  (when offered, RFC 6855)
 //                                      v
-//                              [LIST "" "*"]  (only when no folders are configured)
-//                                      v
+//                              [LIST "" "*" [RETURN (STATUS (...))]]  (only when no folders
+//                                      v     are configured; STATUS with LIST-STATUS, RFC 5819)
+//   +--> [STATUS folder (UIDNEXT UIDVALIDITY [HIGHESTMODSEQ])]  (folder with a checkpoint and no
+//   |        |                            LIST-STATUS answer) --unchanged--> folder_unchanged --+
+//   |        v                                                                  next folder <--+
 //   +--> EXAMINE/SELECT folder --> folder_opened --(0 messages)--------------------+
 //   |        |                                                                     |
 //   |        v                                                                     |
@@ -28,6 +32,11 @@
 //   +---------------------------------------------------------- next folder
 //                                      v
 //                                LOGOUT --> scan_complete
+//             or, with options.idle and IDLE offered (RFC 2177; scan_session_idle.cpp):
+//   [SELECT/EXAMINE first folder] --> IDLE --'+'--> idle_started
+//        idling: EXISTS / EXPUNGE / VANISHED / FETCH --> idle_activity
+//        stop_idle(rescan | refresh | logout) --> DONE --tagged OK--> every folder again
+//        (then IDLE again) | IDLE again | LOGOUT
 //
 // Any BYE, unparseable input or failing command ends in scan_failed with a classified error.
 //
@@ -67,6 +76,10 @@ struct error {
 };
 struct folder_checkpoint { std::uint32_t uidvalidity = 0; std::uint32_t last_uid = 0;
                            std::uint64_t highest_modseq = 0; };
+// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes; the owner's timer calls
+// stop_idle(idle_stop::refresh) after this long in IDLE.
+inline constexpr std::uint32_t idle_refresh_after_s = 25 * 60;
+enum class idle_stop { rescan, refresh, logout };
 enum class auth_method { password, xoauth2 };
 // structure: headers + BODYSTRUCTURE, then only the text parts (attachment bytes never
 // cross the network; message_fetched::raw is a synthetic message with stub attachments).
@@ -85,6 +98,15 @@ struct session_options {
                                                    // (structure: the cap of each text part)
   fetch_strategy fetch = fetch_strategy::structure;
   bool read_write = false;   // SELECT (not EXAMINE) for queue_action(); unread_only implies it
+  // RFC 2971 ID sent (pipelined before the login) when offered: client name and version
+  // only, never anything about the user or the host.
+  bool send_id = true;
+  std::string client_version = "1";
+  // After the scan, IDLE in the first folder instead of LOGOUT (when IDLE is offered).
+  bool idle = false;
+  // COMPRESS DEFLATE (RFC 4978) after login when offered: saves bandwidth on slow links,
+  // costs CPU on both sides (so off unless asked for).
+  bool compress = false;
 };
 enum class action_kind { mark_read, move, remove };   // remove = the rules' "delete"
 struct action_request {
@@ -114,6 +136,21 @@ struct message_fetched { std::string folder; std::uint32_t uidvalidity; std::uin
 struct batch_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid; };
 struct folder_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid;
                          std::uint64_t highest_modseq; };
+// The folder was not opened: STATUS (or LIST-STATUS) shows the checkpoint's UIDVALIDITY, no UID
+// at or above UIDNEXT and (with CONDSTORE) the same HIGHESTMODSEQ. A folder_complete follows
+// only when HIGHESTMODSEQ moved (flag changes only: the checkpoint takes the new value).
+struct folder_unchanged { std::string folder; std::uint32_t uidvalidity; std::uint32_t uidnext;
+                          std::uint32_t messages; };
+// The server's answer to ID: field/value pairs as sent (e.g. name=Dovecot).
+struct server_identified { std::vector<std::pair<std::string, std::string>> fields; };
+struct idle_started { std::string folder; };
+// COMPRESS DEFLATE accepted: from now on the owner deflates every write_bytes and inflates
+// every server byte (imap::deflate_stream) — beginning with take_compressed_rest().
+struct start_compress {};
+// Something changed in the idling folder: new messages (exists = the new count), an
+// expunge, VANISHED, or a FETCH (flag change) of message `number` (sequence number).
+struct idle_activity { enum class kind { exists, expunge, vanished, fetch } what;
+                       std::string folder; std::uint32_t number; };
 struct scan_complete {};               // LOGOUT was written; owner closes after sending it
 struct scan_failed { error err; };
 // Something did not work but the scan goes on (e.g. UID STORE \Seen refused).
@@ -123,7 +160,8 @@ struct session_warning { std::string folder; std::string detail; };
 struct action_done { std::uint64_t id; action_kind kind; std::string folder; std::string target;
                      std::vector<std::uint32_t> uids; bool ok; std::string detail; };
 using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
-  batch_complete, folder_complete, scan_complete, scan_failed, session_warning, action_done>;
+  batch_complete, folder_complete, scan_complete, scan_failed, session_warning, action_done,
+  folder_unchanged, server_identified, idle_started, idle_activity, start_compress>;
 
 class scan_session {
  public:
@@ -146,13 +184,23 @@ class scan_session {
   void queue_action(action_request a);
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
+  // While idling (after idle_started): DONE, then scan every folder again from the checkpoints
+  // this session reached (rescan), IDLE again (refresh: the 29-minute rule), or LOGOUT.
+  // Ignored in any other state.
+  void stop_idle(idle_stop how);
+  bool idling() const;
+  // Server bytes that followed the COMPRESS OK in the same on_bytes() call: already
+  // compressed, so the owner inflates them (after start_compress) and feeds them back.
+  std::string take_compressed_rest();
   const std::vector<std::string>& capabilities() const;
 
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
-                     select, search, fetch, await_resume, actions, done };
+                     select, search, fetch, await_resume, actions, done,
+                     status, idle_select, idle_wait, idling, idle_done, compress };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
-                        search_all, search_large, fetch, fetch_parts, action, logout };
+                        search_all, search_large, fetch, fetch_parts, action, logout,
+                        id, status, idle_select, idle, compress };
   enum class action_step { store_seen, store_deleted, move, copy, create, expunge };
   struct running_action {
     action_request req;
@@ -203,6 +251,23 @@ class scan_session {
   bool fail_if_throttled(const status_response& s);
   void fail_login(const status_response& s);
   const folder_checkpoint* checkpoint() const;
+  // scan_session_ext.cpp: ID, the STATUS / LIST-STATUS shortcut, MESSAGELIMIT, IDLE.
+  void send_id();
+  bool handle_ext(response& r);
+  bool handle_ext_tagged(cmd_kind kind, const status_response& s);
+  std::string list_command_return();
+  bool check_unchanged();
+  void send_statuses();
+  void status_answered(const status_response& s);
+  bool emit_if_unchanged(const status_data& st);
+  std::size_t fetch_batch_size() const;
+  bool apply_fetch_limit();
+  void after_last_folder();
+  void start_idle();
+  void idle_select_answered(const status_response& s);
+  void idle_answered(const status_response& s);
+  bool start_compress_if_offered();
+  void compress_answered(const status_response& s);
 
   session_options opts_;
   response_parser parser_;
@@ -233,6 +298,20 @@ class scan_session {
   std::optional<running_action> running_;
   std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
+  // scan_session_ext.cpp state.
+  std::map<std::string, status_data> listed_status_;  // LIST-STATUS answers by wire name
+  // STATUS answers by folder index (nullopt: refused, open the folder); the indices of the
+  // pipelined STATUS commands still waiting for their tagged response, in command order.
+  std::map<std::size_t, std::optional<status_data>> statuses_;
+  std::deque<std::size_t> status_queue_;
+  bool fetch_limit_hit_ = false;           // a UID FETCH of this batch ended OK [LIMIT]
+  std::uint32_t message_limit_ = 0;        // MESSAGELIMIT=n (RFC 9738), lowered by OK [LIMIT]
+  bool status_done_ = false;               // the current folder was checked: open it
+  idle_stop idle_stop_ = idle_stop::logout;
+  bool list_status_sent_ = false;          // the LIST carried RETURN (STATUS ...)
+  bool compress_asked_ = false;
+  bool compress_switch_ = false;           // COMPRESS OK handled: the rest of the input is deflated
+  std::string compressed_rest_;
 };
 
 } // namespace mscan::imap

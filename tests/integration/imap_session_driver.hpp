@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,6 +22,7 @@
 #include <variant>
 #include <vector>
 
+#include "protocols/imap/deflate_stream.hpp"
 #include "protocols/imap/scan_session.hpp"
 #include "protocols/net/tls_transport.hpp"
 
@@ -36,13 +38,17 @@ struct scan_outcome {
   std::vector<imap::batch_complete> batches;
   std::vector<imap::folder_complete> folders;
   std::vector<std::string> capabilities;        // the session's last known capabilities
-  std::size_t bytes_received = 0;
+  std::size_t bytes_received = 0;          // as received (compressed after COMPRESS)
+  bool compressed = false;                  // COMPRESS DEFLATE was negotiated
   std::chrono::milliseconds elapsed{0};
 };
 
 struct scan_driver_options {
   std::chrono::milliseconds deadline{20000};
   bool keep_raw = true;  // false: message_fetched.raw is dropped (its size is in raw_sizes)
+  // Every other output (ID, unchanged folders, IDLE events), on the io thread with the
+  // session's lock held: the hook may call the session (e.g. stop_idle) but must not block.
+  std::function<void(imap::scan_session&, const imap::session_output&)> on_other{};
 };
 
 // Maps a transport failure to the reason codes operators see (as the mailbox actor does);
@@ -64,6 +70,21 @@ namespace detail {
 
 struct scan_run {
   explicit scan_run(imap::session_options o, bool keep) : session(std::move(o)), keep_raw(keep) {}
+  std::function<void(imap::scan_session&, const imap::session_output&)> on_other;
+  std::unique_ptr<imap::deflate_stream> deflate;  // after start_compress (COMPRESS=DEFLATE)
+
+  // Server bytes, inflated first once COMPRESS is on.
+  void receive(std::string_view bytes) {
+    if (!deflate) {
+      session.on_bytes(bytes);
+      return;
+    }
+    if (!deflate->inflate(bytes, [&](std::string_view plain) { session.on_bytes(plain); })) {
+      out.error = imap::error{imap::error_kind::protocol_error, deflate->error()};
+      conn->close(false);
+      finish();
+    }
+  }
   std::mutex mtx;
   std::condition_variable cv;
   imap::scan_session session;
@@ -84,7 +105,11 @@ struct scan_run {
       if (!o)
         return;
       if (auto* w = std::get_if<imap::write_bytes>(&*o)) {
-        conn->write(std::move(w->data));
+        conn->write(deflate ? deflate->deflate(w->data) : std::move(w->data));
+      } else if (std::holds_alternative<imap::start_compress>(*o)) {
+        deflate = std::make_unique<imap::deflate_stream>();
+        if (auto rest = session.take_compressed_rest(); !rest.empty()) receive(rest);
+        out.compressed = true;
       } else if (std::holds_alternative<imap::start_tls>(*o)) {
         conn->start_tls();
       } else if (auto* f = std::get_if<imap::folder_opened>(&*o)) {
@@ -111,6 +136,8 @@ struct scan_run {
         out.capabilities = session.capabilities();
         conn->close(false);
         finish();
+      } else if (on_other) {
+        on_other(session, *o);
       }
     }
   }
@@ -123,6 +150,7 @@ struct scan_run {
 inline scan_outcome run_scan(net::io_runtime& rt, net::endpoint_options eo, imap::session_options so,
                              scan_driver_options dopt = {}) {
   auto run = std::make_shared<detail::scan_run>(std::move(so), dopt.keep_raw);
+  run->on_other = std::move(dopt.on_other);
   const auto t0 = std::chrono::steady_clock::now();
   std::weak_ptr<detail::scan_run> weak = run;
   net::connection_callbacks cbs;
@@ -135,7 +163,7 @@ inline scan_outcome run_scan(net::io_runtime& rt, net::endpoint_options eo, imap
     if (r->done)
       return;
     r->out.bytes_received += bytes.size();
-    r->session.on_bytes(bytes);
+    r->receive(bytes);
     r->pump();
   };
   cbs.on_tls_ready = [weak] {

@@ -425,6 +425,7 @@ struct dovecot_fixture::impl {
     c += "  inet_listener imaps {\n    port = " + std::to_string(imaps) + "\n    ssl = yes\n  }\n";
     c += "}\n";
     c += "service imap {\n  process_limit = " + maxc + "\n}\n";
+    if (opts.compress) c += "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n";
     if (opts.pop3) {
       c += "service pop3-login {\n  service_count = 0\n  process_min_avail = 1\n";
       c += "  client_limit = " + maxc + "\n";

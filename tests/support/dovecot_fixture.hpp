@@ -66,6 +66,7 @@ struct dovecot_options {
   // /work/shared/TOOLCHAIN.md; 2,000 concurrent logged-in sessions measured fine).
   std::size_t max_connections = 4000;
   bool rawlog = false;  // keep raw IMAP traffic per session under <home>/rawlog
+  bool compress = false;  // the imap_zlib plugin: COMPRESS=DEFLATE offered after login
   // Dovecot's mail_max_userip_connections: set it low (e.g. 1) to get "NO [LIMIT] ..."
   // on the next LOGIN of the same user from 127.0.0.1 (throttling tests).
   std::size_t max_userip_connections = 10000;

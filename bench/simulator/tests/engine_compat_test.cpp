@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
+#include <thread>
 #include <variant>
 
 #include "bench/simulator/message_generator.hpp"
@@ -227,5 +228,48 @@ TEST_CASE("engine classifies the simulator's faults", "[unit]") {
     REQUIRE(second.complete);
     REQUIRE(second.opened[0].uidvalidity_changed);
     REQUIRE(second.inbox.size() == 5);  // a changed UIDVALIDITY means rescanning everything
+  }
+}
+
+TEST_CASE("engine: an unchanged second scan costs STATUS (or LIST-STATUS) and LOGOUT after login", "[unit]") {
+  sim::simulator sim(options(30));
+  const auto port = sim.start();
+  for (const bool every_folder : {false, true}) {
+    INFO("every folder " << every_folder);
+    auto o = login("sim3");
+    if (!every_folder) o.folders = {"INBOX"};
+    const auto first = scan(port, o);
+    REQUIRE(first.complete);
+    for (const auto& c : first.completed)
+      o.checkpoints[c.folder] = imap::folder_checkpoint{c.uidvalidity, c.highest_uid, c.highest_modseq};
+    // scan() returns once LOGOUT is written: wait until the simulator has counted it.
+    const auto logouts = [&] {
+      const auto c = sim.stats().commands;
+      return c.count("LOGOUT") ? c.at("LOGOUT") : std::size_t{0};
+    };
+    const auto settled = [&](std::size_t n) {
+      for (auto end = std::chrono::steady_clock::now() + 5s; logouts() < n && std::chrono::steady_clock::now() < end;)
+        std::this_thread::sleep_for(1ms);
+      return logouts() >= n;
+    };
+    const auto runs = every_folder ? 3u : 1u;  // scans of this test so far
+    REQUIRE(settled(runs));
+    const auto before = sim.stats().commands;
+    const auto second = scan(port, o);
+    REQUIRE(second.complete);
+    CHECK(second.opened.empty());
+    CHECK(second.inbox.empty());
+    REQUIRE(settled(runs + 1));
+    auto after = sim.stats().commands;
+    std::size_t post_login = 0;
+    for (const auto& [name, n] : after) {
+      const auto was = before.count(name) ? before.at(name) : 0;
+      if (name != "LOGIN" && name != "AUTHENTICATE" && name != "ID") post_login += n - was;
+      if (n != was) UNSCOPED_INFO(name << " +" << n - was);
+    }
+    CHECK(post_login == 2);
+    const auto opened = [&](const char* name) { return after[name] - (before.count(name) ? before.at(name) : 0); };
+    CHECK(opened("SELECT") + opened("EXAMINE") + opened("SEARCH") + opened("FETCH") == 0);
+    CHECK(opened(every_folder ? "LIST" : "STATUS") == 1);
   }
 }

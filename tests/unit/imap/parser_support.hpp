@@ -101,6 +101,9 @@ inline std::string describe(const response& r) {
           }
         } else if constexpr (std::is_same_v<T, other_data>) {
           o << "other " << v.keyword;
+        } else if constexpr (std::is_same_v<T, id_data>) {
+          o << "id";
+          for (const auto& [k, val] : v.fields) o << ' ' << k << '=' << val;
         }
       },
       r);

@@ -268,7 +268,7 @@ TEST_CASE("response codes of RFC 3501/5530/4315/7162 and odd FETCH forms", "[uni
       "status tag= OK code=13:NOMODSEQ::0: text=No permanent modsequences",
       "status tag= OK code=17:CLOSED::0: text=Previous mailbox closed",
       "other NAMESPACE",
-      "other ID",
+      "id name=Dovecot",
       "fetch 4 uid=9 BODY[]={}",
       std::string("fetch 5 uid=10 BINARY[1]<0>={a") + std::string("\0", 1) + "b}",
       "fetch 6 uid=11 bs=((\"text\" \"plain\" NIL NIL NIL \"7bit\" 3 1) \"mixed\") BODY[]=NIL",
