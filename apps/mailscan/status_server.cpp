@@ -12,7 +12,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -258,6 +257,13 @@ http_reply handle_request(const status_server_options& o, std::string_view metho
           user = url_decode(kv.substr(5));
         rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
       }
+      // One probe at a time: a second request is told so instead of holding the other thread.
+      if (o.diagnosing->exchange(true))
+        return json_reply(409, {{"error", "a diagnosis is already running; try again when it has finished"}});
+      struct release {
+        std::atomic<bool>& flag;
+        ~release() { flag = false; }
+      } done{*o.diagnosing};
       auto res = o.diagnose(user);
       if (!res)
         return json_reply(404, {{"error", "no such mailbox"}});
@@ -335,17 +341,14 @@ http_reply handle_request(const status_server_options& o, std::string_view metho
 
 struct status_server::impl {
   status_server_options opts;
-  asio::io_context ioc{1};
-  asio::thread_pool diagnose_pool{1};
+  // Two threads: a diagnosis on demand blocks one for seconds (logins), the other keeps
+  // answering status, metrics and the dashboard. Sessions are coroutines on their own
+  // sockets; the handlers share nothing but the thread-safe snapshot.
+  asio::io_context ioc{2};
   tcp::acceptor acceptor{ioc};
-  std::thread thread;
+  std::thread thread, thread2;
   std::uint16_t port = 0;
 
-// g++ 12 reports Asio's recycling coroutine-frame allocator (operator new / sized delete of
-// awaitable_frame_base) as mismatched once a co_spawn is inlined into a coroutine: a known
-// false positive of that compiler, silenced for this function only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
   asio::awaitable<void> session(tcp::socket sock) {
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
@@ -358,20 +361,7 @@ struct status_server::impl {
         co_await http::async_read(stream, buf, parser, asio::use_awaitable);
         auto& req = parser.get();
         auto sv = [](boost::beast::string_view v) { return std::string(v.data(), v.size()); };
-        http_reply r;
-        if (req.method() == http::verb::post) {
-          // Diagnostics take seconds (logins): off the server's thread, one probe at a time,
-          // so status, metrics and the dashboard keep answering meanwhile.
-          r = co_await asio::co_spawn(
-              diagnose_pool,
-              [this, m = sv(req.method_string()), t = sv(req.target()),
-               a = sv(req[http::field::authorization])]() -> asio::awaitable<http_reply> {
-                co_return handle_request(opts, m, t, a);
-              },
-              asio::use_awaitable);
-        } else {
-          r = handle_request(opts, sv(req.method_string()), sv(req.target()), sv(req[http::field::authorization]));
-        }
+        auto r = handle_request(opts, sv(req.method_string()), sv(req.target()), sv(req[http::field::authorization]));
         http::response<http::string_body> res;
         res.result(static_cast<unsigned>(r.status));
         res.version(req.version());
@@ -394,7 +384,6 @@ struct status_server::impl {
     boost::system::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   }
-#pragma GCC diagnostic pop
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
@@ -423,7 +412,7 @@ void status_server::stop() {
     p->ioc.stop();
   });
   impl_->thread.join();
-  impl_->diagnose_pool.join();  // a probe in progress ends with its own timeouts
+  impl_->thread2.join();  // a probe in progress ends with its own timeouts
 }
 
 expected<std::unique_ptr<status_server>, std::string> status_server::start(status_server_options o) {
@@ -461,13 +450,15 @@ expected<std::unique_ptr<status_server>, std::string> status_server::start(statu
     d->port = d->acceptor.local_endpoint().port();
     asio::co_spawn(d->ioc, d->accept_loop(), asio::detached);
     auto* raw = d.get();
-    d->thread = std::thread([raw] {
+    auto run = [raw] {
       try {
         raw->ioc.run();
       } catch (const std::exception& e) {
         std::cerr << fmt::format("mailscan: status service: {}\n", e.what());
       }
-    });
+    };
+    d->thread = std::thread(run);
+    d->thread2 = std::thread(run);
     return std::unique_ptr<status_server>(new status_server(std::move(d)));
   } catch (const std::exception& e) {
     return unexpected{fmt::format("status service: {}", e.what())};

@@ -16,7 +16,8 @@
 //                                      "consecutive_failures", "last_scanned"), "unknown_reference"
 //                                      and "parse_warning" (also "message_id", "subject", "at")
 //   GET /api/notifications             {"notifications": [...]} newest first
-//   POST /api/diagnose[?user=U]        the `mailscan diagnose --json` document (404: no such user)
+//   POST /api/diagnose[?user=U]        the `mailscan diagnose --json` document (404: no such user,
+//                                      409: one is running)
 //   GET /metrics                       Prometheus text format 0.0.4
 #include "actors/engine.hpp"
 #include "actors/engine_metrics.hpp"
@@ -26,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -73,9 +75,10 @@ struct status_server_options {
   // Optional: recent log lines of one user (newest last) for the mailbox detail.
   std::function<std::vector<std::string>(const std::string& user)> recent_log{};
   // Optional: diagnostics on demand (POST /api/diagnose): `user` empty = every mailbox; the
-  // diagnose --json document, or nullopt when the user is unknown. Runs on a worker thread,
-  // one probe at a time.
+  // diagnose --json document, or nullopt when the user is unknown. One probe at a time (409
+  // while one runs); it blocks one of the server's two threads meanwhile.
   std::function<std::optional<nlohmann::json>(const std::string& user)> diagnose{};
+  std::shared_ptr<std::atomic<bool>> diagnosing = std::make_shared<std::atomic<bool>>(false);
 };
 
 struct http_reply {

@@ -44,7 +44,7 @@ http_result http_call(std::uint16_t port, boost::beast::http::verb verb, const s
   boost::beast::flat_buffer buf;
   http::response<http::string_body> res;
   http::read(sock, buf, res);
-  return {res.result_int(), res.body()};
+  return {static_cast<int>(res.result_int()), res.body()};
 }
 
 http_result get(std::uint16_t port, const std::string& target, const std::string& token) {
@@ -77,11 +77,11 @@ std::string mailbox(const std::string& user, const test::dovecot_fixture& dc, co
                      user, dc.imaps_port(), dc.ca_file(), password);
 }
 
-// A reference shaped like an opportunity that names no known item, and a multipart body whose
-// closing delimiter never comes (the MIME parser reads it and warns).
+// A reference shaped like an opportunity that names no known item, a Date the MIME parser
+// cannot read and a multipart body whose closing delimiter never comes (it warns about both).
 const char* odd_message =
     "From: Bob <bob@acme.example>\r\nTo: alice@corp.example\r\nSubject: about OPP-9999\r\n"
-    "Message-ID: <ops-svc-1@acme.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+    "Message-ID: <ops-svc-1@acme.example>\r\nDate: the day before yesterday\r\n"
     "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
     "--b1\r\nContent-Type: text/plain\r\n\r\nHi\r\n";
 
@@ -151,9 +151,10 @@ TEST_CASE("run with [service]: live status, metrics, issues, diagnose on demand,
     return metrics.find("mailscan_messages_new_total 1\n") != std::string::npos;
   }));
   INFO(metrics);
+  const auto host_leases = fmt::format("mailscan_host_leases_in_use{{host=\"127.0.0.1:{}\"}} ", dc.imaps_port());
   for (auto s : {"mailscan_ready 1\n", "mailscan_scans_total{result=\"ok\"} ", "mailscan_scans_total{result=\"error\"} ",
                  "mailscan_scan_errors_total{reason=\"login_failed\"} ", "mailscan_leases_in_use ",
-                 fmt::format("mailscan_host_leases_in_use{{host=\"127.0.0.1:{}\"}} ", dc.imaps_port()).c_str(),
+                 host_leases.c_str(),
                  "mailscan_lease_queue_depth ", "mailscan_writer_queue_depth ",
                  "# TYPE mailscan_write_seconds histogram\n", "mailscan_write_seconds_count ",
                  "mailscan_mailboxes{state=\"error\"} 1\n"})
