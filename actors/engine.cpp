@@ -136,6 +136,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                 for (auto& m : matchers)
                   self->send(m, reload_atom::value, *linker);
               }
+              if (opts.on_reload)
+                opts.on_reload(*next);
               self->send(sched, reload_atom::value, std::make_shared<const core::config>(std::move(next.value())));
             }
           });

@@ -55,6 +55,8 @@ struct engine_options {
   // the store closes. Called from the engine's thread.
   std::shared_ptr<engine_metrics> metrics;
   std::function<void(std::shared_ptr<storage::store>)> on_store;
+  // Called with each config a reload applied (SIGHUP), from the engine's thread.
+  std::function<void(const core::config&)> on_reload;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

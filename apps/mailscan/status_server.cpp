@@ -548,6 +548,23 @@ void add_store_findings(status_snapshot& s, const storage::store& db, std::size_
                      s.findings.end() - static_cast<std::ptrdiff_t>(actors::engine_metrics::max_findings));
 }
 
+namespace {
+// POST /api/diagnose: the `diagnose --json` document for one user (nullopt: unknown) or all.
+std::optional<nlohmann::json> diagnose_json(const core::config& cfg, const std::string& user) {
+  auto one = cfg;
+  if (!user.empty()) {
+    auto m = cfg.find_mailbox(user);
+    if (!m)
+      return std::nullopt;
+    one.mailboxes = {*m};
+  }
+  auto ds = diagnose_all(one, {}, nullptr);
+  if (!ds)
+    return nlohmann::json{{"error", ds.error()}};
+  return diagnoses_json(*ds, false);
+}
+} // namespace
+
 expected<status_server_options, std::string> service_options(const core::config& cfg, std::string listen) {
   status_server_options o;
   o.listen = std::move(listen);
@@ -557,19 +574,7 @@ expected<status_server_options, std::string> service_options(const core::config&
     return unexpected{fmt::format("no bearer token: set [service] token_env and that environment variable{}",
                                   cfg.service.token_env.empty() ? "" : fmt::format(" ({})", cfg.service.token_env))};
   o.recent_log = [log_dir = cfg.engine.log_dir](const std::string& user) { return recent_log_lines(log_dir, user); };
-  o.diagnose = [cfg](const std::string& user) -> std::optional<nlohmann::json> {
-    auto one = cfg;
-    if (!user.empty()) {
-      auto m = cfg.find_mailbox(user);
-      if (!m)
-        return std::nullopt;
-      one.mailboxes = {*m};
-    }
-    auto ds = diagnose_all(one, {}, nullptr);
-    if (!ds)
-      return nlohmann::json{{"error", ds.error()}};
-    return diagnoses_json(*ds, false);
-  };
+  o.diagnose = [cfg](const std::string& user) { return diagnose_json(cfg, user); };
   return o;
 }
 
@@ -578,24 +583,38 @@ expected<std::unique_ptr<status_server>, std::string> start_run_service(const co
   auto opts = service_options(cfg, cfg.service.listen);
   if (!opts)
     return unexpected{opts.error()};
-  struct live_store {
+  // The engine's store handle and the config in force (SIGHUP replaces it), shared with the
+  // service's threads.
+  struct live_state {
     std::mutex mu;
     std::shared_ptr<storage::store> db;
+    std::shared_ptr<const core::config> cfg;
   };
-  auto live = std::make_shared<live_store>();
+  auto live = std::make_shared<live_state>();
+  live->cfg = std::make_shared<const core::config>(cfg);
+  auto current_cfg = [live] {
+    std::lock_guard lock(live->mu);
+    return live->cfg;
+  };
   auto metrics = std::make_shared<actors::engine_metrics>();
   engine.metrics = metrics;
   engine.on_store = [live](std::shared_ptr<storage::store> db) {
     std::lock_guard lock(live->mu);
     live->db = std::move(db);
   };
-  opts.value().snapshot = [cfg, live, metrics] {
+  engine.on_reload = [live](const core::config& next) {
+    auto c = std::make_shared<const core::config>(next);
+    std::lock_guard lock(live->mu);
+    live->cfg = std::move(c);
+  };
+  opts.value().diagnose = [current_cfg](const std::string& user) { return diagnose_json(*current_cfg(), user); };
+  opts.value().snapshot = [live, current_cfg, metrics] {
     std::shared_ptr<storage::store> db;
     {
       std::lock_guard lock(live->mu);
       db = live->db;
     }
-    auto snap = snapshot_from_store(cfg, db.get());
+    auto snap = snapshot_from_store(*current_cfg(), db.get());
     auto st = metrics->snapshot();
     snap.ready = st.ready && db;
     snap.metrics = engine_samples(st);

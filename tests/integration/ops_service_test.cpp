@@ -179,9 +179,13 @@ TEST_CASE("run with [service]: live status, metrics, issues, diagnose on demand,
     return all;
   };
   CHECK(logs().find("event=config_reloaded") == std::string::npos);
-  std::ofstream(cfg, std::ios::trunc) << toml << "info_logging = true\n" << rest;
+  std::ofstream(cfg, std::ios::trunc) << toml << "info_logging = true\n" << rest << mailbox("carol", dc, "x");
   ::kill(pid, SIGHUP);
   CHECK(eventually([&] { return logs().find("INFO event=config_reloaded") != std::string::npos; }));
+  // The service follows the reloaded config: carol is listed.
+  CHECK(eventually([&] {
+    return nlohmann::json::parse(get(port, "/api/status", token).body)["mailboxes"].size() == 3;
+  }));
 
   ::kill(pid, SIGTERM);
   const int code = test::wait_exit(pid);
@@ -194,7 +198,7 @@ TEST_CASE("run with [service]: live status, metrics, issues, diagnose on demand,
   auto st = test::run_mailscan({"status", "--config", cfg.string(), "--json"});
   REQUIRE(st.code == 0);
   auto sj = nlohmann::json::parse(st.out);
-  REQUIRE(sj["mailboxes"].size() == 2);
+  REQUIRE(sj["mailboxes"].size() == 3);
   REQUIRE(sj["notifications"].is_array());
   bool failing = false;
   for (auto& n : sj["notifications"])
