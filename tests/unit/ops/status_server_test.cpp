@@ -342,3 +342,38 @@ TEST_CASE("status service refuses a non-loopback address unless allow_remote", "
   REQUIRE_FALSE(no);
   CHECK(no.error().find("MSCAN_OPS_CFG_TOKEN") != std::string::npos);
 }
+
+#include "storage/store.hpp"
+
+TEST_CASE("serve: findings read from the store's newest messages", "[unit][ops]") {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mscan-ops-store-XXXXXX").string();
+  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+  {
+    auto db = storage::store::open(tmpl);
+    REQUIRE(db);
+    storage::message_record clean, odd;
+    clean.key = clean.message_id = "<clean@x>";
+    clean.users = {"alice"};
+    clean.date = 1'700'000'000;
+    odd.key = odd.message_id = "<odd@x>";
+    odd.users = {"bob"};
+    odd.date = 1'700'000'100;
+    odd.reasons = {{"alert", "TT42", "ticket"}};
+    odd.warnings = {"unknown ticket reference TT42 in subject", "no header fields"};
+    std::vector<storage::message_record> recs{clean, odd};
+    REQUIRE(db.value()->write(recs, {}));
+    apps::status_snapshot s;
+    apps::add_store_findings(s, *db.value());
+    REQUIRE(s.findings.size() == 2);
+    CHECK(s.findings[0].kind == "unknown_reference");
+    CHECK(s.findings[0].user == "bob");
+    CHECK(s.findings[0].at == 1'700'000'100);
+    CHECK(s.findings[1].detail == "no header fields");
+    CHECK(s.findings_by_kind["unknown_reference"] == 1);
+    CHECK(s.findings_by_kind["parse_warning"] == 1);
+    apps::status_snapshot none;
+    apps::add_store_findings(none, *db.value(), 1);  // only the newest message: still odd
+    CHECK(none.findings.size() == 2);
+  }
+  std::filesystem::remove_all(tmpl);
+}
