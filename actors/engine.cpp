@@ -64,7 +64,7 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       health = sys.spawn<caf::detached>(health_actor, db, std::make_shared<const core::config>(cfg));
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
-                                                        cfg.engine.write_delay_ms});
+                                                        cfg.engine.write_delay_ms, opts.metrics});
       auto dir = std::make_shared<const core::directory>(cfg);
       matcher_settings ms{dir, {}};
       // Rules and reference patterns are compiled once per config load and shared by every
@@ -86,9 +86,18 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
     {
       caf::scoped_actor self{sys};
-      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health};
+      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health,
+                            probe ? nullptr : opts.metrics};
       auto sched = sys.spawn(scheduler_actor, std::move(ss));
       self->send(sched, run_atom::value);
+      if (!probe) {
+        if (opts.metrics) {
+          opts.metrics->set_limits(cfg.engine.max_connections, cfg.engine.max_connections_per_host);
+          opts.metrics->set_ready(true);
+        }
+        if (opts.on_store)
+          opts.on_store(db);
+      }
       bool done = false, stop_sent = false;
       while (!done) {
         self->receive(
@@ -116,6 +125,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                 return;
               }
               log->set_levels(next->engine.info_logging, next->engine.warning_logging);
+              if (opts.metrics && !probe)
+                opts.metrics->set_limits(next->engine.max_connections, next->engine.max_connections_per_host);
               if (!matchers.empty()) {
                 // A new directory, references and rules for the matchers: built here, swapped in
                 // from their next batch — scanning does not stop.
@@ -127,9 +138,17 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                 for (auto& m : matchers)
                   self->send(m, reload_atom::value, *linker);
               }
+              if (opts.on_reload)
+                opts.on_reload(*next);
               self->send(sched, reload_atom::value, std::make_shared<const core::config>(std::move(next.value())));
             }
           });
+      }
+      if (!probe) {
+        if (opts.metrics)
+          opts.metrics->set_ready(false);
+        if (opts.on_store)
+          opts.on_store(nullptr);
       }
       if (writer) {
         // Every batch was acknowledged before the passes finished; one more round trip makes

@@ -1,15 +1,21 @@
 #pragma once
 // Builds the actor pipeline for one `mailscan run` and drives it to completion.
 // Kept free of CAF types so that the CLI does not compile CAF headers.
+#include "actors/engine_metrics.hpp"
 #include "common/expected.hpp"
 #include "core/config.hpp"
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace mscan::storage {
+class store;
+}
 
 namespace mscan::actors {
 
@@ -46,6 +52,13 @@ struct engine_options {
   std::atomic<bool>* reload = nullptr;      // set by SIGHUP: re-read the config file, apply it
   // Called (from the engine's thread) as each mailbox finishes its first pass.
   std::function<void(const pass_result&, std::size_t done, std::size_t total)> on_progress;
+  // The status service of `run` (scan mode only): live figures, and the engine's own store
+  // handle — given once the store is open and the pipeline is up, taken back (nullptr) before
+  // the store closes. Called from the engine's thread.
+  std::shared_ptr<engine_metrics> metrics;
+  std::function<void(std::shared_ptr<storage::store>)> on_store;
+  // Called with each config a reload applied (SIGHUP), from the engine's thread.
+  std::function<void(const core::config&)> on_reload;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

@@ -46,6 +46,12 @@ bool take_login_token(self_t self, scheduler_state::host& h, clock::time_point n
   return true;
 }
 
+// The lease figures of one host (and the global count) for the status service: O(1).
+void publish_leases(self_t self, const std::string& key, const scheduler_state::host& h) {
+  if (auto& m = self->state.s.metrics)
+    m->leases(key, h.in_use, h.queue.size(), self->state.in_use);
+}
+
 void grant_leases(self_t self) {
   auto& st = self->state;
   if (st.stopping || st.hosts.empty())
@@ -80,6 +86,7 @@ void grant_leases(self_t self) {
           self->send(e.actor, lease_atom::value);
         }
       }
+      publish_leases(self, key, h);
     }
     start = next;
     st.next_host = start == st.hosts.end() ? std::string{} : start->first;
@@ -97,7 +104,10 @@ void make_due(self_t self, std::size_t idx) {
   if (e.waiting || e.scanning || e.removed || self->state.stopping)
     return;
   e.waiting = true;
-  self->state.hosts[host_key(e.cfg)].queue.push_back(idx);
+  auto key = host_key(e.cfg);
+  auto& h = self->state.hosts[key];
+  h.queue.push_back(idx);
+  publish_leases(self, key, h);
   grant_leases(self);
 }
 
@@ -157,7 +167,11 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     e.scanning = false;
     --st.in_use;
     --st.hosts[key].in_use;
+    publish_leases(self, key, st.hosts[key]);
   }
+  if (st.s.metrics && res.reason != "stopped")
+    st.s.metrics->scan_finished(res.ok ? std::string{} : res.reason, res.fetched, res.new_messages,
+                                res.new_sightings);
   e.failures = res.ok ? 0 : e.failures + 1;
   if (res.reason == "throttled") {
     // The load governor: this host only, for as long as it asked (at least a minute).
@@ -213,8 +227,11 @@ void unqueue(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
   if (!e.waiting)
     return;
-  std::erase(self->state.hosts[host_key(e.cfg)].queue, idx);
+  auto key = host_key(e.cfg);
+  auto& h = self->state.hosts[key];
+  std::erase(h.queue, idx);
   e.waiting = false;
+  publish_leases(self, key, h);
 }
 
 bool scans(const scheduler_state& st, const core::mailbox_config& m) {

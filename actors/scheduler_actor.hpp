@@ -10,6 +10,7 @@
 //   due --> waiting --(lease: global + host slot + login token, host not paused)--> scanning
 //    ^                                                                                  |
 //    +------ poll_interval +-10% (ok) / min(poll * 2^failures, max_backoff) (error) <--+
+#include "actors/engine_metrics.hpp"
 #include "actors/messages.hpp"
 #include "core/config.hpp"
 #include "core/event_log.hpp"
@@ -30,6 +31,7 @@ struct scheduler_settings {
   bool probe = false;     // diagnostics pass (see engine_mode::probe)
   caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
   caf::actor health;      // mailbox state machine + notifications (scan mode)
+  std::shared_ptr<engine_metrics> metrics;  // optional: live figures for the status service
 };
 
 using config_ptr = std::shared_ptr<const core::config>;

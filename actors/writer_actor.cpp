@@ -89,9 +89,25 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
       }
       if (settings.write_delay_ms)
         std::this_thread::sleep_for(std::chrono::milliseconds(settings.write_delay_ms));
+      const auto started = std::chrono::steady_clock::now();
       auto low = check_free_space(settings);
       auto res = low ? expected<storage::write_stats, storage::error>{unexpected{*low}}
                      : db->write(records, checkpoints, uidls);
+      if (auto& m = settings.metrics) {
+        m->write_done(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                      pending->size(), res.has_value());
+        if (res) {
+          // Only messages this write created: a replayed batch must not count its findings twice.
+          const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+          std::vector<message_finding> found;
+          for (std::size_t i = 0; i < records.size() && i < res->per_record.size(); ++i)
+            if (res->per_record[i].new_message)
+              for (auto& f : findings_of(records[i], now))
+                found.push_back(std::move(f));
+          m->found(std::move(found));
+        }
+      }
       std::size_t pos = 0;
       for (auto& b : *pending) {
         if (res) {

@@ -4,6 +4,7 @@
 // in progress goes into the next single WriteBatch; each batch is acknowledged only once it is
 // durable (sync WAL), or refused when the write failed (disk full, I/O error) — in which case
 // nothing of it was applied and the mailbox's checkpoint did not move.
+#include "actors/engine_metrics.hpp"
 #include "actors/messages.hpp"
 
 #include <memory>
@@ -21,6 +22,7 @@ struct writer_settings {
   std::filesystem::path data_dir;   // checked for free space before every group commit
   std::uint64_t min_free_bytes = 0; // below this, batches are refused as disk_full
   std::uint32_t write_delay_ms = 0; // benchmark knob: a slow disk
+  std::shared_ptr<engine_metrics> metrics{};  // optional: write latency, findings
 };
 
 caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,

@@ -1,6 +1,7 @@
 // Config loading with toml++ (a full TOML 1.0 parser with source positions, so every error
 // can name its line) and nlohmann-json / a small CSV reader for the bulk files of large tenants.
 #include "core/config.hpp"
+#include "core/event_log.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -599,6 +600,10 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.log_dir = resolve(base, r.str("log_dir").value_or("logs"));
     e.info_logging = r.boolean("info_logging").value_or(e.info_logging);
     e.warning_logging = r.boolean("warning_logging").value_or(e.warning_logging);
+    e.log_timezone = r.str("log_timezone").value_or(e.log_timezone);
+    if (auto bad = log_timezone_problem(e.log_timezone))
+      r.error_at(r.node("log_timezone"), "log_timezone", *bad);
+    e.log_retention_days = r.integer<std::uint32_t>("log_retention_days", 0, 36500).value_or(e.log_retention_days);
     e.poll_interval_s = r.integer<std::uint32_t>("poll_interval_s", 1, 86400).value_or(e.poll_interval_s);
     e.max_connections = r.integer<std::uint32_t>("max_connections", 1, 100000).value_or(e.max_connections);
     e.max_connections_per_host =
@@ -639,6 +644,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     table_reader r(*st, file, "[service]");
     auto& s = cfg.service;
     s.listen = r.str("listen").value_or("");
+    s.allow_remote = r.boolean("allow_remote").value_or(false);
     if (!s.listen.empty()) {
       const auto colon = s.listen.rfind(':');
       const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < s.listen.size() &&

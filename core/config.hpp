@@ -22,6 +22,10 @@ struct engine_config {
   std::filesystem::path log_dir = "logs";
   bool info_logging = false;
   bool warning_logging = true;
+  // Day boundary (file name and midnight rotation) and line times of the daily logs: "local"
+  // (the machine's zone, as before), "UTC" or an IANA zone name ("Europe/Berlin").
+  std::string log_timezone = "local";
+  std::uint32_t log_retention_days = 30;  // older MailScanner_*.log are deleted; 0 = keep all
   std::uint32_t poll_interval_s = 60;
   std::uint32_t max_connections = 64;
   std::uint32_t max_connections_per_host = 16;
@@ -81,6 +85,7 @@ struct service_config {
   std::string listen;         // "127.0.0.1:8080"; empty = no status service
   std::string token_env;      // environment variable holding the bearer token (required with listen)
   std::string token;          // resolved from token_env; never printed
+  bool allow_remote = false;  // listen on a non-loopback address (refused otherwise)
   std::string webhook_url;    // empty = no webhook (notifications are still recorded)
   std::string webhook_token_env;  // optional bearer token for the webhook
   std::string webhook_token;      // resolved; never printed

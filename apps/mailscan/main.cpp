@@ -99,7 +99,16 @@ int cmd_run(const std::string& config_file, bool once) {
     std::cerr << fmt::format("mailscan: config error: {}\n", rules.error().message);
     return 2;  // a config error, like the loader's: the rule is named
   }
+  // [service] listen: the status service over the running engine, stopped after it.
+  std::unique_ptr<apps::status_server> service;
+  if (!cfg->service.listen.empty()) {
+    auto srv = apps::start_run_service(*cfg, opts);
+    if (!srv)
+      return error_line("service", srv.error(), exit_usage);
+    service = std::move(srv.value());
+  }
   auto rep = actors::run_engine(*cfg, opts);
+  service.reset();
   if (!rep)
     return error_line("run", rep.error(), exit_failed);
   bool all_ok = true;
@@ -258,9 +267,14 @@ int cmd_status(const std::string& config_file, bool json) {
   std::stable_sort(states.begin(), states.end(),
                    [](auto& a, auto& b) { return a.last_scanned < b.last_scanned; });
   auto rules = apps::rules_json(*cfg, db ? db->rule_stats() : std::vector<storage::rule_stat>{});
+  auto notes = nlohmann::json::array();  // the newest operator notifications, newest first
+  if (db)
+    for (auto& n : db->notifications(20))
+      notes.push_back(apps::notification_json(n));
   if (json) {
     auto out = apps::status_json(states);
     out["rules"] = std::move(rules);  // an extra top-level list: the mailboxes shape is unchanged
+    out["notifications"] = notes;
     std::cout << out.dump(2) << "\n";
   } else {
     apps::print_status(std::cout, states);
@@ -269,6 +283,8 @@ int cmd_status(const std::string& config_file, bool json) {
                                r["hits"].get<std::uint64_t>(),
                                r["last_hit"].is_null() ? "never" : r["last_hit"].get<std::string>());
   }
+  if (!json)
+    apps::print_notifications(std::cout, notes);
   return exit_ok;
 }
 

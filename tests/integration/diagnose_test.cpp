@@ -143,11 +143,12 @@ TEST_CASE("dashboard in headless Chromium shows the failing mailbox and its reas
   auto dir = ops_unique_dir("ops-dashboard");
   auto cfg = write_config(dir, dc, false);
 
+  // The config has [service]: `run` serves too (and needs the token) while it scans.
+  ::setenv("MAILSCAN_OPS_TEST_TOKEN", "dash-token-123", 1);
   auto run = run_cmd(fmt::format("{} run --config {} --once 2>/dev/null", mailscan_bin(), cfg.string()));
   CHECK(run.code == 3);  // bob failed
 
   // `mailscan serve` in the background; its first stdout line says where it listens.
-  ::setenv("MAILSCAN_OPS_TEST_TOKEN", "dash-token-123", 1);
   int out_pipe[2];
   REQUIRE(::pipe(out_pipe) == 0);
   posix_spawn_file_actions_t fa;
@@ -173,7 +174,8 @@ TEST_CASE("dashboard in headless Chromium shows the failing mailbox and its reas
   auto dom = run_cmd(fmt::format(
       "timeout 120 {} --headless --no-sandbox --disable-gpu --disable-background-networking "
       "--disable-component-update --disable-sync --no-first-run --user-data-dir={} "
-      "--virtual-time-budget=10000 --dump-dom 'http://127.0.0.1:{}/#token=dash-token-123' 2>/dev/null",
+      "--virtual-time-budget=10000 --dump-dom 'http://127.0.0.1:{}/#token=dash-token-123&detail=bob&diagnose=bob' "
+      "2>/dev/null",
       chromium, profile.string(), port));
   // Without the token the page renders no data, only the message saying so.
   auto no_token = run_cmd(fmt::format(
@@ -194,6 +196,12 @@ TEST_CASE("dashboard in headless Chromium shows the failing mailbox and its reas
   CHECK(dom.out.find("check username/password") != std::string::npos);
   CHECK(dom.out.find("data-user=\"alice\"") != std::string::npos);
   CHECK(dom.out.find("dash-token-123") == std::string::npos);
+  // bob's detail with his recent log lines, and the diagnostics button's result for him.
+  CHECK(dom.out.find("<h2>Mailbox bob</h2>") != std::string::npos);
+  CHECK(dom.out.find("event=scan_failed user=bob") != std::string::npos);
+  CHECK(dom.out.find("data-diagnosed=\"1\"") != std::string::npos);
+  CHECK(dom.out.find("<tr class=\"diagnosis\" data-user=\"bob\" data-result=\"Error\">") != std::string::npos);
+  CHECK(dom.out.find("id=\"diagnose-all\"") != std::string::npos);
   CHECK(no_token.out.find("not authorised") != std::string::npos);
   CHECK(no_token.out.find("login_failed") == std::string::npos);
   fs::remove_all(profile);

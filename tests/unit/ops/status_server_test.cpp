@@ -206,3 +206,174 @@ TEST_CASE("service config table: listen + token from the environment + webhook",
   auto bad_hook = core::parse_config("[service]\nwebhook_url = \"ftp://x\"\n", "/etc/m.toml");
   REQUIRE_FALSE(bad_hook);
 }
+
+TEST_CASE("status service: /health, /ready, /api/status aliases and diagnostics on demand", "[unit][ops]") {
+  auto o = options();
+  std::vector<std::string> asked;
+  o.diagnose = [&](const std::string& user) -> std::optional<nlohmann::json> {
+    asked.push_back(user);
+    if (!user.empty() && user != "bob smith")
+      return std::nullopt;
+    return nlohmann::json{{"mailboxes", {{{"user", "bob smith"}, {"result", "Error"}, {"reason", "login_failed"}}}}};
+  };
+  CHECK(apps::handle_request(o, "GET", "/health", auth).status == 200);
+  CHECK(apps::handle_request(o, "GET", "/ready", auth).status == 200);
+  auto st = nlohmann::json::parse(apps::handle_request(o, "GET", "/api/status", auth).body);
+  CHECK(st["ready"] == true);
+  CHECK(st["mailboxes"].size() == 3);
+  for (auto path : {"/health", "/ready", "/api/status", "/api/diagnose"})
+    CHECK(apps::handle_request(o, path == std::string("/api/diagnose") ? "POST" : "GET", path, "").status == 401);
+  CHECK(asked.empty());  // no probe without the token
+  CHECK(apps::handle_request(o, "GET", "/api/diagnose", auth).status == 405);  // logins: POST only
+  auto d = apps::handle_request(o, "POST", "/api/diagnose?user=bob%20smith", auth);
+  REQUIRE(d.status == 200);
+  CHECK(nlohmann::json::parse(d.body)["mailboxes"][0]["reason"] == "login_failed");
+  CHECK(apps::handle_request(o, "POST", "/api/diagnose", auth).status == 200);
+  CHECK(apps::handle_request(o, "POST", "/api/diagnose?user=nobody", auth).status == 404);
+  CHECK(asked == std::vector<std::string>{"bob smith", "", "nobody"});
+  o.diagnose = nullptr;
+  CHECK(apps::handle_request(o, "POST", "/api/diagnose", auth).status == 501);
+}
+
+TEST_CASE("issues list: failing mailboxes, then unknown references and parse warnings", "[unit][ops]") {
+  storage::message_record rec;
+  rec.key = "<m1@x>";
+  rec.message_id = "<m1@x>";
+  rec.subject = "Re: OPP-9999 quote";
+  rec.users = {"alice"};
+  rec.reasons = {{"user", "alice", "mailbox"}, {"alert", "OPP-9999", "opportunity"}};
+  rec.warnings = {"unknown opportunity reference OPP-9999 in subject", "multipart without closing delimiter"};
+  auto fs = actors::findings_of(rec, 1'700'000'000);
+  REQUIRE(fs.size() == 2);  // the alert's own warning text is not listed twice
+  CHECK(fs[0].kind == "unknown_reference");
+  CHECK(fs[0].user == "alice");
+  CHECK(fs[0].next_step.find("reference = \"OPP-9999\"") != std::string::npos);
+  CHECK(fs[1].kind == "parse_warning");
+  CHECK(fs[1].detail == "multipart without closing delimiter");
+  CHECK(fs[1].next_step.find("mailscan explain <m1@x>") != std::string::npos);
+
+  auto o = options();
+  o.snapshot = [fs] {
+    auto s = sample();
+    s.findings = fs;
+    s.findings_by_kind = {{"unknown_reference", 1}, {"parse_warning", 1}};
+    return s;
+  };
+  auto is = nlohmann::json::parse(apps::handle_request(o, "GET", "/api/issues", auth).body);
+  REQUIRE(is["issues"].size() == 4);
+  CHECK(is["issues"][0]["kind"] == "mailbox");
+  CHECK(is["issues"][0]["reason"] == "certificate_invalid");
+  CHECK(is["issues"][2]["kind"] == "parse_warning");  // newest finding first
+  CHECK(is["issues"][3]["kind"] == "unknown_reference");
+  CHECK(is["issues"][3]["message_id"] == "<m1@x>");
+  CHECK(is["counts"]["mailbox"] == 2);
+  CHECK(is["counts"]["unknown_reference"] == 1);
+}
+
+TEST_CASE("engine metrics: scans, errors by reason, leases, queues, write latency histogram", "[unit][ops]") {
+  actors::engine_metrics m;
+  m.set_ready(true);
+  m.set_limits(64, 16);
+  m.scan_finished("", 10, 7, 8);
+  m.scan_finished("login_failed", 0, 0, 0);
+  m.scan_finished("login_failed", 0, 0, 0);
+  m.leases("127.0.0.1:993", 3, 5, 4);
+  m.leases("127.0.0.1:143", 1, 0, 4);
+  m.write_done(0.0007, 2, true);
+  m.write_done(0.03, 1, true);
+  m.write_done(9, 1, false);
+  storage::message_record rec;
+  rec.key = "k";
+  rec.warnings = {"no header fields"};
+  for (int i = 0; i < 250; ++i)
+    m.found(actors::findings_of(rec, i));
+  auto s = m.snapshot();
+  CHECK(s.ready);
+  CHECK(s.recent_findings.size() == actors::engine_metrics::max_findings);  // bounded
+  CHECK(s.recent_findings.back().at == 249);
+  CHECK(s.findings_by_kind["parse_warning"] == 250);
+  apps::status_snapshot snap;
+  snap.metrics = apps::engine_samples(s);
+  auto text = apps::prometheus_text(snap);
+  INFO(text);
+  for (auto line : {"mailscan_scans_total{result=\"ok\"} 1\n", "mailscan_scans_total{result=\"error\"} 2\n",
+                    "mailscan_scan_errors_total{reason=\"login_failed\"} 2\n", "mailscan_messages_new_total 7\n",
+                    "mailscan_leases_in_use 4\n", "mailscan_leases_max 64\n",
+                    "mailscan_host_leases_in_use{host=\"127.0.0.1:993\"} 3\n",
+                    "mailscan_host_queue_depth{host=\"127.0.0.1:993\"} 5\n", "mailscan_lease_queue_depth 5\n",
+                    "mailscan_writer_queue_depth 1\n", "# TYPE mailscan_write_seconds histogram\n",
+                    "mailscan_write_seconds_bucket{le=\"0.001\"} 1\n", "mailscan_write_seconds_bucket{le=\"0.05\"} 2\n",
+                    "mailscan_write_seconds_bucket{le=\"2.5\"} 2\n", "mailscan_write_seconds_bucket{le=\"+Inf\"} 3\n",
+                    "mailscan_write_seconds_count 3\n", "mailscan_write_failures_total 1\n"})
+    CHECK(text.find(line) != std::string::npos);
+  // One HELP/TYPE per family.
+  CHECK(text.find("# TYPE mailscan_write_seconds_sum") == std::string::npos);
+  CHECK(text.find("# TYPE mailscan_scans_total counter\n") == text.rfind("# TYPE mailscan_scans_total counter\n"));
+}
+
+TEST_CASE("status service refuses a non-loopback address unless allow_remote", "[unit][ops]") {
+  auto o = options();
+  o.listen = "0.0.0.0:0";
+  auto refused = apps::status_server::start(o);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().find("allow_remote") != std::string::npos);
+  o.listen = "[::1]:0";
+  auto v6 = apps::status_server::start(o);  // loopback: served, or a bind error where IPv6 is off
+  if (!v6)
+    CHECK(v6.error().find("allow_remote") == std::string::npos);
+  o.listen = "0.0.0.0:0";
+  o.allow_remote = true;
+  auto allowed = apps::status_server::start(o);
+  CHECK(allowed);
+  ::setenv("MSCAN_OPS_CFG_TOKEN", "tok", 1);
+  auto cfg = core::parse_config("[service]\nlisten = \"0.0.0.0:0\"\ntoken_env = \"MSCAN_OPS_CFG_TOKEN\"\n"
+                                "allow_remote = true\n", "/etc/m.toml");
+  REQUIRE(cfg);
+  CHECK(cfg->service.allow_remote);
+  auto so = apps::service_options(*cfg, cfg->service.listen);
+  REQUIRE(so);
+  CHECK(so->allow_remote);
+  CHECK(so->diagnose);
+  ::unsetenv("MSCAN_OPS_CFG_TOKEN");
+  auto no_tok = core::parse_config("[service]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"MSCAN_OPS_CFG_TOKEN\"\n",
+                                   "/etc/m.toml");
+  REQUIRE(no_tok);
+  auto no = apps::service_options(*no_tok, no_tok->service.listen);
+  REQUIRE_FALSE(no);
+  CHECK(no.error().find("MSCAN_OPS_CFG_TOKEN") != std::string::npos);
+}
+
+#include "storage/store.hpp"
+
+TEST_CASE("serve: findings read from the store's newest messages", "[unit][ops]") {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mscan-ops-store-XXXXXX").string();
+  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+  {
+    auto db = storage::store::open(tmpl);
+    REQUIRE(db);
+    storage::message_record clean, odd;
+    clean.key = clean.message_id = "<clean@x>";
+    clean.users = {"alice"};
+    clean.date = 1'700'000'000;
+    odd.key = odd.message_id = "<odd@x>";
+    odd.users = {"bob"};
+    odd.date = 1'700'000'100;
+    odd.reasons = {{"alert", "TT42", "ticket"}};
+    odd.warnings = {"unknown ticket reference TT42 in subject", "no header fields"};
+    std::vector<storage::message_record> recs{clean, odd};
+    REQUIRE(db.value()->write(recs, {}));
+    apps::status_snapshot s;
+    apps::add_store_findings(s, *db.value());
+    REQUIRE(s.findings.size() == 2);
+    CHECK(s.findings[0].kind == "unknown_reference");
+    CHECK(s.findings[0].user == "bob");
+    CHECK(s.findings[0].at == 1'700'000'100);
+    CHECK(s.findings[1].detail == "no header fields");
+    CHECK(s.findings_by_kind["unknown_reference"] == 1);
+    CHECK(s.findings_by_kind["parse_warning"] == 1);
+    apps::status_snapshot none;
+    apps::add_store_findings(none, *db.value(), 1);  // only the newest message: still odd
+    CHECK(none.findings.size() == 2);
+  }
+  std::filesystem::remove_all(tmpl);
+}
