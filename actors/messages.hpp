@@ -6,6 +6,9 @@
 //   scheduler --lease--> mailbox --fetched_batch--> matcher --matched_batch--> writer
 //        ^                  ^                                                    |
 //        +---scan_done------+<------------------durable / write_failed----------+
+//        <--slice? (bool)---+  fairness: after a slice (slice_batches / slice_seconds) the
+//                              mailbox asks whether others wait; if so it logs out at the next
+//                              batch boundary and reports scan_done with `more` (requeued).
 // A mailbox holds at most `max_inflight_batches` batches between itself and the writer's
 // durable acknowledgement; it resumes fetching only when credit returns, so a slow disk slows
 // fetching instead of growing memory. Checkpoints ride in the batch and are written in the
@@ -66,6 +69,9 @@ struct scan_result {
   std::vector<std::string> folder_names;    // folders opened, in order
   std::vector<std::uint32_t> folder_counts;  // their message counts (EXISTS)
   std::uint32_t retry_after_s = 0;           // throttled: the server's suggested back-off
+  // The mailbox yielded its lease after a slice (others were waiting): not the end of the
+  // pass; the scheduler requeues it at once, behind them. Counters add up over the slices.
+  bool more = false;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -97,7 +103,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s);
+           x.retry_after_s, x.more);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
@@ -172,4 +178,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, progress_atom, "progress")
   CAF_ADD_ATOM(mscan, mscan::atoms, grant_atom, "grant")
   CAF_ADD_ATOM(mscan, mscan::atoms, reload_atom, "reload")
+  CAF_ADD_ATOM(mscan, mscan::atoms, slice_atom, "slice")
 CAF_END_TYPE_ID_BLOCK(mscan)

@@ -176,9 +176,12 @@ void scan_session::resume() {
     seen_.clear();
     return;
   }
-  if (batch_pos_ < uids_.size()) next_batch();
+  if (finish_early_) logout();
+  else if (batch_pos_ < uids_.size()) next_batch();
   else finish_folder();
 }
+
+void scan_session::finish_early() { finish_early_ = true; }
 
 void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
   const std::string folder = folder_index_ < folders_.size() ? folders_[folder_index_].name : "";
@@ -842,7 +845,8 @@ void scan_session::handle_tagged(const status_response& s) {
       if (!ok)
         out_.push_back(session_warning{folders_[folder_index_].name,
                                        fmt::format("marking messages \\Seen failed: {}", s.text)});
-      if (batch_pos_ < uids_.size()) next_batch();
+      if (finish_early_) logout();
+      else if (batch_pos_ < uids_.size()) next_batch();
       else finish_folder();
       return;
     case cmd_kind::logout:

@@ -117,6 +117,10 @@ class scan_session {
   // so UIDs must be given before that resume(). A refusal is a session_warning, not a
   // failure; a call at any other time, or without unread_only, is a warning and ignored.
   void mark_seen(std::vector<std::uint32_t> uids);
+  // Fairness (the owner's connection slice is used up): the next resume() sends LOGOUT
+  // (after any pending \Seen STORE) instead of the next batch or folder; scan_complete
+  // follows as usual. The rest is left for the next scan, from the durable checkpoints.
+  void finish_early();
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
   const std::vector<std::string>& capabilities() const;
@@ -192,6 +196,7 @@ class scan_session {
   std::vector<std::uint32_t> seen_;        // mark_seen() UIDs waiting for resume()
   std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
+  bool finish_early_ = false;              // finish_early(): LOGOUT at the next resume()
 };
 
 } // namespace mscan::imap
