@@ -182,6 +182,7 @@ void pump(mailbox_actor_t* self) {
           send_batch(self, {cp});
         } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
           st.result.capabilities = st.session->capabilities();
+          st.yielding = st.yielding && st.session->ended_early();  // else the pass is whole
           st.closing = true;
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;

@@ -176,12 +176,18 @@ void scan_session::resume() {
     seen_.clear();
     return;
   }
-  if (finish_early_) logout();
+  if (finish_early_ && batch_pos_ < uids_.size()) end_early();
   else if (batch_pos_ < uids_.size()) next_batch();
   else finish_folder();
 }
 
 void scan_session::finish_early() { finish_early_ = true; }
+bool scan_session::ended_early() const { return ended_early_; }
+
+void scan_session::end_early() {
+  ended_early_ = true;
+  logout();
+}
 
 void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
   const std::string folder = folder_index_ < folders_.size() ? folders_[folder_index_].name : "";
@@ -489,6 +495,10 @@ const folder_checkpoint* scan_session::checkpoint() const {
 void scan_session::open_folder() {
   if (folder_index_ >= folders_.size()) {
     logout();
+    return;
+  }
+  if (finish_early_) {  // the folder before was complete: the next ones wait for the next scan
+    end_early();
     return;
   }
   phase_ = phase::select;
@@ -845,7 +855,7 @@ void scan_session::handle_tagged(const status_response& s) {
       if (!ok)
         out_.push_back(session_warning{folders_[folder_index_].name,
                                        fmt::format("marking messages \\Seen failed: {}", s.text)});
-      if (finish_early_) logout();
+      if (finish_early_ && batch_pos_ < uids_.size()) end_early();
       else if (batch_pos_ < uids_.size()) next_batch();
       else finish_folder();
       return;

@@ -120,7 +120,9 @@ class scan_session {
   // Fairness (the owner's connection slice is used up): the next resume() sends LOGOUT
   // (after any pending \Seen STORE) instead of the next batch or folder; scan_complete
   // follows as usual. The rest is left for the next scan, from the durable checkpoints.
+  // ended_early(): that happened (false when the scan had nothing left anyway).
   void finish_early();
+  bool ended_early() const;
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
   const std::vector<std::string>& capabilities() const;
@@ -162,6 +164,7 @@ class scan_session {
   void next_batch();
   void finish_folder();
   void logout();
+  void end_early();
   void fail(error_kind kind, std::string detail, std::uint32_t retry_after_s = 0);
   void fail_protocol(std::string_view what);
   bool fail_if_throttled(const status_response& s);
@@ -197,6 +200,7 @@ class scan_session {
   std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
   bool finish_early_ = false;              // finish_early(): LOGOUT at the next resume()
+  bool ended_early_ = false;               // ... and something was left for the next scan
 };
 
 } // namespace mscan::imap
