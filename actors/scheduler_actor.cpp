@@ -109,7 +109,7 @@ void maybe_finish(self_t self) {
   bool all_done = st.s.once ? st.remaining == 0 : false;
   bool stopped = st.stopping && st.in_use == 0;
   if ((all_done || stopped) && st.done.pending()) {
-    st.done.deliver(st.summary);
+    st.done.deliver(std::move(st.summary));  // one result per mailbox: not copied
     for (auto& e : st.mailboxes)
       if (e.actor)
         self->send_exit(e.actor, caf::exit_reason::user_shutdown);
@@ -181,7 +181,8 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     if (st.s.observer)
       self->send(st.s.observer, progress_atom::value, res, st.summary.results.size(), st.mailboxes.size());
   } else {
-    st.summary.results[e.summary_at] = res;  // was a walk over every mailbox's result per poll
+    if (e.summary_at < st.summary.results.size())  // (delivered already: nothing to update)
+      st.summary.results[e.summary_at] = res;  // was a walk over every mailbox's result per poll
   }
   if (e.removed || e.pending_cfg) {
     if (e.pending_cfg) {
