@@ -38,6 +38,9 @@ struct protocol_session {
   virtual void queue_action(imap::action_request req) = 0;
   // IMAP: server bytes that followed the COMPRESS OK in the same read (already deflated).
   virtual std::string take_compressed_rest() = 0;
+  // IMAP: fairness, LOGOUT at the next batch boundary (POP3 passes are not sliced).
+  virtual void finish_early() = 0;
+  virtual bool ended_early() const = 0;
   // POP3: the UIDL-set changes the batch being sent covers (they ride in it).
   virtual std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) = 0;
   // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
@@ -64,6 +67,15 @@ struct session_adapter final : protocol_session {
   void queue_action(imap::action_request req) override {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
       s.queue_action(std::move(req));
+  }
+  void finish_early() override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.finish_early();
+  }
+  bool ended_early() const override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      return s.ended_early();
+    return false;
   }
   std::string take_compressed_rest() override {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
@@ -114,6 +126,13 @@ struct mailbox_state {
   // earlier folder's checkpoint-only batch acknowledged meanwhile must not resume it.
   std::optional<std::uint64_t> resume_on_ack;
   scan_result result;
+  // Fairness slicing (see messages.hpp): batches and start of this lease's slice; `asking`
+  // while the scheduler is asked whether others wait; `yielding` once it said so.
+  std::uint32_t slice_batches = 0;
+  std::chrono::steady_clock::time_point slice_start;
+  bool asking = false;
+  bool yielding = false;
+  bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
 
@@ -267,6 +286,32 @@ void receive_bytes(mailbox_actor_t* self, std::string_view bytes) {
     fail_pass(self, "protocol_error", st.deflate->error());
 }
 
+// A slice is used up: ask the scheduler whether anyone waits for this connection slot. The
+// scan goes on meanwhile; a "yes" ends it at the next batch boundary (LOGOUT), a "no" starts
+// a new slice.
+void end_of_slice(mailbox_actor_t* self) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  if (st.asking || st.yielding ||
+      (++st.slice_batches < st.s.engine.slice_batches &&
+       now - st.slice_start < std::chrono::seconds(st.s.engine.slice_seconds)))
+    return;
+  st.asking = true;
+  auto gen = st.generation;
+  self->request(st.scheduler, caf::infinite, slice_atom::value).then([=](bool others_wait) {
+    auto& st = self->state;
+    if (gen != st.generation)
+      return;
+    st.asking = false;
+    st.slice_batches = 0;
+    st.slice_start = std::chrono::steady_clock::now();
+    if (others_wait && st.session && !st.server_done) {
+      st.yielding = true;
+      st.session->finish_early();
+    }
+  });
+}
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -315,6 +360,7 @@ void pump(mailbox_actor_t* self) {
           }
           storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
           send_batch(self, {cp});
+          end_of_slice(self);
           // scan = unread marks messages \Seen, and rules move/delete/mark them, only once they
           // are durably tracked, while the folder is still selected: wait for this batch's
           // acknowledgement before going on.
@@ -330,6 +376,7 @@ void pump(mailbox_actor_t* self) {
           send_batch(self, {cp});
         } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
           st.result.capabilities = st.session->capabilities();
+          st.yielding = st.yielding && st.session->ended_early();  // else the pass is whole
           st.closing = true;
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;
@@ -391,6 +438,7 @@ void finish_if_drained(mailbox_actor_t* self) {
   if (!st.failure) {
     res.ok = true;
     res.user = st.s.cfg.user;
+    res.more = st.yielding;
   } else {
     res.fetched = st.result.fetched;
     res.new_messages = st.result.new_messages;
@@ -400,6 +448,18 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.folder_counts = st.result.folder_counts;
     res.server_id = st.result.server_id;
   }
+  // An idle mailbox keeps only its settings (memory per mailbox): what the pass gathered is
+  // in `res` now, and only diagnostics show the capabilities and folders (the scheduler
+  // keeps every mailbox's last result).
+  if (!st.s.probe) {
+    res.capabilities = {};
+    res.folder_names = {};
+    res.folder_counts = {};
+  }
+  st.failure.reset();
+  st.stored = {};
+  if (!res.more)
+    st.result = {};
   if (st.s.probe || res.reason == "stopped") {  // diagnostics and shutdowns change no state
     self->send(st.scheduler, scan_done_atom::value, res);
     return;
@@ -411,9 +471,13 @@ void finish_if_drained(mailbox_actor_t* self) {
     self->send(st.s.health, state_atom::value, res);
   if (res.reason == "credentials_changed_skip")
     res.reason = "credentials_changed";
+  st.continuing = res.more;
   if (st.s.log) {
     auto host = fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port);
-    if (res.ok)
+    if (res.more)
+      st.s.log->write(core::log_level::info, "lease_yielded", res.user, host, "",
+                      fmt::format("others wait: the pass goes on after them (fetched={} so far)", res.fetched));
+    else if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
                       fmt::format("fetched={} new={} new_sightings={}{}", res.fetched, res.new_messages,
                                   res.new_sightings,
@@ -535,7 +599,16 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.resume_on_ack.reset();
         st.server_done = false;
         st.failure.reset();
-        st.result = failed_result(st.s.cfg.user, {}, {});
+        if (st.continuing) {  // the pass goes on after a yielded slice: its counters add up
+          st.result.folder_names.clear();
+          st.result.folder_counts.clear();
+        } else {
+          st.result = failed_result(st.s.cfg.user, {}, {});
+        }
+        st.continuing = false;
+        st.slice_batches = 0;
+        st.slice_start = std::chrono::steady_clock::now();
+        st.asking = st.yielding = false;
         ++st.generation;
         if (!st.s.cfg.is_set()) {
           st.server_done = true;

@@ -8,6 +8,9 @@
 //        +---scan_done------+<------------------durable / write_failed----------+
 //                   (durable carries the batch's server-side rule actions: the mailbox
 //                    runs them on the still-selected folder, then writes their results)
+//        <--slice? (bool)---+  fairness: after a slice (slice_batches / slice_seconds) the
+//                              mailbox asks whether others wait; if so it logs out at the next
+//                              batch boundary and reports scan_done with `more` (requeued).
 // A mailbox holds at most `max_inflight_batches` batches between itself and the writer's
 // durable acknowledgement; it resumes fetching only when credit returns, so a slow disk slows
 // fetching instead of growing memory. Checkpoints ride in the batch and are written in the
@@ -82,6 +85,9 @@ struct scan_result {
   std::vector<std::uint32_t> folder_counts;  // their message counts (EXISTS)
   std::uint32_t retry_after_s = 0;           // throttled: the server's suggested back-off
   std::vector<std::string> server_id;        // RFC 2971 ID answer: field, value, field, value...
+  // The mailbox yielded its lease after a slice (others were waiting): not the end of the
+  // pass; the scheduler requeues it at once, behind them. Counters add up over the slices.
+  bool more = false;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -119,7 +125,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s, x.server_id);
+           x.retry_after_s, x.server_id, x.more);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
@@ -204,4 +210,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(mscan, (std::map<std::string, std::uint32_t>))
   CAF_ADD_ATOM(mscan, mscan::atoms, uidls_atom, "uidls")
   CAF_ADD_TYPE_ID(mscan, (std::vector<std::uint32_t>))
+  CAF_ADD_ATOM(mscan, mscan::atoms, slice_atom, "slice")
 CAF_END_TYPE_ID_BLOCK(mscan)

@@ -121,7 +121,7 @@ void maybe_finish(self_t self) {
   bool all_done = st.s.once ? st.remaining == 0 : false;
   bool stopped = st.stopping && st.in_use == 0;
   if ((all_done || stopped) && st.done.pending()) {
-    st.done.deliver(st.summary);
+    st.done.deliver(std::move(st.summary));  // one result per mailbox: not copied
     for (auto& e : st.mailboxes)
       if (e.actor)
         self->send_exit(e.actor, caf::exit_reason::user_shutdown);
@@ -173,6 +173,14 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     st.s.metrics->scan_finished(res.ok ? std::string{} : res.reason, res.fetched, res.new_messages,
                                 res.new_sightings);
   e.failures = res.ok ? 0 : e.failures + 1;
+  if (res.more && !e.removed && !e.pending_cfg && !st.stopping) {
+    // A yielded slice (fairness): back in the host's queue at once, behind the mailboxes
+    // that waited; the pass (and its one summary entry) goes on with the next lease.
+    grant_leases(self);   // the freed slot goes to those that waited first
+    make_due(self, idx);  // then this one queues (or takes it back if nobody wanted it)
+    return;
+  }
+  res.more = false;  // a reload or shutdown ends the pass here
   if (res.reason == "throttled") {
     // The load governor: this host only, for as long as it asked (at least a minute).
     auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, 60));
@@ -185,13 +193,13 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     e.done_once = true;
     if (st.remaining > 0)
       --st.remaining;
+    e.summary_at = static_cast<std::uint32_t>(st.summary.results.size());
     st.summary.results.push_back(res);
     if (st.s.observer)
       self->send(st.s.observer, progress_atom::value, res, st.summary.results.size(), st.mailboxes.size());
   } else {
-    for (auto& r : st.summary.results)
-      if (r.user == res.user)
-        r = res;
+    if (e.summary_at < st.summary.results.size())  // (delivered already: nothing to update)
+      st.summary.results[e.summary_at] = res;  // was a walk over every mailbox's result per poll
   }
   if (e.removed || e.pending_cfg) {
     if (e.pending_cfg) {
@@ -221,6 +229,24 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
 std::size_t index_of(self_t self, const caf::actor_addr& a) {
   auto it = self->state.index.find(a);
   return it == self->state.index.end() ? self->state.mailboxes.size() : it->second;
+}
+
+// Whether a mailbox that used up a slice of its lease should give it back: someone waits for
+// a slot of its host, or every connection is in use while some host could take one more.
+bool others_wait(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  const auto& eng = st.s.cfg.engine;
+  if (st.stopping)
+    return false;
+  auto now = clock::now();
+  auto waiting = [&](const scheduler_state::host& h) { return !h.queue.empty() && h.paused_until <= now; };
+  if (auto it = st.hosts.find(host_key(st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
+    return true;
+  if (st.in_use < eng.max_connections)
+    return false;
+  return std::any_of(st.hosts.begin(), st.hosts.end(), [&](const auto& kv) {
+    return waiting(kv.second) && kv.second.in_use < eng.max_connections_per_host;
+  });
 }
 
 void unqueue(self_t self, std::size_t idx) {
@@ -274,7 +300,7 @@ void apply_reload(self_t self, const core::config& next) {
     ++changed;
     auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
     if (it->scanning) {
-      it->pending_cfg = m;
+      it->pending_cfg = std::make_unique<core::mailbox_config>(m);
     } else {
       unqueue(self, idx);  // under its old host
       it->cfg = m;
@@ -311,9 +337,19 @@ void apply_reload(self_t self, const core::config& next) {
 caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, scheduler_settings s) {
   auto& st = self->state;
   st.s = std::move(s);
+  st.mailboxes.reserve(st.s.cfg.mailboxes.size());
   for (auto& m : st.s.cfg.mailboxes)
     if (scans(st, m))
-      st.mailboxes.push_back({m, caf::actor{}});
+      st.mailboxes.push_back({std::move(m), caf::actor{}});
+  // The entries hold the mailboxes; the directory lives in the matchers. Keeping this copy
+  // of it would cost memory per mailbox (and per contact) for nothing; freed before the
+  // actors are spawned, so they reuse it. The rules stay: they decide which mailboxes run
+  // server-side actions (spawn_one, apply_reload).
+  st.s.cfg.mailboxes = {};
+  st.s.cfg.accounts = {};
+  st.s.cfg.contacts = {};
+  st.s.cfg.items = {};
+  st.s.cfg.item_patterns = {};
   for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
     spawn_one(self, i);
   st.remaining = st.mailboxes.size();
@@ -375,6 +411,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       if (idx >= self->state.mailboxes.size())
         return;
       on_result(self, idx, std::move(res));
+    },
+    [=](slice_atom) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      return idx < self->state.mailboxes.size() && self->state.mailboxes[idx].scanning && others_wait(self, idx);
     },
     [=](reload_atom, const config_ptr& next) {
       if (next)

@@ -33,6 +33,11 @@ struct engine_config {
   std::uint32_t notify_after_failures = 10;
   std::uint32_t batch_size = 100;          // messages per UID FETCH batch
   std::uint32_t max_inflight_batches = 2;  // per mailbox: credit between mailbox and writer
+  // Fairness: after this many batches or seconds on one lease, a mailbox that others wait
+  // for (same host, or every connection in use) logs out at the next batch boundary and
+  // queues again behind them.
+  std::uint32_t slice_batches = 10;
+  std::uint32_t slice_seconds = 30;
   std::uint32_t connect_timeout_s = 20;
   std::uint32_t command_timeout_s = 60;
   std::uint32_t matchers = 0;              // 0 = one per core

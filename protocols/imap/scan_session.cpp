@@ -181,8 +181,17 @@ void scan_session::resume() {
 }
 
 void scan_session::after_batch() {
-  if (batch_pos_ < uids_.size()) next_batch();
+  if (finish_early_ && batch_pos_ < uids_.size()) end_early();
+  else if (batch_pos_ < uids_.size()) next_batch();
   else finish_folder();
+}
+
+void scan_session::finish_early() { finish_early_ = true; }
+bool scan_session::ended_early() const { return ended_early_; }
+
+void scan_session::end_early() {
+  ended_early_ = true;
+  logout();
 }
 
 void scan_session::mark_seen(std::vector<std::uint32_t> uids) {
@@ -629,6 +638,10 @@ const folder_checkpoint* scan_session::checkpoint() const {
 void scan_session::open_folder() {
   if (folder_index_ >= folders_.size()) {
     after_last_folder();
+    return;
+  }
+  if (finish_early_) {  // the folder before was complete: the next ones wait for the next scan
+    end_early();
     return;
   }
   phase_ = phase::select;

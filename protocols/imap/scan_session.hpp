@@ -182,6 +182,12 @@ class scan_session {
   // A server-side action on messages of the current folder, with mark_seen()'s timing rules
   // (it is the same queue); needs read_write or unread_only. Its result is an action_done.
   void queue_action(action_request a);
+  // Fairness (the owner's connection slice is used up): the next resume() sends LOGOUT
+  // (after any pending \Seen STORE) instead of the next batch or folder; scan_complete
+  // follows as usual. The rest is left for the next scan, from the durable checkpoints.
+  // ended_early(): that happened (false when the scan had nothing left anyway).
+  void finish_early();
+  bool ended_early() const;
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
   // While idling (after idle_started): DONE, then scan every folder again from the checkpoints
@@ -246,6 +252,7 @@ class scan_session {
   void action_answered(const status_response& s);
   void finish_action(bool ok, std::string detail);
   void logout();
+  void end_early();
   void fail(error_kind kind, std::string detail, std::uint32_t retry_after_s = 0);
   void fail_protocol(std::string_view what);
   bool fail_if_throttled(const status_response& s);
@@ -312,6 +319,8 @@ class scan_session {
   bool compress_asked_ = false;
   bool compress_switch_ = false;           // COMPRESS OK handled: the rest of the input is deflated
   std::string compressed_rest_;
+  bool finish_early_ = false;              // finish_early(): LOGOUT at the next resume()
+  bool ended_early_ = false;               // ... and something was left for the next scan
 };
 
 } // namespace mscan::imap

@@ -8,6 +8,7 @@
 #include "protocols/mime/detail.hpp"
 #include "protocols/mime/message.hpp"
 
+#include <cstdint>
 #include <cstring>
 #include <deque>
 
@@ -88,19 +89,38 @@ std::string transfer_decode(std::string_view body, transfer t) {
   return out;
 }
 
-// Text as LF-only lines.
+// Text as LF-only lines. Moves whole runs between CRs (memchr/memmove): a byte loop here cost
+// ~3 µs per 13 KB body, a tenth of the engine's CPU per message.
 void strip_cr(std::string& s) {
-  if (s.find('\r') == std::string::npos) return;
-  std::size_t o = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\r') {
-      if (i + 1 < s.size() && s[i + 1] == '\n') continue;
-      s[o++] = '\n';
-      continue;
-    }
-    s[o++] = s[i];
+  char* const base = s.data();
+  const std::size_t n = s.size();
+  auto* cr = static_cast<char*>(std::memchr(base, '\r', n));
+  if (!cr) return;
+  std::size_t o = static_cast<std::size_t>(cr - base);
+  std::size_t i = o;
+  while (i < n) {
+    // base[i] is a CR: dropped before LF, else it becomes LF.
+    if (i + 1 >= n || base[i + 1] != '\n') base[o++] = '\n';
+    ++i;
+    auto* next = static_cast<char*>(std::memchr(base + i, '\r', n - i));
+    std::size_t run_end = next ? static_cast<std::size_t>(next - base) : n;
+    std::memmove(base + o, base + i, run_end - i);
+    o += run_end - i;
+    i = run_end;
   }
   s.resize(o);
+}
+
+bool has_8bit(std::string_view s) {
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (w & 0x8080808080808080ULL) return true;
+  }
+  for (; i < s.size(); ++i)
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return true;
+  return false;
 }
 
 // RFC 3676 format=flowed: joins soft-broken lines, removes space-stuffing.
@@ -154,12 +174,7 @@ std::string decode_text(const text_candidate& c, bool& lossy) {
   if (charset.empty() && c.html) charset = sniff_html_charset(bytes);
   // Mislabelled bodies are common: 8-bit text that is valid UTF-8 is UTF-8 (random text in
   // a legacy 8-bit or CJK charset almost never is), and 8-bit "ISO-2022-JP" is EUC-JP.
-  bool eight_bit = false;
-  for (char ch : bytes)
-    if (static_cast<unsigned char>(ch) >= 0x80) {
-      eight_bit = true;
-      break;
-    }
+  const bool eight_bit = has_8bit(bytes);
   if (eight_bit && istarts_with(charset, "iso-2022-jp")) charset = "euc-jp";
   else if (eight_bit && !charset.empty() && is_valid_utf8(bytes)) charset = "utf-8";
   std::string text = to_utf8(bytes, charset, &lossy);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
@@ -178,4 +179,70 @@ TEST_CASE("scheduler: SIGHUP applies a new config live (new mailbox, new directo
   auto json = nlohmann::json::parse(test::run_mailscan({"query", "--config", conf.string(), "messages", "--user",
                                                         "sim1", "--account", "Customers", "--json"}).out);
   CHECK(json.at("messages").size() == 10);  // scanned after the reload: linked by the new directory
+}
+
+TEST_CASE("scheduler: a mailbox with many messages yields its lease after a slice; a small one is not starved",
+          "[integration][scheduler]") {
+  // Two servers (two hosts) and one connection in all: without slicing the small mailbox
+  // would wait for the whole 1,500-message pass of the big one.
+  sim::sim_options big_o;
+  big_o.mailboxes = 1;
+  big_o.messages = 1500;
+  big_o.message_bytes = 1000;
+  sim::simulator big{big_o};
+  sim::sim_options small_o;
+  small_o.mailboxes = 1;
+  small_o.messages = 3;
+  small_o.seed = 2;  // other content: other Message-IDs
+  sim::simulator small{small_o};
+  auto big_port = big.start();
+  auto small_port = small.start();
+  REQUIRE(big_port != 0);
+  REQUIRE(small_port != 0);
+  auto dir = test::unique_test_dir("sched-slice");
+  std::string cfg =
+    "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 30\ninfo_logging = true\nmax_connections = 1\n"
+    "batch_size = 50\nslice_batches = 2\nslice_seconds = 3600\n\n";
+  for (auto [user, port] : {std::pair{"big", big_port}, std::pair{"small", small_port}})
+    cfg += fmt::format("[[mailbox]]\nuser = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n"
+                       "username = \"sim0\"\npassword = \"sim\"\nfolders = \"INBOX\"\n\n",
+                       user, port);
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto conf = dir / "mailscan.toml";
+  auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("big: OK, 1500 fetched") != std::string::npos);  // counted over its slices
+  CHECK(r.out.find("small: OK, 3 fetched") != std::string::npos);
+
+  // The engine log, in order: the big mailbox yielded once, after about one slice (2 batches
+  // asked for, plus the one already in flight), and the small one finished before it resumed.
+  std::vector<std::string> events;
+  for (auto& f : fs::directory_iterator(dir / "logs")) {
+    std::ifstream in(f.path());
+    for (std::string line; std::getline(in, line);)
+      if (line.find("user=big") != std::string::npos || line.find("user=small") != std::string::npos)
+        events.push_back(line);
+  }
+  auto find = [&](std::string_view what) {
+    return std::find_if(events.begin(), events.end(), [&](auto& l) { return l.find(what) != std::string::npos; });
+  };
+  auto yielded = find("event=lease_yielded user=big");
+  auto small_done = find("event=scan_ok user=small");
+  auto big_done = find("event=scan_ok user=big");
+  INFO(fmt::format("{}", fmt::join(events, "\n")));
+  REQUIRE(yielded != events.end());
+  REQUIRE(small_done != events.end());
+  REQUIRE(big_done != events.end());
+  CHECK(yielded < small_done);
+  CHECK(small_done < big_done);
+  auto at = yielded->find("fetched=");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoul(yielded->substr(at + 8)) <= 3 * 50);
+  CHECK(std::count_if(events.begin(), events.end(),
+                      [](auto& l) { return l.find("event=lease_yielded") != std::string::npos; }) == 1);
+  CHECK(big.stats().logins == 2);  // one re-LOGIN for the second slice
+  std::size_t sightings = 0;
+  CHECK(count_messages(conf, &sightings) == 1503);  // exactly once
+  CHECK(sightings == 1503);
 }

@@ -216,3 +216,14 @@ TEST_CASE("inline text parts around an inline image are all body text", "[unit]"
       "--a\r\nContent-Type: text/plain\r\n\r\nother\r\n--a--\r\n");
   CHECK(alt.body_text == "one");
 }
+
+TEST_CASE("body text line ends: CRLF and lone CR become LF, 8-bit detection past the first word", "[unit]") {
+  // Lone CRs at the start, middle and end, CRLF runs, and bytes after the last CR.
+  auto m = parse_message("Content-Type: text/plain\r\n\r\n\rab\r\ncd\r\r\nef\rgh\r\n\r\n\r");
+  CHECK(m.body_text == "\nab\ncd\n\nef\ngh\n\n\n");
+  auto n = parse_message("Content-Type: text/plain\r\n\r\nno carriage returns at all");
+  CHECK(n.body_text == "no carriage returns at all");
+  // Latin-1 labelled as UTF-8, the 8-bit byte beyond the first eight bytes: still detected.
+  auto l = parse_message("Content-Type: text/plain; charset=iso-8859-1\r\n\r\nabcdefghij caf\xE9");
+  CHECK(l.body_text == "abcdefghij caf\xC3\xA9");
+}
