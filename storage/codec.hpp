@@ -61,6 +61,7 @@ class reader {
 inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
 inline constexpr std::uint8_t notification_value_version = 1;
+inline constexpr std::uint8_t outbox_value_version = 1;
 inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
 
 // The record's key is not part of the value (it is the RocksDB key); decode gets it back.
@@ -77,5 +78,9 @@ expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::
 std::string encode(const notification_record& n);
 expected<notification_record, error> decode_notification(std::int64_t at, std::string_view user,
                                                          std::string_view kind, std::string_view value);
+
+// The Message-ID is the key; the value holds the rest.
+std::string encode(const outbox_record& o);
+expected<outbox_record, error> decode_outbox(std::string_view message_id, std::string_view value);
 
 }  // namespace mscan::storage::codec

@@ -126,6 +126,20 @@ std::optional<notification_key> decode_notification(std::string_view k) {
   return out;
 }
 
+std::string outbox(std::string_view message_id) {
+  auto k = with_format(4 + message_id.size());
+  codec::put_lp_string(k, message_id);
+  return k;
+}
+
+std::optional<std::string> decode_outbox(std::string_view k) {
+  auto r = open(k);
+  if (!r) return std::nullopt;
+  std::string id(r->lp_string());
+  if (!r->ok() || !r->at_end()) return std::nullopt;
+  return id;
+}
+
 }  // namespace keys
 
 namespace {

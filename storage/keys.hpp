@@ -53,4 +53,8 @@ struct notification_key {
 };
 std::optional<notification_key> decode_notification(std::string_view k);
 
+// outbox CF: [fmt][lp message_id]
+std::string outbox(std::string_view message_id);
+std::optional<std::string> decode_outbox(std::string_view k);
+
 }  // namespace mscan::storage::keys

@@ -58,6 +58,13 @@ class store {
   expected<void, error> put_notification(const notification_record& n);
   std::vector<notification_record> notifications(std::size_t limit = 0) const;
 
+  // Outgoing mail (outbox CF, docs/storage.md). put_outbox: one durable (synced) write that
+  // replaces the entry with the same Message-ID. outbox(): every entry, oldest created
+  // first; undecodable entries are skipped.
+  expected<void, error> put_outbox(const outbox_record& o);
+  std::optional<outbox_record> outbox_entry(std::string_view message_id) const;
+  std::vector<outbox_record> outbox() const;
+
   std::uint64_t message_count() const;
   std::uint32_t format_version() const;
   bool read_only() const;
