@@ -4,4 +4,7 @@ mailscan_add_fuzzer(smtp_session_fuzz
           ${PROJECT_SOURCE_DIR}/protocols/smtp/reply_parser.cpp
           ${PROJECT_SOURCE_DIR}/protocols/smtp/smtp_session.cpp
           ${PROJECT_SOURCE_DIR}/protocols/imap/command_writer.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/response.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/response_parser.cpp
+          ${PROJECT_SOURCE_DIR}/protocols/imap/utf7.cpp
   LIBS mailscan_common fmt::fmt)
