@@ -115,7 +115,22 @@ void smtp_session::send(std::string line) {
 void smtp_session::fail(error e) {
   if (phase_ == phase::done) return;
   phase_ = phase::done;
+  e.detail = redact(std::move(e.detail));
   out_.push_back(session_failed{std::move(e)});
+}
+
+// A hostile server could echo the password back in a reply text, which then lands in an
+// error detail and a log line: never.
+std::string smtp_session::redact(std::string text) const {
+  if (opts_.secret.empty()) return text;
+  for (auto p = text.find(opts_.secret); p != std::string::npos; p = text.find(opts_.secret, p + 10))
+    text.replace(p, opts_.secret.size(), "[redacted]");
+  return text;
+}
+
+void smtp_session::report_failed(error e) {
+  e.detail = redact(std::move(e.detail));
+  out_.push_back(message_failed{current_, std::move(e)});
 }
 
 void smtp_session::fail(error_kind k, std::string detail, int code) {
@@ -238,11 +253,12 @@ void smtp_session::handle(const reply& r) {
     case phase::data: return on_data(r);
     case phase::body:
       if (r.code == 250) {
-        out_.push_back(message_sent{current_, fmt::format("{} {}", r.code, r.text()), std::move(rejected_)});
+        for (auto& x : rejected_) x = redact(std::move(x));
+        out_.push_back(message_sent{current_, redact(fmt::format("{} {}", r.code, r.text())), std::move(rejected_)});
       } else {
         auto e = classify(r, "end of data");
         if (r.code < 400) e = error{error_kind::protocol_error, fmt::format("end of data: unexpected {} {}", r.code, r.text()), false, r.code};
-        out_.push_back(message_failed{current_, std::move(e)});
+        report_failed(std::move(e));
       }
       ++current_;  // the transaction is over either way (RFC 5321 4.1.1.4)
       return next_message();
@@ -295,7 +311,7 @@ void smtp_session::next_message() {
   message_error_.reset();
   const auto& m = messages_[current_];
   auto refuse = [&](std::string why) {
-    out_.push_back(message_failed{current_, error{error_kind::message_rejected, std::move(why), true, 0}});
+    report_failed(error{error_kind::message_rejected, std::move(why), true, 0});
     ++current_;
     next_message();
   };
@@ -374,7 +390,7 @@ void smtp_session::on_data(const reply& r) {
 }
 
 void smtp_session::finish_message_failed(error e) {
-  out_.push_back(message_failed{current_, std::move(e)});
+  report_failed(std::move(e));
   // The server may still hold part of a transaction: RSET clears it before the next message.
   phase_ = phase::rset;
   send("RSET");

@@ -102,6 +102,8 @@ class smtp_session {
   void on_rcpt(const reply& r);
   void on_data(const reply& r);
   void finish_message_failed(error e);
+  void report_failed(error e);
+  std::string redact(std::string text) const;
   void quit();
   void fail(error e);
   void fail(error_kind k, std::string detail, int code = 0);

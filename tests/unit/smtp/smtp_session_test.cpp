@@ -339,3 +339,10 @@ TEST_CASE("messages refused before anything is sent", "[unit][smtp]") {
                                              "msgfail 2 message_rejected perm=1 code=0", "sent 3 250 ok", "done"});
   CHECK(r.written.find("evil") == std::string::npos);
 }
+
+TEST_CASE("a server echoing the password never gets it into an error", "[unit][smtp]") {
+  auto r = grind(password_auth(), {msg()}, "220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 bad password s3cret\r\n");
+  REQUIRE(r.events.size() == 1);
+  CHECK(r.events[0].find("s3cret") == std::string::npos);
+  CHECK(r.events[0].find("[redacted]") != std::string::npos);
+}
