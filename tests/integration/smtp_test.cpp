@@ -220,17 +220,74 @@ TEST_CASE("smtp: server down keeps the comment queued, a later send delivers it 
   CHECK(box[0].at("attempts") == 2);
   CHECK(box[0].at("last_error").at("reason") == "login_failed");
 
-  // The server is back (implicit TLS this time): sent once, and never again.
+  // The server is back (implicit TLS this time): the engine's pass sends it, once.
   w.write_config({.port = w.pf.smtps_port(), .security = "tls"});
-  box = w.outbox(true);
+  auto run = test::run_mailscan({"run", "--config", w.conf, "--once"});
+  CHECK(run.code == 0);
+  box = w.outbox();
   INFO(box.dump(2) << "\npostfix: " << w.pf.log_tail());
   CHECK(box[0].at("state") == "sent");
   CHECK(box[0].at("attempts") == 3);
   REQUIRE(w.customer_messages(1) == 1);
+  // And never again: neither `outbox --send` nor another pass sends it a second time.
   box = w.outbox(true);
   CHECK(box[0].at("attempts") == 3);
-  auto run = test::run_mailscan({"run", "--config", w.conf, "--once"});  // the engine's send finds nothing due
-  CHECK(run.code == 0);
+  CHECK(test::run_mailscan({"run", "--config", w.conf, "--once"}).code == 0);
   CHECK(w.outbox()[0].at("attempts") == 3);
   CHECK(w.customer_messages(1, std::chrono::seconds(0)) == 1);
+}
+
+TEST_CASE("smtp: a failing mailbox's notification arrives by e-mail", "[integration][smtp]") {
+  REQUIRE(test::dovecot_available());
+  REQUIRE(test::postfix_available());
+  test::dovecot_fixture dc{test::dovecot_options{.users = {{"support", "pw-s"}, {"ops", "pw-o"}}, .sasl_inet = true}};
+  test::postfix_fixture pf{dc, test::postfix_options{.domain = "acme.example", .users = {"ops"}}};
+  auto dir = test::unique_test_dir("smtp-notify");
+  auto conf = (dir / "mailscan.toml").string();
+  std::ofstream(conf) << fmt::format(R"([engine]
+data_dir = "data"
+log_dir = "logs"
+notify_after_failures = 1
+
+[service]
+notify_email = "ops@acme.example"
+
+[[mailbox]]
+user = "support"
+address = "support@corp.example"
+host = "127.0.0.1"
+port = {}
+security = "none"
+username = "support"
+password = "not-the-password"
+
+[smtp]
+host = "127.0.0.1"
+port = {}
+security = "starttls"
+ca_file = "{}"
+username = "support"
+password = "pw-s"
+from_address = "support@corp.example"
+)",
+                                     dc.imap_port(), pf.submission_port(), pf.ca_file());
+  auto run = test::run_mailscan({"run", "--config", conf, "--once"});
+  INFO(run.out << run.err << "\npostfix: " << pf.log_tail());
+  CHECK(run.code == 3);
+  auto box = nlohmann::json::parse(test::run_mailscan({"outbox", "--config", conf, "--json"}).out).at("outbox");
+  REQUIRE(box.size() == 1);
+  CHECK(box[0].at("kind") == "notification");
+  CHECK(box[0].at("state") == "sent");
+  CHECK(box[0].at("subject") == "[mailscan] mailbox support: failing (login_failed)");
+  // It is in the ops mailbox.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  long long n = 0;
+  while (n < 1 && std::chrono::steady_clock::now() < deadline) {
+    auto c = test::imap_test_client::connect_plain(dc.imap_port());
+    REQUIRE(c);
+    REQUIRE((*c)->command("LOGIN ops pw-o"));
+    n = test::status_item(*(*c)->command("STATUS INBOX (MESSAGES)"), "MESSAGES");
+    if (n < 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling delivery, bounded
+  }
+  CHECK(n == 1);
 }
