@@ -10,7 +10,7 @@ namespace mscan::actors {
 using namespace mscan::atoms;
 
 caf::behavior health_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,
-                           std::shared_ptr<const core::config> cfg) {
+                           std::shared_ptr<const core::config> cfg, std::shared_ptr<core::event_log> log) {
   core::webhook_options wo;
   wo.url = cfg->service.webhook_url;
   wo.ca_file = cfg->service.webhook_ca_file;
@@ -23,11 +23,12 @@ caf::behavior health_actor(caf::event_based_actor* self, std::shared_ptr<storage
   // detached, so an SMTP session may block it. At most every 30 s during a run, and once
   // more at the end (flush).
   auto last_send = std::make_shared<std::int64_t>(0);
-  auto send_outbox = [db, cfg, last_send](std::int64_t now, bool force) {
+  auto send_outbox = [db, cfg, last_send, log](std::int64_t now, bool force) {
     if (!cfg->smtp.enabled() || (!force && now - *last_send < 30))
       return;
     *last_send = now;
-    (void)core::send_due(*db, cfg->smtp, now);  // outcomes are in the outbox (`mailscan outbox`)
+    // Outcomes are in the outbox (`mailscan outbox`) and the daily log.
+    (void)core::send_due(*db, cfg->smtp, now, nullptr, 100, log.get());
   };
   return {
     [=](state_atom, const scan_result& r) {

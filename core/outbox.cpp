@@ -1,5 +1,6 @@
 #include "core/outbox.hpp"
 
+#include "core/event_log.hpp"
 #include "core/mail_template.hpp"
 #include "protocols/mime/message.hpp"
 #include "protocols/net/tls_transport.hpp"
@@ -235,7 +236,7 @@ std::string queue_notification_mail(storage::store& db, const config& cfg, const
 }
 
 outbox_send_report send_due(storage::store& db, const smtp_config& smtp, std::int64_t now, net::io_runtime* io,
-                            std::size_t limit) {
+                            std::size_t limit, event_log* log) {
   outbox_send_report rep;
   if (!smtp.enabled()) return rep;
   std::vector<storage::outbox_record> due;
@@ -245,6 +246,14 @@ outbox_send_report send_due(storage::store& db, const smtp_config& smtp, std::in
   }
   rep.due = due.size();
   if (due.empty()) return rep;
+  if (!smtp.username.empty() && smtp.secret.empty()) {
+    // Nothing to log in with: no attempt is spent, the operator is told why.
+    rep.reason = "login_failed";
+    rep.detail = "[smtp] password: " + smtp.secret_problem;
+    rep.retrying = due.size();
+    if (log) log->write(log_level::error, "smtp_not_configured", "", smtp.host, "", rep.detail);
+    return rep;
+  }
 
   std::vector<smtp::envelope> envs;
   for (auto& o : due) {
@@ -361,9 +370,20 @@ outbox_send_report send_due(storage::store& db, const smtp_config& smtp, std::in
                  detail.empty() ? "the session ended before this message was sent" : detail, false, smtp, now);
       (void)db.put_outbox(due[i]);
     }
-    if (due[i].state == "sent") ++rep.sent;
-    else if (due[i].state == "failed") ++rep.failed;
+    const auto& o = due[i];
+    if (o.state == "sent") ++rep.sent;
+    else if (o.state == "failed") ++rep.failed;
     else ++rep.retrying;
+    if (log) {
+      const auto to = fmt::format("{}", fmt::join(o.to, ","));
+      if (o.state == "sent")
+        log->write(log_level::info, "smtp_sent", "", smtp.host, "", fmt::format("{} to={} {}", o.message_id, to, o.server_reply));
+      else
+        log->write(o.state == "failed" ? log_level::error : log_level::warning,
+                   o.state == "failed" ? "smtp_send_failed" : "smtp_send_retry", "", smtp.host, "",
+                   fmt::format("{} to={} attempts={} reason={}: {}", o.message_id, to, o.attempts, o.last_error_reason,
+                               o.last_error_detail));
+    }
   }
   rep.outcomes = std::move(due);
   return rep;

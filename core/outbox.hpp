@@ -30,6 +30,8 @@ class io_runtime;
 
 namespace mscan::core {
 
+class event_log;
+
 // A ticket as `query tickets` shows it (INTERFACE.md), the fields a template can use.
 struct ticket_info {
   std::string number, subject, status, assignee, priority, contact;
@@ -74,7 +76,9 @@ struct outbox_send_report {
 // retry_backoff_s * 2^(attempts-1) (at most 6 h) until max_attempts; permanent ones (the
 // server refused the recipient or the message) fail at once. `io` = the transport's runtime
 // (nullptr: a private one for this call).
+// Each outcome is also a line in `log` when given: smtp_sent (info), smtp_send_retry
+// (warning), smtp_send_failed (error), with the Message-ID, recipients and reason.
 outbox_send_report send_due(storage::store& db, const smtp_config& smtp, std::int64_t now,
-                            net::io_runtime* io = nullptr, std::size_t limit = 100);
+                            net::io_runtime* io = nullptr, std::size_t limit = 100, event_log* log = nullptr);
 
 } // namespace mscan::core

@@ -2,6 +2,7 @@
 
 #include "apps/mailscan/output.hpp"
 #include "core/config.hpp"
+#include "core/event_log.hpp"
 #include "core/outbox.hpp"
 #include "storage/store.hpp"
 
@@ -123,7 +124,8 @@ int run_ticket_comment(const std::string& config_file, const std::string& ticket
   storage::outbox_record entry = *added;
   core::outbox_send_report rep;
   if (send) {
-    rep = core::send_due(*o->db, o->cfg.smtp, now_s());
+    core::event_log log{o->cfg.engine};
+    rep = core::send_due(*o->db, o->cfg.smtp, now_s(), nullptr, 100, &log);
     if (auto e = o->db->outbox_entry(entry.message_id))
       entry = *e;
   }
@@ -148,8 +150,10 @@ int run_outbox(const std::string& config_file, bool send, bool json) {
   if (!o)
     return code;
   core::outbox_send_report rep;
-  if (send)
-    rep = core::send_due(*o->db, o->cfg.smtp, now_s());
+  if (send) {
+    core::event_log log{o->cfg.engine};
+    rep = core::send_due(*o->db, o->cfg.smtp, now_s(), nullptr, 100, &log);
+  }
   auto entries = o->db->outbox();
   if (json) {
     auto list = nlohmann::json::array();
