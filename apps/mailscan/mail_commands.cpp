@@ -68,6 +68,10 @@ std::optional<opened> open_rw(const std::string& config_file, std::string_view c
   storage::open_options o;
   o.create_if_missing = false;
   auto db = storage::store::open(cfg->engine.data_dir, o);
+  if (!db && db.error().kind == storage::error::code::not_found) {
+    code = error_line(command, fmt::format("no store in {} yet (nothing scanned)", cfg->engine.data_dir.string()), exit_failed);
+    return std::nullopt;
+  }
   if (!db) {
     // Most often: `mailscan run` holds the database; the lock says so.
     code = error_line(command, fmt::format("{} (stop `mailscan run` first)", db.error().message), exit_failed);
