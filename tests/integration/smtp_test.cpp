@@ -3,6 +3,9 @@
 // implicit TLS, AUTH against dovecot's users, delivery into dovecot's Maildirs) and the real
 // `mailscan` executable: a scanned support mail makes a ticket, `ticket comment --send` mails
 // the customer, the customer's reply becomes exactly one new comment on the same ticket.
+#include "core/config.hpp"
+#include "core/outbox.hpp"
+#include "storage/store.hpp"
 #include "tests/support/dovecot_fixture.hpp"
 #include "tests/support/imap_test_client.hpp"
 #include "tests/support/mailscan_cli.hpp"
@@ -290,4 +293,29 @@ from_address = "support@corp.example"
     if (n < 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling delivery, bounded
   }
   CHECK(n == 1);
+}
+
+// Not run by default: `integration_tests "[smtp-bench]"`. N notification mails queued, then
+// one send_due() over one connection (pipelined envelopes) into Postfix; prints messages/s.
+TEST_CASE("smtp: outbox throughput into postfix", "[.][smtp-bench]") {
+  REQUIRE(test::postfix_available());
+  world w;
+  w.write_config({.port = w.pf.submission_port()});
+  auto cfg = core::load_config(w.conf);
+  REQUIRE(cfg);
+  auto db = std::move(storage::store::open(cfg->engine.data_dir).value());
+  const int n = 200;
+  for (int i = 0; i < n; ++i) {
+    core::outgoing_mail m{.from_name = "Support", .from_address = "support@corp.example", .to = {"customer@acme.example"},
+                          .subject = fmt::format("[T{:010}] load {}", i, i), .body = std::string(2000, 'x') + "\n",
+                          .message_id = core::new_message_id("support@corp.example"), .in_reply_to = "",
+                          .references = {}, .date = 1795996800, .auto_submitted = false};
+    REQUIRE(db->put_outbox(core::outbox_entry_for(m, "notification", {}, {}, 1)));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto rep = core::send_due(*db, cfg->smtp, std::time(nullptr), nullptr, n);
+  const auto s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(rep.sent == std::size_t(n));
+  WARN(fmt::format("{} messages in {:.3f} s over one connection: {:.0f} messages/s (each marked sending and "
+                   "sent with a synced store write)", n, s, n / s));
 }
