@@ -66,8 +66,9 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     caf::actor writer;
     caf::actor health;
     std::vector<caf::actor> matchers;
+    auto log = std::make_shared<core::event_log>(cfg.engine);
     if (!probe) {
-      health = sys.spawn<caf::detached>(health_actor, db, std::make_shared<const core::config>(cfg));
+      health = sys.spawn<caf::detached>(health_actor, db, std::make_shared<const core::config>(cfg), log);
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
                                                         cfg.engine.write_delay_ms, opts.metrics});
@@ -87,7 +88,6 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       for (unsigned i = 0; i < n; ++i)
         matchers.push_back(sys.spawn(matcher_actor, ms, writer));
     }
-    auto log = std::make_shared<core::event_log>(cfg.engine);
     log->write(core::log_level::info, probe ? "diagnose_started" : "run_started", "", "", "",
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
     {

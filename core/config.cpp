@@ -3,6 +3,8 @@
 #include "core/config.hpp"
 #include "core/event_log.hpp"
 
+#include "core/mail_template.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
@@ -177,7 +179,8 @@ std::string read_file_text(const std::filesystem::path& p, std::string_view what
 
 // Resolves the mailbox secret from password / password_env / password_file. A missing
 // secret is not a load error: the mailbox is "Not Set" and diagnostics say why.
-void resolve_secret(mailbox_config& m, std::optional<std::string> password,
+template <class WithSecret>  // mailbox_config, smtp_config
+void resolve_secret(WithSecret& m, std::optional<std::string> password,
                     std::optional<std::string> env, std::optional<std::string> file,
                     const std::filesystem::path& base, const std::function<void(std::string)>& err) {
   int sources = (password ? 1 : 0) + (env ? 1 : 0) + (file ? 1 : 0);
@@ -577,6 +580,104 @@ void for_each_table(const toml::table& root, std::string_view key, const std::st
   }
 }
 
+// [smtp]. The templates are checked here (unknown tags, $ticket_no$ in the subject); the
+// sender against the ticket mailboxes once every mailbox is known (check_smtp_sender).
+smtp_config read_smtp(table_reader& r, const std::filesystem::path& base) {
+  smtp_config s;
+  s.host = r.req_str("host");
+  s.security = r.choice<security_mode>("security", {{"tls", security_mode::tls},
+                                                    {"starttls", security_mode::starttls},
+                                                    {"none", security_mode::none}})
+                 .value_or(security_mode::starttls);
+  s.port = r.integer<std::uint16_t>("port", 1, 65535).value_or(s.security == security_mode::tls ? 465 : 587);
+  s.verify_certificate = r.boolean("verify_certificate").value_or(true);
+  if (auto ca = r.str("ca_file"))
+    s.ca_file = resolve(base, *ca);
+  s.auth = r.choice<auth_kind>("auth", {{"password", auth_kind::password}, {"xoauth2", auth_kind::xoauth2}})
+             .value_or(auth_kind::password);
+  s.username = r.str("username").value_or("");
+  auto password = r.str("password");
+  auto env = r.str("password_env");
+  auto file = r.str("password_file");
+  if (auto t = r.str("token_env"); t && s.auth == auth_kind::xoauth2)
+    env = t;
+  auto err = [&](std::string what) { r.error_at(nullptr, "", what); };
+  if (!s.username.empty())
+    resolve_secret(s, password, env, file, base, err);
+  s.from_address = lower(r.req_str("from_address"));
+  if (s.from_address.find('@') == std::string::npos || s.from_address.find_first_of(" <>\r\n") != std::string::npos)
+    r.error_at(r.node("from_address"), "from_address", "expected a bare address such as support@corp.example");
+  s.from_name = r.str("from_name").value_or("");
+  s.helo_name = r.str("helo_name").value_or(s.helo_name);
+  s.max_attempts = r.integer<std::uint32_t>("max_attempts", 1, 1000).value_or(s.max_attempts);
+  s.retry_backoff_s = r.integer<std::uint32_t>("retry_backoff_s", 0, 86400).value_or(s.retry_backoff_s);
+  s.timeout_s = r.integer<std::uint32_t>("timeout_s", 1, 3600).value_or(s.timeout_s);
+  auto check = [&](std::string_view key, const std::string& tpl) {
+    auto known = [](std::string_view tag) -> std::optional<std::string> {
+      const auto& tags = smtp_template_tags();
+      if (std::find(tags.begin(), tags.end(), tag) == tags.end())
+        return std::nullopt;
+      return std::string{};
+    };
+    if (auto x = expand_template(tpl, known); !x) {
+      std::string allowed;
+      for (auto& t : smtp_template_tags())
+        allowed += (allowed.empty() ? "$" : ", $") + t + "$";
+      r.error_at(r.node(key), key, fmt::format("{} (known: {})", x.error(), allowed));
+    }
+  };
+  if (auto t = r.str("subject_template"))
+    s.subject_template = *t;
+  if (auto t = r.str("body_template"))
+    s.body_template = *t;
+  if (auto f = r.str("body_template_file")) {
+    if (r.node("body_template"))
+      r.error_at(r.node("body_template_file"), "body_template_file", "give body_template or body_template_file, not both");
+    s.body_template = read_file_text(resolve(base, *f), "body_template_file");
+  }
+  check("subject_template", s.subject_template);
+  check("body_template", s.body_template);
+  if (!template_uses(s.subject_template, "ticket_no"))
+    r.error_at(r.node("subject_template"), "subject_template",
+               fmt::format("'{}' has no $ticket_no$: the ticket number must be in the subject, or the "
+                           "customer's reply cannot be matched to the ticket",
+                           s.subject_template));
+  if (s.subject_template.find_first_of("\r\n") != std::string::npos)
+    r.error_at(r.node("subject_template"), "subject_template", "must be one line");
+  r.reject_unknown();
+  return s;
+}
+
+// The customer's reply goes to the sender address: it must be a mailbox that a
+// create_or_update_ticket rule scans, or the reply never becomes a comment.
+void check_smtp_sender(const config& cfg) {
+  if (!cfg.smtp.enabled())
+    return;
+  std::vector<const mailbox_config*> ticket_boxes;
+  for (auto& m : cfg.mailboxes) {
+    bool scanned = false;
+    for (auto& rule : cfg.rules) {
+      if (!rule.active || (!rule.users.empty() && std::find(rule.users.begin(), rule.users.end(), m.user) == rule.users.end()))
+        continue;
+      for (auto& a : rule.actions)
+        scanned = scanned || a.type == "create_or_update_ticket";
+    }
+    if (scanned)
+      ticket_boxes.push_back(&m);
+  }
+  if (ticket_boxes.empty())
+    return;  // no tickets here (notification mail only): no reply to route
+  std::string list;
+  for (auto* m : ticket_boxes) {
+    if (lower(m->address) == cfg.smtp.from_address)
+      return;
+    list += fmt::format("{}{} (mailbox '{}')", list.empty() ? "" : ", ", m->address.empty() ? "(no address)" : m->address, m->user);
+  }
+  fail(fmt::format("{}: [smtp] from_address '{}' is not the address tickets are received on ({}): the "
+                   "customer's reply would not reach the ticket scanner",
+                   cfg.file.string(), cfg.smtp.from_address, list));
+}
+
 config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   config cfg;
   cfg.file = origin;
@@ -588,7 +689,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   } catch (const toml::parse_error& e) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "item_pattern", "rule"};
+  static const std::set<std::string> top{"engine", "service", "smtp", "mailbox", "account", "contact", "item", "item_pattern", "rule"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -672,9 +773,19 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     }
     if (auto f = r.str("webhook_ca_file"))
       s.webhook_ca_file = resolve(base, *f);
+    s.notify_email = lower(r.str("notify_email").value_or(""));
+    if (!s.notify_email.empty() && s.notify_email.find('@') == std::string::npos)
+      r.error_at(r.node("notify_email"), "notify_email", "expected an e-mail address");
     r.reject_unknown();
   } else if (root.get("service")) {
     fail(fmt::format("{}: [service] must be a table", file));
+  }
+
+  if (auto st = root.get_as<toml::table>("smtp")) {
+    table_reader r(*st, file, "[smtp]");
+    cfg.smtp = read_smtp(r, base);
+  } else if (root.get("smtp")) {
+    fail(fmt::format("{}: [smtp] must be a table", file));
   }
 
   for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {
@@ -776,6 +887,9 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   for (auto& c : cfg.contacts)
     if (!c.account.empty() && !account_names.count(c.account))
       fail(fmt::format("{}: contact '{}' names unknown account '{}'", file, c.email, c.account));
+  check_smtp_sender(cfg);
+  if (!cfg.service.notify_email.empty() && !cfg.smtp.enabled())
+    fail(fmt::format("{}: [service] notify_email needs an [smtp] table to send through", file));
   return cfg;
 }
 
@@ -818,6 +932,12 @@ std::string_view to_string(security_mode m) {
     case security_mode::none: return "none";
   }
   return "?";
+}
+
+const std::vector<std::string>& smtp_template_tags() {
+  static const std::vector<std::string> tags{"ticket_no", "comment", "comments", "reply_above", "subject",
+                                             "status", "assignee", "priority", "contact", "from_name"};
+  return tags;
 }
 
 std::string_view to_string(scan_mode m) { return m == scan_mode::unread ? "unread" : "all"; }

@@ -95,6 +95,36 @@ struct service_config {
   std::string webhook_token_env;  // optional bearer token for the webhook
   std::string webhook_token;      // resolved; never printed
   std::filesystem::path webhook_ca_file;
+  std::string notify_email;   // notifications also go to this address through [smtp]; "" = not
+};
+
+// [smtp]: outgoing mail — ticket comments to customers and operator notifications. Messages
+// wait in the store's outbox (storage/outbox) until the server took them.
+struct smtp_config {
+  std::string host;            // empty = no [smtp] (nothing is sent)
+  std::uint16_t port = 587;
+  security_mode security = security_mode::starttls;  // tls = implicit TLS (465)
+  bool verify_certificate = true;
+  std::filesystem::path ca_file;
+  auth_kind auth = auth_kind::password;  // no username = no AUTH
+  std::string username;
+  std::string secret;          // resolved password or token; never printed
+  std::string secret_problem;  // why it could not be resolved; empty when present
+  // The sender. Must be the address tickets are received on (a mailbox a
+  // create_or_update_ticket rule scans): the customer's reply goes there.
+  std::string from_address, from_name;
+  std::string helo_name = "localhost";
+  // Ticket comment templates. Tags: $ticket_no$ (required in the subject), $comment$ (the new
+  // comment), $comments$ (the conversation so far), $reply_above$ (the marker line: what the
+  // customer writes above it becomes the next comment), $subject$, $status$, $assignee$,
+  // $priority$, $contact$, $from_name$.
+  std::string subject_template = "[$ticket_no$] $subject$";
+  std::string body_template = "$reply_above$\n\n$comment$\n\n-- \n$from_name$\n\n$comments$\n";
+  std::uint32_t max_attempts = 8;      // then the message is failed (kept, listed by `outbox`)
+  std::uint32_t retry_backoff_s = 60;  // before attempt n+1: backoff * 2^(n-1), capped at 6 h
+  std::uint32_t timeout_s = 30;        // connect and per-reply idle timeout
+
+  bool enabled() const { return !host.empty(); }
 };
 
 struct account_config {
@@ -148,6 +178,7 @@ struct config {
   std::filesystem::path file;  // the config file itself (absolute)
   engine_config engine;
   service_config service;
+  smtp_config smtp;
   std::vector<mailbox_config> mailboxes;
   std::vector<account_config> accounts;
   std::vector<contact_config> contacts;
@@ -169,6 +200,8 @@ expected<config, config_error> parse_config(std::string_view text,
                                             const std::filesystem::path& origin);
 
 std::string_view to_string(security_mode);
+// The tags a ticket comment template may use (smtp_config), without the dollar signs.
+const std::vector<std::string>& smtp_template_tags();
 std::string_view to_string(scan_mode);
 std::string_view to_string(mail_protocol);
 

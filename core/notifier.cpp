@@ -245,6 +245,9 @@ delivery_result notifier::notify(storage::notification_record n) {
       r = post_webhook(webhook_, notification_json(n).dump());
       n.delivery = r.delivered ? "webhook: delivered" : "webhook: failed: " + r.error;
     }
+    for (auto& c : channels_)
+      if (auto d = c(n); !d.empty())
+        n.delivery += (n.delivery.empty() ? "" : "; ") + d;
     if (db_)
       if (auto put = db_->put_notification(n); !put && r.error.empty())
         r.error = "not recorded: " + put.error().message;

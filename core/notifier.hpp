@@ -24,7 +24,9 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace mscan::storage {
 class store;
@@ -68,10 +70,15 @@ class notifier {
  public:
   notifier(webhook_options webhook, storage::store* db);
   delivery_result notify(storage::notification_record n);
+  // A second channel beside the webhook (the e-mail one queues the mail in the outbox,
+  // core/outbox.hpp): returns its delivery text ("email: queued <id>"), "" = not used.
+  using channel = std::function<std::string(const storage::notification_record&)>;
+  void add_channel(channel c) { channels_.push_back(std::move(c)); }
 
  private:
   webhook_options webhook_;
   storage::store* db_;
+  std::vector<channel> channels_;
 };
 
 // One finished pass: previous state from the store -> next_state() -> put_mailbox_state ->

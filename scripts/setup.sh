@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(cmake g++ ninja-build pkg-config openssl
       libcaf-dev librocksdb-dev libboost-dev libssl-dev libfmt-dev catch2
       libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libre2-dev libspdlog-dev libhowardhinnant-date-dev
-      dovecot-imapd dovecot-pop3d clang libclang-rt-14-dev ccache chromium zlib1g-dev)
+      dovecot-imapd dovecot-pop3d clang libclang-rt-14-dev ccache chromium zlib1g-dev postfix)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -12,7 +12,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "setup: installing ${missing[*]}"
-  # Keep the system-wide dovecot from starting: tests run their own private instance on loopback.
+  # Keep the system-wide dovecot and postfix from starting: tests run private instances on loopback.
   policy_created=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

@@ -361,4 +361,53 @@ expected<rule_stat, error> decode_rule_stat(std::string_view name, std::string_v
   return s;
 }
 
+std::string encode(const outbox_record& o) {
+  std::string out;
+  put_u8(out, outbox_value_version);
+  put_string(out, o.kind);
+  put_string(out, o.ticket);
+  put_string(out, o.comment);
+  put_string(out, o.subject);
+  put_string(out, o.from);
+  put_varint(out, o.to.size());
+  for (const auto& t : o.to) put_string(out, t);
+  put_string(out, o.data);
+  put_string(out, o.state);
+  put_varint(out, o.attempts);
+  put_zigzag(out, o.created);
+  put_zigzag(out, o.next_attempt);
+  put_zigzag(out, o.sent_at);
+  put_string(out, o.last_error_reason);
+  put_string(out, o.last_error_detail);
+  put_string(out, o.server_reply);
+  return out;
+}
+
+expected<outbox_record, error> decode_outbox(std::string_view message_id, std::string_view value) {
+  reader r(value);
+  if (auto e = check_version(r, outbox_value_version, "outbox"); !e.empty())
+    return unexpected{corrupt(e)};
+  outbox_record o;
+  o.message_id = std::string(message_id);
+  o.kind = r.string();
+  o.ticket = r.string();
+  o.comment = r.string();
+  o.subject = r.string();
+  o.from = r.string();
+  const auto n = r.count();
+  for (std::size_t i = 0; i < n && r.ok(); ++i) o.to.emplace_back(r.string());
+  o.data = r.string();
+  o.state = r.string();
+  o.attempts = r.varint32();
+  o.created = r.zigzag();
+  o.next_attempt = r.zigzag();
+  o.sent_at = r.zigzag();
+  o.last_error_reason = r.string();
+  o.last_error_detail = r.string();
+  o.server_reply = r.string();
+  if (!r.ok()) return unexpected{corrupt("outbox value is truncated or malformed")};
+  if (!r.at_end()) return unexpected{corrupt("outbox value has trailing bytes")};
+  return o;
+}
+
 }  // namespace mscan::storage::codec

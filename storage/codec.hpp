@@ -61,6 +61,7 @@ class reader {
 inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
 inline constexpr std::uint8_t notification_value_version = 1;
+inline constexpr std::uint8_t outbox_value_version = 1;
 inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
 inline constexpr std::uint8_t rule_stat_value_version = 1;
 
@@ -87,5 +88,8 @@ expected<notification_record, error> decode_notification(std::int64_t at, std::s
 // The rule name is the RocksDB key; the value holds the counters.
 std::string encode(const rule_stat& s);
 expected<rule_stat, error> decode_rule_stat(std::string_view name, std::string_view value);
+// The Message-ID is the key; the value holds the rest.
+std::string encode(const outbox_record& o);
+expected<outbox_record, error> decode_outbox(std::string_view message_id, std::string_view value);
 
 }  // namespace mscan::storage::codec

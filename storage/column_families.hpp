@@ -26,13 +26,15 @@ enum class column_family : std::uint8_t {
   rule_stats,     // rule name -> counters
   notifications,  // (time, user, kind) -> notification_record
   pop3_uidls,     // (user, UIDL) -> uid: the POP3 checkpoint, one key per tracked message
+  outbox,         // Message-ID -> outbox_record (outgoing mail and its send state)
 };
 
-inline constexpr std::array<std::string_view, 16> column_family_names = {
+inline constexpr std::array<std::string_view, 17> column_family_names = {
     "default",       "meta",          "messages",      "message_ids", "checkpoints",
     "index_user",    "index_contact", "index_account", "index_item",  "mailbox_state",
     "directory",     "tickets",       "comments",      "rule_stats",  "notifications",
     "pop3_uidls",
+    "outbox",
 };
 
 inline constexpr std::size_t column_family_count = column_family_names.size();
@@ -42,7 +44,7 @@ constexpr std::string_view name_of(column_family cf) noexcept {
   return column_family_names[index_of(cf)];
 }
 
-static_assert(index_of(column_family::pop3_uidls) + 1 == column_family_count,
+static_assert(index_of(column_family::outbox) + 1 == column_family_count,
               "column_family enum and column_family_names must list the same families");
 
 }  // namespace mscan::storage

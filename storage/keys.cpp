@@ -140,6 +140,10 @@ std::string rule_stat(std::string_view name) { return mailbox_state(name); }  //
 
 std::optional<std::string> decode_rule_stat(std::string_view k) { return decode_mailbox_state(k); }
 
+std::string outbox(std::string_view message_id) { return mailbox_state(message_id); }  // same shape
+
+std::optional<std::string> decode_outbox(std::string_view k) { return decode_mailbox_state(k); }
+
 }  // namespace keys
 
 namespace {

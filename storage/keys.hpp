@@ -63,5 +63,8 @@ std::optional<notification_key> decode_notification(std::string_view k);
 // rule_stats CF: [fmt][lp rule name]
 std::string rule_stat(std::string_view name);
 std::optional<std::string> decode_rule_stat(std::string_view k);
+// outbox CF: [fmt][lp message_id]
+std::string outbox(std::string_view message_id);
+std::optional<std::string> decode_outbox(std::string_view k);
 
 }  // namespace mscan::storage::keys

@@ -947,6 +947,53 @@ std::vector<rule_stat> store::rule_stats() const try {
   return {};
 }
 
+expected<void, error> store::put_outbox(const outbox_record& o) try {
+  auto& d = *impl_;
+  if (d.opts.read_only)
+    return unexpected{make_error(error::code::invalid_argument, "store is open read-only")};
+  if (o.message_id.empty())
+    return unexpected{make_error(error::code::invalid_argument, "outbox entry without Message-ID")};
+  std::lock_guard lock(d.write_mu);
+  if (auto r = d.recover(); !r) return unexpected{r.error()};
+  auto st = d.db->Put(d.write_options, d.h(cf::outbox), keys::outbox(o.message_id), codec::encode(o));
+  if (!st.ok()) {
+    d.needs_recovery = true;
+    return unexpected{from_status(st, "write outbox entry")};
+  }
+  return {};
+} catch (const std::exception& e) {
+  return unexpected{from_exception(e, "put outbox entry")};
+}
+
+std::optional<outbox_record> store::outbox_entry(std::string_view message_id) const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return std::nullopt;
+  auto v = impl_->get(cf::outbox, keys::outbox(message_id));
+  if (!v) return std::nullopt;
+  auto o = codec::decode_outbox(message_id, *v);
+  if (!o) return std::nullopt;
+  return std::move(*o);
+} catch (const std::exception&) {
+  return std::nullopt;
+}
+
+std::vector<outbox_record> store::outbox() const try {
+  std::shared_lock lock(impl_->db_mu);
+  if (!impl_->db) return {};
+  std::vector<outbox_record> out;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->h(cf::outbox)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto id = keys::decode_outbox(view(it->key()));
+    if (!id) continue;
+    auto o = codec::decode_outbox(*id, view(it->value()));
+    if (o) out.push_back(std::move(*o));
+  }
+  std::stable_sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.created < b.created; });
+  return out;
+} catch (const std::exception&) {
+  return {};
+}
+
 std::uint64_t store::impl::count() const {
   auto v = get(cf::meta, std::string(keys::meta_message_count));
   if (!v) return 0;

@@ -65,6 +65,12 @@ class store {
 
   // Per-rule hit counters (rule_stats CF, maintained by write()), ordered by name.
   std::vector<rule_stat> rule_stats() const;
+  // Outgoing mail (outbox CF, docs/storage.md). put_outbox: one durable (synced) write that
+  // replaces the entry with the same Message-ID. outbox(): every entry, oldest created
+  // first; undecodable entries are skipped.
+  expected<void, error> put_outbox(const outbox_record& o);
+  std::optional<outbox_record> outbox_entry(std::string_view message_id) const;
+  std::vector<outbox_record> outbox() const;
 
   std::uint64_t message_count() const;
   std::uint32_t format_version() const;

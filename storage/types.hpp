@@ -141,6 +141,31 @@ struct rule_stat {
 inline constexpr std::string_view new_ticket_marker = "@new/";
 inline constexpr std::string_view root_ticket_marker = "@root/";
 
+// One outgoing e-mail (outbox CF, keyed by its Message-ID). The message bytes are final when
+// queued, so a resend after a crash is byte-for-byte the same message with the same
+// Message-ID (receivers and mail clients see a duplicate of one message, never two messages).
+//   queued --(a send starts)--> sending --250 to end of data--> sent
+//     ^                            |
+//     +---- transient failure -----+ (attempts < max, next_attempt = now + back-off)
+//                                  +---- permanent failure or attempts exhausted --> failed
+// An entry found in `sending` (the process died mid-send) is sent again: at-least-once.
+struct outbox_record {
+  std::string message_id{};  // "<...@...>": the key
+  std::string kind{};        // "ticket_comment" | "notification"
+  std::string ticket{};      // ticket number (ticket_comment)
+  std::string comment{};     // the comment text (ticket_comment; the ticket shows it)
+  std::string subject{};     // decoded subject (the ticket's comment record shows it)
+  std::string from{};
+  std::vector<std::string> to{};
+  std::string data{};        // the whole RFC 5322 message, CRLF line ends
+  std::string state = "queued";  // queued | sending | sent | failed
+  std::uint32_t attempts = 0;
+  std::int64_t created = 0, next_attempt = 0, sent_at = 0;  // unix seconds
+  std::string last_error_reason{}, last_error_detail{};     // of the last failed attempt
+  std::string server_reply{};  // the server's 250 to the end of data
+  friend bool operator==(const outbox_record&, const outbox_record&) = default;
+};
+
 // Empty fields do not filter; all non-empty fields must match (contact: ASCII case-insensitive).
 // limit 0 = no limit.
 struct message_filter {

@@ -5,6 +5,7 @@
 #include "core/rules.hpp"
 #include "protocols/mime/message.hpp"
 #include "apps/mailscan/diagnose.hpp"
+#include "apps/mailscan/mail_commands.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
 #include "bench/simulator/simulator.hpp"
@@ -362,6 +363,22 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_file)->required();
   serve->add_option("--listen", serve_listen, "HOST:PORT (default: [service] listen, else 127.0.0.1:8080)");
 
+  // Ticket comments by e-mail (apps/mailscan/mail_commands.hpp).
+  auto ticket_cmd = app.add_subcommand("ticket", "tickets");
+  auto ticket_comment = ticket_cmd->add_subcommand("comment", "add a comment to a ticket; --send e-mails it to the contact");
+  std::string ticket_no, comment_text;
+  bool send_mail = false;
+  ticket_comment->add_option("--config", config_file)->required();
+  ticket_comment->add_option("ticket", ticket_no)->required();
+  ticket_comment->add_option("--text", comment_text)->required();
+  ticket_comment->add_flag("--send", send_mail, "queue the comment e-mail and send it now");
+  ticket_comment->add_flag("--json", json);
+  ticket_cmd->require_subcommand(1);
+  auto outbox = app.add_subcommand("outbox", "outgoing mail and its send state");
+  outbox->add_option("--config", config_file)->required();
+  outbox->add_flag("--send", send_mail, "first send what is due");
+  outbox->add_flag("--json", json);
+
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
   std::string listen = "127.0.0.1:0";
@@ -411,6 +428,10 @@ int main(int argc, char** argv) {
       return apps::run_test_mailbox(config_file, ops_user, json);
     if (*force_sync)
       return apps::run_force_sync(config_file, ops_user);
+    if (*ticket_comment)
+      return apps::run_ticket_comment(config_file, ticket_no, comment_text, send_mail, json);
+    if (*outbox)
+      return apps::run_outbox(config_file, send_mail, json);
     if (*serve)
       return apps::run_serve(config_file, serve_listen);
     if (*simulate) {

@@ -34,6 +34,12 @@ std::string_view to_string(failure_kind k) {
   return "io_error";
 }
 
+std::string_view reason_code(failure_kind k) {
+  if (k == failure_kind::closed_by_peer) return "server_bye";
+  if (k == failure_kind::io_error) return "protocol_error";
+  return to_string(k);
+}
+
 struct io_runtime::impl {
   asio::io_context ctx;
   asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};

@@ -53,6 +53,9 @@ enum class failure_kind {
 };
 
 std::string_view to_string(failure_kind);
+// The INTERFACE.md reason code of a transport failure (closed_by_peer -> server_bye,
+// io_error -> protocol_error; the others have the same name).
+std::string_view reason_code(failure_kind);
 
 struct failure {
   failure_kind kind;

@@ -269,7 +269,7 @@ struct dovecot_fixture::impl {
   fs::path base_dir;      // may live under /tmp when root_dir is too long for unix sockets
   bool base_dir_separate = false;
   fs::path conf_path, log_path, stderr_path, passwd_path;
-  std::uint16_t imap = 0, imaps = 0, pop3 = 0, pop3s = 0;
+  std::uint16_t imap = 0, imaps = 0, pop3 = 0, pop3s = 0, auth = 0;
   pid_t child = -1;
   int child_pidfd = -1;
   account_ids mail_ids{}, internal_ids{}, login_ids{};
@@ -438,6 +438,8 @@ struct dovecot_fixture::impl {
     // auth runs as root (when we are root) so the passdb file can stay 0600.
     c += "service auth {\n  client_limit = 20000\n";
     if (is_root) c += "  user = root\n";
+    if (opts.sasl_inet)
+      c += "  inet_listener auth-sasl {\n    address = 127.0.0.1\n    port = " + std::to_string(auth) + "\n  }\n";
     c += "}\n";
     c += "service anvil {\n  client_limit = 20000\n";
     // Without the penalty socket the auth process applies no anvil penalty: every test
@@ -577,9 +579,10 @@ struct dovecot_fixture::impl {
 
   void start() {
     for (int attempt = 1;; ++attempt) {
-      auto ports = pick_free_ports(opts.pop3 ? 4 : 2);
+      auto ports = pick_free_ports((opts.pop3 ? 4 : 2) + (opts.sasl_inet ? 1 : 0));
       imap = ports[0];
       imaps = ports[1];
+      if (opts.sasl_inet) auth = ports.back();
       if (opts.pop3) {
         pop3 = ports[2];
         pop3s = ports[3];
@@ -666,6 +669,7 @@ dovecot_fixture::~dovecot_fixture() = default;
 std::uint16_t dovecot_fixture::imap_port() const { return impl_->imap; }
 std::uint16_t dovecot_fixture::imaps_port() const { return impl_->imaps; }
 std::uint16_t dovecot_fixture::pop3_port() const { return impl_->pop3; }
+std::uint16_t dovecot_fixture::auth_port() const { return impl_->auth; }
 std::uint16_t dovecot_fixture::pop3s_port() const { return impl_->pop3s; }
 std::string dovecot_fixture::ca_file() const { return (impl_->root_dir / "ca.pem").string(); }
 std::string dovecot_fixture::wrong_ca_file() const {

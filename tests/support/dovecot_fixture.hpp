@@ -74,6 +74,9 @@ struct dovecot_options {
   // Dovecot's anvil auth penalty (2..15 s delay after failed logins from one IP). Off by
   // default: every test client comes from 127.0.0.1.
   bool auth_penalty = false;
+  // Serve dovecot's SASL authentication protocol on a loopback TCP port (auth_port()), so a
+  // test mail server (postfix, smtpd_sasl_type = dovecot) authenticates against these users.
+  bool sasl_inet = false;
   // Where the fixture directory is created; empty = MAILSCAN_BINARY_DIR/test-tmp.
   std::filesystem::path parent_dir = {};
   // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1;
@@ -103,6 +106,7 @@ class dovecot_fixture {
   std::uint16_t imaps_port() const;  // implicit TLS
   std::uint16_t pop3_port() const;   // 0 unless options.pop3
   std::uint16_t pop3s_port() const;  // 0 unless options.pop3
+  std::uint16_t auth_port() const;   // 0 unless options.sasl_inet
   std::string ca_file() const;        // PEM of the CA that signed the server cert
   std::string wrong_ca_file() const;  // another CA (for certificate_invalid tests)
   std::filesystem::path root() const;
