@@ -26,6 +26,7 @@ struct mailbox_settings {
   std::shared_ptr<core::event_log> log;
   bool probe = false;  // diagnostics only: open the folders, fetch and write nothing
   caf::actor health;   // applies each pass to the stored mailbox state (scan mode)
+  caf::actor token_source;  // the credential's token actor (oauth_credential), else none
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -66,6 +66,9 @@ struct scan_result {
   std::vector<std::string> folder_names;    // folders opened, in order
   std::vector<std::uint32_t> folder_counts;  // their message counts (EXISTS)
   std::uint32_t retry_after_s = 0;           // throttled: the server's suggested back-off
+  // throttled by a per-mailbox limit (a provider's download quota): pause this mailbox only,
+  // not every mailbox on its host.
+  bool throttle_mailbox_only = false;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -97,7 +100,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s);
+           x.retry_after_s, x.throttle_mailbox_only);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
@@ -172,4 +175,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, progress_atom, "progress")
   CAF_ADD_ATOM(mscan, mscan::atoms, grant_atom, "grant")
   CAF_ADD_ATOM(mscan, mscan::atoms, reload_atom, "reload")
+  CAF_ADD_ATOM(mscan, mscan::atoms, token_atom, "token")
 CAF_END_TYPE_ID_BLOCK(mscan)

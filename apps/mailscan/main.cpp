@@ -5,6 +5,7 @@
 #include "core/rules.hpp"
 #include "protocols/mime/message.hpp"
 #include "apps/mailscan/diagnose.hpp"
+#include "apps/mailscan/oauth_cmd.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
 #include "bench/simulator/simulator.hpp"
@@ -88,6 +89,8 @@ int cmd_run(const std::string& config_file, bool once) {
   auto cfg = load(config_file, code);
   if (!cfg)
     return code;
+  if (int rc = apps::oauth_startup_check(*cfg); rc != 0)
+    return rc;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_hangup);
@@ -349,6 +352,19 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_file)->required();
   serve->add_option("--listen", serve_listen, "HOST:PORT (default: [service] listen, else 127.0.0.1:8080)");
 
+  auto oauth = app.add_subcommand("oauth", "OAuth2 secrets: a secrets key, sealed refresh tokens and client secrets");
+  oauth->require_subcommand(1);
+  auto oauth_new_key = oauth->add_subcommand("new-key", "print a new secrets key (64 hex digits)");
+  std::string credential;
+  auto oauth_store = oauth->add_subcommand("store-token", "seal a refresh token read from stdin into the "
+                                                          "credential's refresh_token_file");
+  oauth_store->add_option("--config", config_file)->required();
+  oauth_store->add_option("credential", credential)->required();
+  auto oauth_seal = oauth->add_subcommand("seal", "print a client secret read from stdin sealed, for a "
+                                                  "client_secret_file");
+  oauth_seal->add_option("--config", config_file)->required();
+  oauth_seal->add_option("credential", credential)->required();
+
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
   std::string listen = "127.0.0.1:0";
@@ -400,6 +416,12 @@ int main(int argc, char** argv) {
       return apps::run_force_sync(config_file, ops_user);
     if (*serve)
       return apps::run_serve(config_file, serve_listen);
+    if (*oauth_new_key)
+      return apps::run_oauth_new_key();
+    if (*oauth_store)
+      return apps::run_oauth_store_token(config_file, credential, std::cin);
+    if (*oauth_seal)
+      return apps::run_oauth_seal(config_file, credential, std::cin);
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)
