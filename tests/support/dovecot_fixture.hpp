@@ -73,6 +73,11 @@ struct dovecot_options {
   // Dovecot's anvil auth penalty (2..15 s delay after failed logins from one IP). Off by
   // default: every test client comes from 127.0.0.1.
   bool auth_penalty = false;
+  // XOAUTH2 and OAUTHBEARER through dovecot's `oauth2` passdb, which POSTs each token to this
+  // RFC 7662 introspection URL (tests/support/oauth_token_server). A token is accepted for
+  // any user in the domain of the identity the introspection names (an app-only token of a
+  // tenant opens its shared mailboxes): username_format = %d.
+  std::string oauth2_introspection_url = {};
   // Where the fixture directory is created; empty = MAILSCAN_BINARY_DIR/test-tmp.
   std::filesystem::path parent_dir = {};
   // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1;

@@ -9,6 +9,7 @@
 #include "../storage/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <cstdlib>
 #include <fstream>
