@@ -325,5 +325,62 @@ TEST_CASE("oauth: a missing or wrong secrets key stops start-up with exit 2", "[
   auto diag = test::run_mailscan({"diagnose", "--config", conf});
   CHECK(diag.code == 2);
   CHECK(srv.token_requests() == 0);  // nothing was contacted
-  check_no_secrets(e, srv, {missing.err, wrong.err, diag.out, diag.err});
+
+  // The right key, and a refresh token last used 75 days ago: diagnose and the log warn about
+  // Microsoft's 90-day inactivity expiry (whatever else the probe finds: here the endpoint's
+  // TLS has no certificate and the mailbox's port is closed).
+  auto key = core::parse_secret_key(e.key_hex);
+  REQUIRE(key);
+  ::setenv(e.key_env.c_str(), e.key_hex.c_str(), 1);
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  REQUIRE(core::write_token_file(e.dir / "tokens" / "tenant.json", *key, "tenant",
+                                 core::token_file{e.refresh_token, now - 80 * 86400, now - 75 * 86400}));
+  auto idle = test::run_mailscan({"diagnose", "--config", conf, "--json"});
+  auto j = nlohmann::json::parse(idle.out, nullptr, false);
+  REQUIRE(j.is_object());
+  auto detail = j.at("mailboxes").at(0).at("detail").get<std::string>();
+  CHECK(detail.find("has not been used for 75 days") != std::string::npos);
+  CHECK(logs_of(e.dir).find("oauth_refresh_token_idle") != std::string::npos);
+  check_no_secrets(e, srv, {missing.err, wrong.err, diag.out, diag.err, idle.out, idle.err, logs_of(e.dir)});
+}
+
+TEST_CASE("oauth: Gmail's daily download quota pauses that mailbox only, not its host", "[integration][oauth]") {
+  REQUIRE(test::dovecot_available());
+  test::dovecot_fixture dc{{.users = {{"quota", "pw-q"}, {"other", "pw-o"}}}};
+  // 1.2 MB of text: downloaded in full (text parts are fetched up to 2 MB).
+  std::string big = "From: bob@acme.example\r\nTo: quota@corp.example\r\nSubject: big\r\n"
+                    "Message-ID: <big@acme.example>\r\n\r\n";
+  for (int i = 0; i < 16000; ++i)
+    big += std::string(76, 'a' + i % 26) + "\r\n";
+  dc.seed("quota", "INBOX", big);
+  dc.seed("other", "INBOX", message("other", 1));
+  auto dir = test::unique_test_dir("oauth-quota");
+  std::string c = "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ninfo_logging = true\ndays_back = 0\n"
+                  "poll_interval_s = 1\nmax_backoff_s = 2\n\n";
+  // The gmail preset (quota 2,500 MB, xoauth2) with host, auth and quota overridden for the test.
+  c += fmt::format("[[mailbox]]\nuser = \"quota\"\nprovider = \"gmail\"\nhost = \"127.0.0.1\"\nport = {0}\n"
+                   "security = \"none\"\nauth = \"password\"\npassword = \"pw-q\"\nmax_download_mb_per_day = 1\n\n"
+                   "[[mailbox]]\nuser = \"other\"\nhost = \"127.0.0.1\"\nport = {0}\nsecurity = \"none\"\n"
+                   "password = \"pw-o\"\n",
+                   dc.imap_port());
+  std::ofstream(dir / "mailscan.toml") << c;
+  auto conf = (dir / "mailscan.toml").string();
+  auto log = dir / "run.log";
+  auto pid = test::spawn_mailscan({"run", "--config", conf}, log);
+  REQUIRE(pid > 0);
+  CHECK(eventually([&] { return tracked(conf) == 2; }));
+  CHECK(eventually([&] { return logs_of(dir).find("daily download quota of 1 MB") != std::string::npos; }));
+  dc.seed("quota", "INBOX", message("quota", 2));
+  dc.seed("other", "INBOX", message("other", 2));
+  bool other_continues = eventually([&] { return tracked(conf) == 3; });
+  auto st = test::run_mailscan({"status", "--config", conf, "--json"});
+  ::kill(pid, SIGTERM);
+  test::wait_exit(pid);
+  INFO("run log: " << read_all(log) << "\nlogs: " << logs_of(dir).substr(0, 3000));
+  CHECK(other_continues);
+  CHECK(tracked(conf) == 3);  // the quota mailbox waits for the next UTC day
+  CHECK(logs_of(dir).find("host_throttled") == std::string::npos);
+  for (auto& m : nlohmann::json::parse(st.out).at("mailboxes"))
+    if (m.at("user") == "quota")
+      CHECK(m.at("last_error").at("reason") == "throttled");
 }
