@@ -4,4 +4,4 @@ mailscan_add_fuzzer(oauth_token_fuzz
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/oauth_token_fuzz.cpp
           ${PROJECT_SOURCE_DIR}/core/oauth_token.cpp
           ${PROJECT_SOURCE_DIR}/core/secret_box.cpp
-  LIBS mailscan_core nlohmann_json::nlohmann_json OpenSSL::Crypto fmt::fmt)
+  LIBS mailscan_common nlohmann_json::nlohmann_json OpenSSL::Crypto fmt::fmt)

@@ -15,14 +15,14 @@
 
 namespace mscan::apps {
 
-namespace {
-
-constexpr int exit_ok = 0, exit_usage = 2, exit_failed = 3;
-
 int error_line(std::string_view what, std::string_view why, int code) {
   std::cerr << fmt::format("mailscan: {}: {}\n", what, why);
   return code;
 }
+
+namespace {
+
+constexpr int exit_ok = 0, exit_usage = 2, exit_failed = 3;
 
 // The protocol layer never echoes a secret, but a server may (some echo the LOGIN line).
 std::string redact(std::string text, const core::mailbox_config& m) {

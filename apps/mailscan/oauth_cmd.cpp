@@ -1,5 +1,6 @@
 #include "apps/mailscan/oauth_cmd.hpp"
 
+#include "apps/mailscan/diagnose.hpp"
 #include "core/oauth_token.hpp"
 
 #include <fmt/format.h>
@@ -14,11 +15,6 @@ namespace mscan::apps {
 namespace {
 
 constexpr int exit_ok = 0, exit_usage = 2, exit_failed = 3;
-
-int error_line(std::string_view what, std::string_view why, int code) {
-  std::cerr << fmt::format("mailscan: {}: {}\n", what, why);
-  return code;
-}
 
 std::string read_secret(std::istream& in) {
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

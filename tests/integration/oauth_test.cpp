@@ -124,15 +124,20 @@ void check_no_secrets(const oauth_env& e, const test::oauth_token_server& srv, c
       CHECK(text.find(s) == std::string::npos);
 }
 
-// `mailscan oauth store-token --config CONF tenant` with the token on its standard input.
-int store_token(const std::string& conf, const std::string& token) {
-  auto cmd = fmt::format("'{}' oauth store-token --config '{}' tenant >/dev/null", test::mailscan_path(), conf);
+// `mailscan ARGS...` with `input` on its standard input, stdout into `out_file`.
+int pipe_to_mailscan(const std::string& args, const std::string& input, const fs::path& out_file = "/dev/null") {
+  auto cmd = fmt::format("'{}' {} >'{}'", test::mailscan_path(), args, out_file.string());
   FILE* p = ::popen(cmd.c_str(), "w");
   if (!p)
     return -1;
-  std::fputs(token.c_str(), p);
+  std::fputs(input.c_str(), p);
   int st = ::pclose(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// `mailscan oauth store-token --config CONF tenant` with the token on its standard input.
+int store_token(const std::string& conf, const std::string& token) {
+  return pipe_to_mailscan(fmt::format("oauth store-token --config '{}' tenant", conf), token);
 }
 
 } // namespace
@@ -157,6 +162,17 @@ TEST_CASE("oauth: one service principal for 100 mailboxes costs one token reques
   for (int i = 0; i < 100; ++i)
     s.dc.seed(fmt::format("box{}@{}", i, domain), "INBOX", message(fmt::format("box{}", i), 1));
   auto conf = config_text(e, s.dc, s.srv, 100, false);
+  // The client secret sealed at rest (`mailscan oauth seal`) instead of in the environment.
+  REQUIRE(pipe_to_mailscan(fmt::format("oauth seal --config '{}' tenant", conf), e.client_secret,
+                           e.dir / "tenant.secret") == 0);
+  CHECK(read_all(e.dir / "tenant.secret").starts_with("msk1:"));
+  ::unsetenv(e.secret_env.c_str());
+  {
+    auto text = read_all(conf);
+    auto at = text.find("client_secret_env");
+    text.replace(at, text.find('\n', at) - at, "client_secret_file = \"tenant.secret\"");
+    std::ofstream(conf) << text;
+  }
 
   auto run = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO("stdout: " << run.out.substr(0, 2000) << "\nstderr: " << run.err << "\ndovecot: " << s.dc.log_tail(20));
@@ -174,7 +190,7 @@ TEST_CASE("oauth: one service principal for 100 mailboxes costs one token reques
   CHECK(diag.code == 0);
   CHECK(s.srv.token_requests() == 2);  // the diagnose process: one more, for all 100
   check_no_secrets(e, s.srv, {run.out, run.err, status.out, status.err, diag.out, diag.err, logs_of(e.dir),
-                              s.dc.log_tail(2000)});
+                              s.dc.log_tail(2000), read_all(e.dir / "tenant.secret")});
 }
 
 TEST_CASE("oauth: an access token that expires mid-run is refreshed once and scanning continues, nothing lost",
@@ -383,4 +399,44 @@ TEST_CASE("oauth: Gmail's daily download quota pauses that mailbox only, not its
   for (auto& m : nlohmann::json::parse(st.out).at("mailboxes"))
     if (m.at("user") == "quota")
       CHECK(m.at("last_error").at("reason") == "throttled");
+}
+
+TEST_CASE("oauth: a refused client and an unavailable endpoint are classified with bounded token requests",
+          "[integration][oauth]") {
+  REQUIRE(test::dovecot_available());
+  oauth_env e{"CLS"};
+  oauth_stack s{e, 3, 3600};
+  auto conf = config_text(e, s.dc, s.srv, 3, false);
+
+  // Temporarily unavailable beyond the retries: 3 attempts with back-off for all three
+  // mailboxes together, then the cool-down answers without a request.
+  s.srv.fail_next(100);
+  auto busy = test::run_mailscan({"run", "--config", conf, "--once"});
+  CHECK(busy.code == 3);
+  CHECK(s.srv.token_requests() == 3);
+  CHECK(busy.out.find("Error (token_refresh_failed): token endpoint answered HTTP 503 temporarily_unavailable") !=
+        std::string::npos);
+  auto st = test::run_mailscan({"status", "--config", conf, "--json"});
+  for (auto& m : nlohmann::json::parse(st.out).at("mailboxes")) {
+    CHECK(m.at("state") == "error");
+    CHECK(m.at("last_error").at("reason") == "token_refresh_failed");
+  }
+
+  // A wrong client secret: refused once, never retried.
+  s.srv.fail_next(0);
+  ::setenv(e.secret_env.c_str(), "not-the-secret", 1);
+  auto refused = test::run_mailscan({"run", "--config", conf, "--once"});
+  CHECK(refused.code == 3);
+  CHECK(s.srv.token_requests() == 4);
+  auto diag = test::run_mailscan({"diagnose", "--config", conf, "--json"});
+  CHECK(diag.code == 3);
+  CHECK(s.srv.token_requests() == 5);
+  for (auto& m : nlohmann::json::parse(diag.out).at("mailboxes")) {
+    CHECK(m.at("reason") == "credentials_changed");
+    CHECK(m.at("detail").get<std::string>().find("invalid_client") != std::string::npos);
+    CHECK(m.at("next_step").get<std::string>().find("[[oauth_credential]]") != std::string::npos);
+  }
+  check_no_secrets(e, s.srv, {busy.out, busy.err, st.out, refused.out, refused.err, diag.out, diag.err,
+                              logs_of(e.dir)});
+  CHECK(logs_of(e.dir).find("not-the-secret") == std::string::npos);
 }
