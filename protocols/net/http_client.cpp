@@ -1,5 +1,7 @@
 #include "protocols/net/http_client.hpp"
 
+#include "protocols/net/tls_context.hpp"
+
 #include <utility>  // before Asio (Boost 1.74 + g++ 12, see TOOLCHAIN.md)
 
 #include <boost/asio/co_spawn.hpp>
@@ -109,19 +111,13 @@ http_response http_post(const http_request& r) {
       return res;
     }
     asio::io_context ioc;
-    asio::ssl::context ctx(asio::ssl::context::tls_client);
+    std::shared_ptr<asio::ssl::context> ctx;
     if (u->tls) {
-      boost::system::error_code ec;
-      ctx.set_default_verify_paths(ec);
-      if (!r.ca_file.empty()) {
-        ctx.load_verify_file(r.ca_file.string(), ec);
-        if (ec) {
-          res.retryable = false;
-          res.error = fmt::format("cannot read ca_file {}: {}", r.ca_file.string(), ec.message());
-          return res;
-        }
+      ctx = make_client_tls_context(r.verify_certificate, r.ca_file.string(), res.error);
+      if (!ctx) {
+        res.retryable = false;
+        return res;
       }
-      ctx.set_verify_mode(r.verify_certificate ? asio::ssl::verify_peer : asio::ssl::verify_none);
     }
     const auto deadline = r.timeout;
     asio::co_spawn(
@@ -138,7 +134,7 @@ http_response http_post(const http_request& r) {
               boost::system::error_code ignored;
               stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
             } else {
-              beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+              beast::ssl_stream<beast::tcp_stream> stream(ioc, *ctx);
               beast::get_lowest_layer(stream).expires_after(deadline);
               boost::system::error_code ignored;
               asio::ip::make_address(u->host, ignored);

@@ -35,7 +35,8 @@ TEST_CASE("sealed secrets round-trip and refuse a wrong key, tampering and anoth
                             std::string(5000, 'z')}) {
     auto sealed = seal(k, plain, "purpose");
     CHECK(is_sealed(sealed));
-    CHECK(sealed.find(plain.empty() ? "\x01" : plain.substr(0, 8)) == std::string::npos);
+    if (plain.size() >= 8)  // shorter texts may occur in base64 by chance
+      CHECK(sealed.find(plain.substr(0, 8)) == std::string::npos);
     auto opened = open_sealed(k, sealed, "purpose");
     REQUIRE(opened);
     CHECK(*opened == plain);
