@@ -440,3 +440,27 @@ TEST_CASE("oauth: a refused client and an unavailable endpoint are classified wi
                               logs_of(e.dir)});
   CHECK(logs_of(e.dir).find("not-the-secret") == std::string::npos);
 }
+
+TEST_CASE("oauth: short-lived access tokens are refreshed before they expire", "[integration][oauth]") {
+  REQUIRE(test::dovecot_available());
+  oauth_env e{"SHORT"};
+  oauth_stack s{e, 2, /*expires_in=*/4};  // refreshed from 2 s on (margin: half the lifetime)
+  for (int i = 0; i < 2; ++i)
+    s.dc.seed(fmt::format("box{}@{}", i, domain), "INBOX", message(fmt::format("box{}", i), 1));
+  auto conf = config_text(e, s.dc, s.srv, 2, false, /*poll_s=*/1);
+  auto log = e.dir / "run.log";
+  auto pid = test::spawn_mailscan({"run", "--config", conf}, log);
+  REQUIRE(pid > 0);
+  bool refreshed = eventually([&] { return s.srv.tokens_issued() >= 3; }, std::chrono::seconds(20));
+  ::kill(pid, SIGTERM);
+  int code = test::wait_exit(pid);
+  INFO("run log: " << read_all(log).substr(0, 2000));
+  CHECK(refreshed);
+  CHECK(code == 0);
+  CHECK(tracked(conf) == 2);
+  auto logs = logs_of(e.dir);
+  // Never a login with an expired token: no refusal, no retry, no failed pass.
+  CHECK(logs.find("oauth_login_retry") == std::string::npos);
+  CHECK(logs.find("scan_failed") == std::string::npos);
+  check_no_secrets(e, s.srv, {read_all(log), logs});
+}
