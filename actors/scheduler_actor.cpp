@@ -227,7 +227,9 @@ bool scans(const scheduler_state& st, const core::mailbox_config& m) {
 bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b) {
   return a.address == b.address && a.host == b.host && a.port == b.port && a.security == b.security &&
          a.verify_certificate == b.verify_certificate && a.ca_file == b.ca_file && a.auth == b.auth &&
-         a.username == b.username && a.secret == b.secret && a.oauth_credential == b.oauth_credential && a.folders == b.folders && a.scan == b.scan;
+         a.username == b.username && a.secret == b.secret && a.oauth_credential == b.oauth_credential &&
+         a.throttle_backoff_s == b.throttle_backoff_s && a.max_download_mb_per_day == b.max_download_mb_per_day &&
+         a.folders == b.folders && a.scan == b.scan;
 }
 
 void apply_reload(self_t self, const core::config& next) {
