@@ -86,6 +86,15 @@ std::string config_text(const oauth_env& e, const test::dovecot_fixture& dc, con
   return (e.dir / "mailscan.toml").string();
 }
 
+// The "mailboxes" list of a --json answer (a copy: a range-for over a member of a temporary
+// would outlive the temporary).
+nlohmann::json mailboxes_of(const std::string& json_text) {
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  auto list = j.is_object() && j.contains("mailboxes") ? j["mailboxes"] : nlohmann::json::array();
+  CHECK_FALSE(list.empty());  // a loop over nothing would check nothing
+  return list;
+}
+
 std::size_t tracked(const std::string& conf) {
   auto q = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
   if (q.code != 0)
@@ -184,7 +193,7 @@ TEST_CASE("oauth: one service principal for 100 mailboxes costs one token reques
 
   auto status = test::run_mailscan({"status", "--config", conf, "--json"});
   REQUIRE(status.code == 0);
-  for (auto& m : nlohmann::json::parse(status.out).at("mailboxes"))
+  for (auto& m : mailboxes_of(status.out))
     CHECK(m.at("state") == "ok");
   auto diag = test::run_mailscan({"diagnose", "--config", conf, "--json"});
   CHECK(diag.code == 0);
@@ -268,7 +277,7 @@ TEST_CASE("oauth: a revoked refresh token is credentials_changed without a retry
 
   auto status = test::run_mailscan({"status", "--config", conf, "--json"});
   REQUIRE(status.code == 0);
-  for (auto& m : nlohmann::json::parse(status.out).at("mailboxes")) {
+  for (auto& m : mailboxes_of(status.out)) {
     CHECK(m.at("state") == "credentials_changed");
     CHECK(m.at("last_error").at("reason") == "credentials_changed");
   }
@@ -302,7 +311,7 @@ TEST_CASE("oauth: a revoked refresh token is credentials_changed without a retry
   s.srv.expire_access_tokens();
   auto diag = test::run_mailscan({"diagnose", "--config", conf, "--json"});
   CHECK(diag.code == 3);
-  for (auto& m : nlohmann::json::parse(diag.out).at("mailboxes")) {
+  for (auto& m : mailboxes_of(diag.out)) {
     CHECK(m.at("result") == "Error");
     CHECK(m.at("reason") == "credentials_changed");
     CHECK(m.at("detail").get<std::string>().find("invalid_grant") != std::string::npos);
@@ -396,7 +405,7 @@ TEST_CASE("oauth: Gmail's daily download quota pauses that mailbox only, not its
   CHECK(other_continues);
   CHECK(tracked(conf) == 3);  // the quota mailbox waits for the next UTC day
   CHECK(logs_of(dir).find("host_throttled") == std::string::npos);
-  for (auto& m : nlohmann::json::parse(st.out).at("mailboxes"))
+  for (auto& m : mailboxes_of(st.out))
     if (m.at("user") == "quota")
       CHECK(m.at("last_error").at("reason") == "throttled");
 }
@@ -417,7 +426,7 @@ TEST_CASE("oauth: a refused client and an unavailable endpoint are classified wi
   CHECK(busy.out.find("Error (token_refresh_failed): token endpoint answered HTTP 503 temporarily_unavailable") !=
         std::string::npos);
   auto st = test::run_mailscan({"status", "--config", conf, "--json"});
-  for (auto& m : nlohmann::json::parse(st.out).at("mailboxes")) {
+  for (auto& m : mailboxes_of(st.out)) {
     CHECK(m.at("state") == "error");
     CHECK(m.at("last_error").at("reason") == "token_refresh_failed");
   }
@@ -431,7 +440,7 @@ TEST_CASE("oauth: a refused client and an unavailable endpoint are classified wi
   auto diag = test::run_mailscan({"diagnose", "--config", conf, "--json"});
   CHECK(diag.code == 3);
   CHECK(s.srv.token_requests() == 5);
-  for (auto& m : nlohmann::json::parse(diag.out).at("mailboxes")) {
+  for (auto& m : mailboxes_of(diag.out)) {
     CHECK(m.at("reason") == "credentials_changed");
     CHECK(m.at("detail").get<std::string>().find("invalid_client") != std::string::npos);
     CHECK(m.at("next_step").get<std::string>().find("[[oauth_credential]]") != std::string::npos);
