@@ -4,6 +4,8 @@
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
+#include "actors/token_actor.hpp"
+#include "core/oauth_token.hpp"
 #include "actors/writer_actor.hpp"
 
 #include <fmt/format.h>
@@ -37,6 +39,10 @@ pass_result to_pass(const scan_result& r) {
 
 expected<engine_report, std::string> run_engine(const core::config& cfg, const engine_options& opts) {
   const bool probe = opts.mode == engine_mode::probe;
+  // Before anything starts: a missing or wrong secrets key is a start-up error.
+  auto oauth = core::resolve_oauth_secrets(cfg);
+  if (!oauth)
+    return unexpected{fmt::format("config: {}", oauth.error())};
   std::shared_ptr<storage::store> db;
   if (!probe) {
     std::error_code ec;
@@ -90,10 +96,21 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     }
     log->write(core::log_level::info, probe ? "diagnose_started" : "run_started", "", "", "",
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
+    // One token actor per credential in use, shared by all of its mailboxes.
+    std::map<std::string, caf::actor> token_sources;
+    for (auto& c : cfg.oauth_credentials) {
+      auto secret = oauth->client_secrets.find(c.name);
+      if (secret == oauth->client_secrets.end())
+        continue;  // no mailbox uses it
+      token_actor_settings ts{c, oauth->key, log};
+      ts.cfg.client_secret = secret->second;
+      token_sources.emplace(c.name, spawn_token_actor(sys, std::move(ts)));
+    }
     {
       caf::scoped_actor self{sys};
       scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health,
                             probe ? nullptr : opts.metrics};
+      ss.token_sources = token_sources;
       auto sched = sys.spawn(scheduler_actor, std::move(ss));
       self->send(sched, run_atom::value);
       if (!probe) {
@@ -170,8 +187,11 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       }
       for (auto& m : matchers)
         self->send_exit(m, caf::exit_reason::user_shutdown);
+      for (auto& [name, t] : token_sources)
+        self->send_exit(t, caf::exit_reason::user_shutdown);
       self->send_exit(sched, caf::exit_reason::user_shutdown);
     }
+    token_sources.clear();
     matchers.clear();
     writer = nullptr;
     health = nullptr;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <utility>
 
 namespace mscan::actors {
 
@@ -135,6 +136,15 @@ struct mailbox_state {
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   std::chrono::steady_clock::time_point last_activity;
   storage::mailbox_state stored;
+  // OAuth: the access token of this pass (from token_source), and whether the server's
+  // refusal of one has already been answered with a refresh and a second login.
+  std::string token;
+  bool token_retried = false;
+  std::map<std::string, storage::folder_checkpoint> checkpoints;  // for that second login
+  std::map<std::string, std::uint32_t> uidls;                     // (POP3's checkpoint)
+  // Provider download quota (max_download_mb_per_day): bytes fetched in the current UTC day.
+  std::int64_t quota_day = 0;
+  std::uint64_t quota_bytes = 0;
 
   static inline const char* name = "mailbox";
 };
@@ -312,6 +322,8 @@ void end_of_slice(mailbox_actor_t* self) {
   });
 }
 
+bool retry_with_new_token(mailbox_actor_t* self);
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -339,6 +351,7 @@ void pump(mailbox_actor_t* self) {
           if (st.s.probe)
             return;  // a probe never asks for messages; ignore a server that sends some anyway
           ++st.result.fetched;
+          st.quota_bytes += ev.raw.size();
           raw_message m;
           m.folder = std::move(ev.folder);
           m.uidvalidity = ev.uidvalidity;
@@ -402,6 +415,8 @@ void pump(mailbox_actor_t* self) {
         } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
           st.result.capabilities = st.session->capabilities();
           stop = true;
+          if (ev.err.kind == imap::error_kind::login_failed && retry_with_new_token(self))
+            return;
           fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
           if (st.failure)
             st.failure->retry_after_s = ev.err.retry_after_s;
@@ -497,7 +512,7 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
   auto& cfg = st.s.cfg;
   imap::session_options o;
   o.username = cfg.username;
-  o.secret = cfg.secret;
+  o.secret = st.s.token_source ? st.token : cfg.secret;
   o.auth = cfg.auth == core::auth_kind::xoauth2 ? imap::auth_method::xoauth2 : imap::auth_method::password;
   o.starttls = cfg.security == core::security_mode::starttls;
   o.folders = cfg.folders;
@@ -519,7 +534,7 @@ std::unique_ptr<protocol_session> make_pop3_session(const mailbox_state& st,
   auto& cfg = st.s.cfg;
   pop3::session_options o;
   o.username = cfg.username;
-  o.secret = cfg.secret;
+  o.secret = st.s.token_source ? st.token : cfg.secret;
   o.auth = cfg.auth == core::auth_kind::xoauth2 ? pop3::auth_method::xoauth2 : pop3::auth_method::automatic;
   o.starttls = cfg.security == core::security_mode::starttls;
   o.known.insert(std::make_move_iterator(uidls.begin()), std::make_move_iterator(uidls.end()));
@@ -579,6 +594,99 @@ void connect(mailbox_actor_t* self) {
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
 }
 
+// OAuth: asks the credential's token actor for a current token (`rejected` = the token the
+// server just refused, never handed out again), then logs in with it.
+void begin_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps,
+                std::map<std::string, std::uint32_t> uidls = {}, std::string rejected = {}) {
+  auto& st = self->state;
+  if (!st.s.token_source && !st.s.cfg.oauth_credential.empty()) {
+    // A credential added by a config reload has no token actor yet.
+    st.server_done = true;
+    st.failure = failed_result(st.s.cfg.user, "token_refresh_failed",
+                               fmt::format("oauth_credential '{}' is not active: restart mailscan to use it",
+                                           st.s.cfg.oauth_credential));
+    finish_if_drained(self);
+    return;
+  }
+  if (!st.s.token_source) {
+    start_pass(self, std::move(cps), std::move(uidls));
+    return;
+  }
+  st.checkpoints = std::move(cps);
+  st.uidls = std::move(uidls);
+  auto gen = st.generation;
+  self->request(st.s.token_source, caf::infinite, token_atom::value, std::move(rejected))
+    .then(
+      [=](std::string& token, std::string& reason, std::string& detail) {
+        auto& st = self->state;
+        if (gen != st.generation || !st.running)
+          return;
+        if (token.empty()) {
+          st.server_done = true;
+          st.failure = failed_result(st.s.cfg.user, reason, detail);
+          finish_if_drained(self);
+          return;
+        }
+        st.token = std::move(token);
+        start_pass(self, st.checkpoints, st.uidls);
+      },
+      [=](caf::error& e) {
+        auto& st = self->state;
+        if (gen != st.generation || !st.running)
+          return;
+        st.server_done = true;
+        st.failure = failed_result(st.s.cfg.user, "token_refresh_failed",
+                                   "token actor unavailable: " + caf::to_string(e));
+        finish_if_drained(self);
+      });
+}
+
+// AUTHENTICATIONFAILED with an OAuth token: the token may have expired or been revoked
+// early; one refresh and one more login per pass, never more (no login storm).
+bool retry_with_new_token(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (!st.s.token_source || st.token_retried)
+    return false;
+  st.token_retried = true;
+  if (st.conn) {
+    st.conn->close(false);
+    st.conn.reset();
+  }
+  st.session.reset();
+  ++st.generation;
+  if (st.s.log)
+    st.s.log->write(core::log_level::info, "oauth_login_retry", st.s.cfg.user,
+                    fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), "",
+                    "login refused with the cached token: refreshing and logging in once more");
+  begin_pass(self, st.checkpoints, st.uidls, std::exchange(st.token, {}));
+  return true;
+}
+
+std::int64_t utc_day() { return now_unix() / 86400; }
+
+// Provider download quota: true (and the pass failed as throttled until the next UTC day)
+// when today's bytes reached max_download_mb_per_day.
+bool over_quota(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (st.s.cfg.max_download_mb_per_day == 0 || st.s.probe)
+    return false;
+  if (st.quota_day != utc_day()) {
+    st.quota_day = utc_day();
+    st.quota_bytes = 0;
+  }
+  if (st.quota_bytes < std::uint64_t{st.s.cfg.max_download_mb_per_day} << 20)
+    return false;
+  st.server_done = true;
+  st.failure = failed_result(st.s.cfg.user, "throttled",
+                             fmt::format("daily download quota of {} MB reached (provider bandwidth limit); "
+                                         "scanning resumes after 00:00 UTC",
+                                         st.s.cfg.max_download_mb_per_day));
+  st.failure->retry_after_s = static_cast<std::uint32_t>((st.quota_day + 1) * 86400 - now_unix());
+  st.failure->throttle_mailbox_only = true;
+  finish_if_drained(self);
+  return true;
+}
+
 } // namespace
 
 caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settings s) {
@@ -593,6 +701,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (st.running)
           return;
         st.running = true;
+        st.token_retried = false;
         st.seen_after_ack.clear();
         st.actions_queued.clear();
         st.actions_ok = st.actions_failed = 0;
@@ -617,8 +726,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           finish_if_drained(self);
           return;
         }
+        if (over_quota(self))
+          return;
         if (st.s.probe) {
-          start_pass(self, {});
+          begin_pass(self, {});
           return;
         }
         // Checkpoints and the stored state come from the writer, which owns the database.
@@ -640,13 +751,13 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg.user)
               .then([=](std::map<std::string, storage::folder_checkpoint>& cps) {
                 if (self->state.s.cfg.type != core::mail_protocol::pop3) {
-                  start_pass(self, std::move(cps));
+                  begin_pass(self, std::move(cps));
                   return;
                 }
                 // POP3's checkpoint is the set of UIDLs already tracked.
                 self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg.user)
                   .then([=, cps = std::move(cps)](std::map<std::string, std::uint32_t>& uidls) mutable {
-                    start_pass(self, std::move(cps), std::move(uidls));
+                    begin_pass(self, std::move(cps), std::move(uidls));
                   });
               });
           });

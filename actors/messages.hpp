@@ -88,6 +88,9 @@ struct scan_result {
   // The mailbox yielded its lease after a slice (others were waiting): not the end of the
   // pass; the scheduler requeues it at once, behind them. Counters add up over the slices.
   bool more = false;
+  // throttled by a per-mailbox limit (a provider's download quota): pause this mailbox only,
+  // not every mailbox on its host.
+  bool throttle_mailbox_only = false;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -125,7 +128,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s, x.server_id, x.more);
+           x.retry_after_s, x.server_id, x.more, x.throttle_mailbox_only);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
@@ -211,4 +214,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, uidls_atom, "uidls")
   CAF_ADD_TYPE_ID(mscan, (std::vector<std::uint32_t>))
   CAF_ADD_ATOM(mscan, mscan::atoms, slice_atom, "slice")
+  CAF_ADD_ATOM(mscan, mscan::atoms, token_atom, "token")
 CAF_END_TYPE_ID_BLOCK(mscan)

@@ -140,6 +140,8 @@ void spawn_one(self_t self, std::size_t idx) {
   ms.probe = st.s.probe;
   ms.health = st.s.health;
   ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg.user);
+  if (auto t = st.s.token_sources.find(e.cfg.oauth_credential); t != st.s.token_sources.end())
+    ms.token_source = t->second;
   if (!st.s.matchers.empty())
     ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
   e.actor = spawn_mailbox_actor(self, std::move(ms));
@@ -181,9 +183,10 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     return;
   }
   res.more = false;  // a reload or shutdown ends the pass here
-  if (res.reason == "throttled") {
-    // The load governor: this host only, for as long as it asked (at least a minute).
-    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, 60));
+  if (res.reason == "throttled" && !res.throttle_mailbox_only) {
+    // The load governor: this host only, for as long as it asked (at least the mailbox's
+    // throttle_backoff_s: a minute, or its provider preset's).
+    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg.throttle_backoff_s));
     st.hosts[key].paused_until = clock::now() + pause;
     if (st.s.log)
       st.s.log->write(core::log_level::warning, "host_throttled", res.user, key, "",
@@ -215,6 +218,8 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     auto poll = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.poll_interval_s} * 1000);
     if (res.ok) {
       schedule_next(self, idx, jitter(poll, 0.1));  // mailboxes never synchronise
+    } else if (res.throttle_mailbox_only) {
+      schedule_next(self, idx, std::chrono::seconds(res.retry_after_s));
     } else {
       auto cap = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.max_backoff_s} * 1000);
       auto shift = std::min<std::uint32_t>(e.failures - 1, 10);
@@ -268,7 +273,9 @@ bool scans(const scheduler_state& st, const core::mailbox_config& m) {
 bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b) {
   return a.address == b.address && a.type == b.type && a.host == b.host && a.port == b.port && a.security == b.security &&
          a.verify_certificate == b.verify_certificate && a.ca_file == b.ca_file && a.auth == b.auth &&
-         a.username == b.username && a.secret == b.secret && a.folders == b.folders && a.scan == b.scan;
+         a.username == b.username && a.secret == b.secret && a.oauth_credential == b.oauth_credential &&
+         a.throttle_backoff_s == b.throttle_backoff_s && a.max_download_mb_per_day == b.max_download_mb_per_day &&
+         a.folders == b.folders && a.scan == b.scan;
 }
 
 void apply_reload(self_t self, const core::config& next) {

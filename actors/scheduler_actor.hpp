@@ -32,6 +32,8 @@ struct scheduler_settings {
   caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
   caf::actor health;      // mailbox state machine + notifications (scan mode)
   std::shared_ptr<engine_metrics> metrics;  // optional: live figures for the status service
+  // [[oauth_credential]] name -> its token actor (one per credential, shared by its mailboxes)
+  std::map<std::string, caf::actor> token_sources;
 };
 
 using config_ptr = std::shared_ptr<const core::config>;

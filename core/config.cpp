@@ -5,6 +5,8 @@
 
 #include "core/mail_template.hpp"
 
+#include "core/provider_presets.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
@@ -226,28 +228,57 @@ void validate_mailbox(const mailbox_config& m, const std::function<void(std::str
   }
 }
 
+const provider_preset* read_provider(table_reader& r) {
+  auto name = r.str("provider");
+  if (!name)
+    return nullptr;
+  auto p = find_provider(lower(*name));
+  if (!p)
+    r.error_at(r.node("provider"), "provider", fmt::format("expected one of {}", known_providers()));
+  return p;
+}
+
 mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) {
   mailbox_config m;
   auto err = [&](std::string what) { r.error_at(nullptr, "", what); };
   m.user = r.req_str("user");
+  // A preset supplies the defaults; every key written explicitly still wins.
+  const auto* preset = read_provider(r);
+  if (preset) {
+    m.provider = std::string{preset->name};
+    m.throttle_backoff_s = preset->throttle_backoff_s;
+    m.max_download_mb_per_day = preset->max_download_mb_per_day;
+  }
   m.address = r.str("address").value_or("");
   m.type = r.choice<mail_protocol>("type", {{"imap", mail_protocol::imap}, {"pop3", mail_protocol::pop3}})
              .value_or(mail_protocol::imap);
-  m.host = r.str("host").value_or("");
+  m.host = r.str("host").value_or(preset ? std::string{preset->host} : "");
   m.security = r.choice<security_mode>("security", {{"tls", security_mode::tls},
                                                     {"starttls", security_mode::starttls},
                                                     {"none", security_mode::none}})
-                 .value_or(security_mode::tls);
+                 .value_or(preset ? preset->security : security_mode::tls);
   const bool tls = m.security == security_mode::tls;
   m.port = r.integer<std::uint16_t>("port", 1, 65535)
-             .value_or(m.type == mail_protocol::pop3 ? (tls ? 995 : 110) : (tls ? 993 : 143));
+             .value_or(preset                           ? preset->port
+                       : m.type == mail_protocol::pop3 ? (tls ? 995 : 110)
+                                                       : (tls ? 993 : 143));
   m.verify_certificate = r.boolean("verify_certificate").value_or(true);
   m.compress = r.boolean("compress").value_or(false);
   if (auto ca = r.str("ca_file"))
     m.ca_file = resolve(base, *ca);
+  m.oauth_credential = r.str("oauth_credential").value_or("");
+  const auto default_auth = preset || !m.oauth_credential.empty() ? auth_kind::xoauth2 : auth_kind::password;
   m.auth = r.choice<auth_kind>("auth", {{"password", auth_kind::password}, {"xoauth2", auth_kind::xoauth2}})
-             .value_or(auth_kind::password);
-  m.username = r.str("username").value_or(m.user);
+             .value_or(default_auth);
+  if (!m.oauth_credential.empty() && m.auth != auth_kind::xoauth2)
+    r.error_at(r.node("auth"), "auth", "oauth_credential needs auth = \"xoauth2\"");
+  // XOAUTH2 with a credential: the user is the mailbox address (a shared mailbox is opened
+  // with the authorised identity's token), unless `username` says otherwise.
+  const bool address_login = !m.oauth_credential.empty() && !m.address.empty();
+  m.username = r.str("username").value_or(address_login ? m.address : m.user);
+  m.throttle_backoff_s = r.integer<std::uint32_t>("throttle_backoff_s", 0, 86400).value_or(m.throttle_backoff_s);
+  m.max_download_mb_per_day =
+    r.integer<std::uint32_t>("max_download_mb_per_day", 0, 1u << 30).value_or(m.max_download_mb_per_day);
   auto password = r.str("password");
   auto env = r.str("password_env");
   auto file = r.str("password_file");
@@ -257,7 +288,12 @@ mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) 
     password = token;
     env = token_env;
   }
-  resolve_secret(m, password, env, file, base, err);
+  if (!m.oauth_credential.empty()) {
+    if (password || env || file)
+      err("give either oauth_credential or a static token/password, not both");
+  } else {
+    resolve_secret(m, password, env, file, base, err);
+  }
   m.folders = split_folders(r.str("folders").value_or("*"));
   m.scan = r.choice<scan_mode>("scan", {{"all", scan_mode::all}, {"unread", scan_mode::unread}})
              .value_or(scan_mode::all);
@@ -266,6 +302,81 @@ mailbox_config read_mailbox(table_reader& r, const std::filesystem::path& base) 
   r.reject_unknown();
   validate_mailbox(m, err);
   return m;
+}
+
+// Reads a secret's value from `NAME_env` or `NAME_file` (plain or sealed msk1:...).
+std::string read_secret_source(table_reader& r, std::string_view name, const std::filesystem::path& base,
+                               std::string& problem) {
+  auto env = r.str(fmt::format("{}_env", name));
+  auto file = r.str(fmt::format("{}_file", name));
+  if (env && file)
+    r.error_at(nullptr, fmt::format("{}_env", name), fmt::format("give only one of {0}_env, {0}_file", name));
+  std::string out;
+  if (env) {
+    if (const char* v = std::getenv(env->c_str()); v && *v)
+      out = v;
+    else
+      problem = fmt::format("environment variable {} is not set", *env);
+  } else if (file) {
+    auto p = resolve(base, *file);
+    std::ifstream in(p, std::ios::binary);
+    if (!in) {
+      problem = fmt::format("{} file {} cannot be read", name, p.string());
+    } else {
+      out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+        out.pop_back();
+      if (out.empty())
+        problem = fmt::format("{} file {} is empty", name, p.string());
+    }
+  }
+  return out;
+}
+
+oauth_credential_config read_oauth_credential(table_reader& r, const std::filesystem::path& base) {
+  oauth_credential_config c;
+  c.name = r.req_str("name");
+  const auto* preset = read_provider(r);
+  if (preset)
+    c.provider = std::string{preset->name};
+  c.tenant = r.str("tenant").value_or("");
+  c.grant = r.choice<oauth_grant>("grant", {{"client_credentials", oauth_grant::client_credentials},
+                                           {"refresh_token", oauth_grant::refresh_token}})
+              .value_or(oauth_grant::client_credentials);
+  std::string url = preset ? std::string{preset->token_url} : "";
+  if (auto pos = url.find("{tenant}"); pos != std::string::npos) {
+    if (c.tenant.empty() && !r.str("token_url"))
+      r.error_at(nullptr, "tenant", fmt::format("missing (required by provider = \"{}\")", c.provider));
+    url.replace(pos, 8, c.tenant);
+  }
+  c.token_url = r.str("token_url").value_or(url);
+  if (c.token_url.empty())
+    r.error_at(nullptr, "token_url", "missing (required without a provider)");
+  if (!c.token_url.starts_with("https://") && !c.token_url.starts_with("http://127.") &&
+      !c.token_url.starts_with("http://[::1]") && !c.token_url.starts_with("http://localhost"))
+    r.error_at(r.node("token_url"), "token_url", "expected an https:// URL (plain http only to loopback)");
+  c.client_id = r.req_str("client_id");
+  c.client_secret = read_secret_source(r, "client_secret", base, c.secret_problem);
+  std::string preset_scope;
+  if (preset)
+    preset_scope = std::string{c.grant == oauth_grant::client_credentials ? preset->scope_client_credentials
+                                                                           : preset->scope_refresh_token};
+  if (preset && preset_scope.empty() && !r.str("scope"))
+    r.error_at(r.node("grant"), "grant",
+               fmt::format("provider \"{}\" has no client_credentials grant for IMAP: use grant = \"refresh_token\"",
+                           c.provider));
+  c.scope = r.str("scope").value_or(preset_scope);
+  if (auto f = r.str("refresh_token_file"))
+    c.refresh_token_file = resolve(base, *f);
+  if (c.grant == oauth_grant::refresh_token && c.refresh_token_file.empty())
+    r.error_at(nullptr, "refresh_token_file", "missing (required with grant = \"refresh_token\")");
+  if (auto ca = r.str("ca_file"))
+    c.ca_file = resolve(base, *ca);
+  c.verify_certificate = r.boolean("verify_certificate").value_or(true);
+  c.refresh_margin_s = r.integer<std::uint32_t>("refresh_margin_s", 0, 86400).value_or(c.refresh_margin_s);
+  c.timeout_s = r.integer<std::uint32_t>("timeout_s", 1, 600).value_or(c.timeout_s);
+  r.reject_unknown();
+  return c;
 }
 
 condition_config read_condition(const toml::node& n, const std::string& file, const std::string& where);
@@ -689,7 +800,8 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   } catch (const toml::parse_error& e) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> top{"engine", "service", "smtp", "mailbox", "account", "contact", "item", "item_pattern", "rule"};
+  static const std::set<std::string> top{"engine",  "service", "smtp",         "mailbox", "account",
+                                         "contact", "item",    "item_pattern", "rule",    "oauth_credential"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -738,6 +850,9 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
       e.mailboxes_file = resolve(base, *f);
     if (auto f = r.str("directory_file"))
       e.directory_file = resolve(base, *f);
+    if (auto f = r.str("secrets_key_file"))
+      e.secrets_key_file = resolve(base, *f);
+    e.secrets_key_env = r.str("secrets_key_env").value_or("");
     r.reject_unknown();
   } else if (root.get("engine")) {
     fail(fmt::format("{}: [engine] must be a table", file));
@@ -788,6 +903,11 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     fail(fmt::format("{}: [smtp] must be a table", file));
   }
 
+  for_each_table(root, "oauth_credential", file, [&](const toml::table& t, std::size_t idx) {
+    auto name = t.get_as<std::string>("name");
+    table_reader r(t, file, fmt::format("[[oauth_credential]] #{}{}", idx, name ? " (" + name->get() + ")" : ""));
+    cfg.oauth_credentials.push_back(read_oauth_credential(r, base));
+  });
   for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {
     auto user = t.get_as<std::string>("user");
     table_reader r(t, file, fmt::format("[[mailbox]] #{}{}", idx, user ? " (" + user->get() + ")" : ""));
@@ -881,6 +1001,13 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   for (auto& m : cfg.mailboxes)
     if (!users.insert(m.user).second)
       fail(fmt::format("{}: mailbox user '{}' appears twice (users must be unique)", file, m.user));
+  std::set<std::string> credential_names;
+  for (auto& c : cfg.oauth_credentials)
+    if (!credential_names.insert(c.name).second)
+      fail(fmt::format("{}: oauth_credential '{}' appears twice (names must be unique)", file, c.name));
+  for (auto& m : cfg.mailboxes)
+    if (!m.oauth_credential.empty() && !credential_names.count(m.oauth_credential))
+      fail(fmt::format("{}: mailbox '{}' names unknown oauth_credential '{}'", file, m.user, m.oauth_credential));
   std::set<std::string> account_names;
   for (auto& a : cfg.accounts)
     account_names.insert(a.name);
@@ -899,6 +1026,13 @@ const mailbox_config* config::find_mailbox(std::string_view user) const {
   for (auto& m : mailboxes)
     if (m.user == user)
       return &m;
+  return nullptr;
+}
+
+const oauth_credential_config* config::find_oauth_credential(std::string_view name) const {
+  for (auto& c : oauth_credentials)
+    if (c.name == name)
+      return &c;
   return nullptr;
 }
 

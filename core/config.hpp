@@ -57,6 +57,33 @@ struct engine_config {
   std::string reply_marker;
   std::filesystem::path mailboxes_file;
   std::filesystem::path directory_file;
+  // The key that opens sealed secrets (refresh tokens, client secrets): 64 hex digits in this
+  // file, or else in this environment variable (core/secret_box.hpp).
+  std::filesystem::path secrets_key_file;
+  std::string secrets_key_env;
+};
+
+enum class oauth_grant { client_credentials, refresh_token };
+
+// [[oauth_credential]]: one OAuth2 client (service principal or authorised user) that many
+// mailboxes reference by name; one token actor per credential refreshes its access token.
+struct oauth_credential_config {
+  std::string name;
+  std::string provider;             // "" | office365 | gmail (fills token_url and scope)
+  std::string tenant;               // office365: the directory (tenant) id or domain
+  std::string token_url;            // https://... (http only to loopback)
+  oauth_grant grant = oauth_grant::client_credentials;
+  std::string client_id;
+  // Resolved from client_secret_env / client_secret_file; may be sealed (msk1:...) until
+  // resolve_oauth_secrets() opens it. Never printed.
+  std::string client_secret;
+  std::string secret_problem;       // why client_secret is missing (e.g. env var not set)
+  std::string scope;
+  std::filesystem::path refresh_token_file;  // sealed token file (`mailscan oauth store-token`)
+  std::filesystem::path ca_file;    // extra trust anchor for the token endpoint
+  bool verify_certificate = true;
+  std::uint32_t refresh_margin_s = 300;  // refresh this long before the token expires
+  std::uint32_t timeout_s = 20;          // per token request
 };
 
 struct mailbox_config {
@@ -80,9 +107,19 @@ struct mailbox_config {
   scan_mode scan = scan_mode::all;
   bool disable_mail_scan = false;
   bool scan_emails = true;
+  // auth = xoauth2 with tokens from this [[oauth_credential]] (the XOAUTH2 user is `username`,
+  // by default the mailbox address: shared mailboxes log in with the authorised identity's token).
+  std::string oauth_credential;
+  std::string provider;                  // "" | office365 | gmail (core/provider_presets.hpp)
+  std::uint32_t throttle_backoff_s = 60;  // minimum pause after a "throttled" answer
+  // Provider download quota (Gmail: 2,500 MB a day per account); 0 = none. Once a mailbox has
+  // downloaded this much in a UTC day its passes stop as `throttled` until the next day.
+  std::uint32_t max_download_mb_per_day = 0;
 
   // "Not Set" in diagnostics: nothing to connect to or nothing to log in with.
-  bool is_set() const { return !host.empty() && !username.empty() && !secret.empty(); }
+  bool is_set() const {
+    return !host.empty() && !username.empty() && (!secret.empty() || !oauth_credential.empty());
+  }
 };
 
 // [service]: the opt-in status API and dashboard, and the notification webhook.
@@ -185,8 +222,10 @@ struct config {
   std::vector<item_config> items;
   std::vector<item_pattern_config> item_patterns;
   std::vector<rule_config> rules;
+  std::vector<oauth_credential_config> oauth_credentials;
 
   const mailbox_config* find_mailbox(std::string_view user) const;
+  const oauth_credential_config* find_oauth_credential(std::string_view name) const;
 };
 
 struct config_error {

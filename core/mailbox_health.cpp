@@ -76,7 +76,10 @@ bool credential_matches(std::string_view stored, const mailbox_config& m) {
 }
 
 bool may_login(const storage::mailbox_state& prev, const mailbox_config& m) {
-  if (prev.state != "credentials_changed")
+  // OAuth mailboxes: the credential's token actor is the gate (it stops asking the token
+  // endpoint after invalid_grant until a new refresh token is stored), and the credentials
+  // are not in the mailbox's config, so its hash could never change.
+  if (prev.state != "credentials_changed" || !m.oauth_credential.empty())
     return true;
   return !credential_matches(prev.credential_hash, m);
 }
@@ -124,6 +127,18 @@ health_decision next_state(const storage::mailbox_state& prev, const pass_outcom
   s.last_error_detail = pass.detail;
   if (prev.state == "disabled")
     s.notified = false;
+
+  // The token endpoint refused the OAuth credential (invalid_grant: consent revoked, refresh
+  // token expired; invalid_client: secret expired): an operator must act. The token actor
+  // already stopped asking; the mailbox shows credentials_changed and notifies once.
+  if (pass.reason == "credentials_changed" && !m.oauth_credential.empty()) {
+    s.state = "credentials_changed";
+    if (!s.notified) {
+      d.notify = notify_kind::credentials_changed;
+      s.notified = true;
+    }
+    return d;
+  }
 
   // Refused with the credentials that last worked (the password changed on the server), or a
   // refused replacement while already locked out: stop logging in.
@@ -185,11 +200,21 @@ std::string next_step(std::string_view reason, std::string_view detail) {
     return "the server answered something unexpected: run `mailscan test-mailbox USER` and report the detail";
   if (reason == "throttled")
     return "the server limits connections: lower max_connections_per_host or raise the server's per-user limit";
+  if (reason == "credentials_changed" && detail.find("token endpoint") != std::string_view::npos)
+    return detail.find("invalid_grant") != std::string_view::npos
+             ? "the OAuth refresh token was refused (consent revoked, or the token expired or was rotated "
+               "away): re-authorise the account and store the new token with `mailscan oauth store-token "
+               "--config FILE CREDENTIAL` (scanning resumes by itself)"
+             : "the token endpoint refused the OAuth client (client id or secret wrong or expired, scope not "
+               "granted): fix the [[oauth_credential]] and restart mailscan";
+  if (reason == "credentials_changed" && detail.find("refresh token file") != std::string_view::npos)
+    return "no usable refresh token: store one with `mailscan oauth store-token --config FILE CREDENTIAL`";
   if (reason == "credentials_changed")
     return "logins stopped after the server refused credentials that worked before: put the new password in the "
            "config (scanning resumes by itself) or run `mailscan force-sync USER` once it is fixed";
   if (reason == "token_refresh_failed")
-    return "the OAuth token could not be refreshed: re-authorise the mailbox and update its token";
+    return "the OAuth token endpoint could not be reached or is temporarily unavailable (retried with back-off): "
+           "check the credential's token_url, the network and the provider's status; scanning resumes by itself";
   if (reason == "disk_full")
     return "the disk holding data_dir is full: free space or move data_dir; scanning resumes where it stopped";
   if (reason == "storage_error")

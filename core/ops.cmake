@@ -4,4 +4,4 @@ add_library(mailscan_ops mailbox_health.cpp notifier.cpp)
 target_include_directories(mailscan_ops PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(mailscan_ops
   PUBLIC mailscan_core mailscan_storage nlohmann_json::nlohmann_json
-  PRIVATE Boost::headers OpenSSL::SSL OpenSSL::Crypto Threads::Threads fmt::fmt mailscan_warnings)
+  PRIVATE mailscan_net OpenSSL::SSL OpenSSL::Crypto Threads::Threads fmt::fmt mailscan_warnings)

@@ -1,5 +1,7 @@
 #include "apps/mailscan/diagnose.hpp"
 
+#include "apps/mailscan/oauth_cmd.hpp"
+
 #include "core/mailbox_health.hpp"
 #include "storage/store.hpp"
 
@@ -13,14 +15,14 @@
 
 namespace mscan::apps {
 
-namespace {
-
-constexpr int exit_ok = 0, exit_usage = 2, exit_failed = 3;
-
 int error_line(std::string_view what, std::string_view why, int code) {
   std::cerr << fmt::format("mailscan: {}: {}\n", what, why);
   return code;
 }
+
+namespace {
+
+constexpr int exit_ok = 0, exit_usage = 2, exit_failed = 3;
 
 // The protocol layer never echoes a secret, but a server may (some echo the LOGIN line).
 std::string redact(std::string text, const core::mailbox_config& m) {
@@ -216,6 +218,8 @@ expected<std::vector<diagnosis>, std::string> diagnose_all(const core::config& c
       to_probe.mailboxes.push_back(std::move(m));
     }
   std::map<std::string, actors::pass_result> results;
+  // Before the probe: a probe that refreshes the token makes it "used" again.
+  const auto idle = oauth_idle_warnings(cfg);
   if (!to_probe.mailboxes.empty()) {
     actors::engine_options o;
     o.once = true;
@@ -248,6 +252,12 @@ expected<std::vector<diagnosis>, std::string> diagnose_all(const core::config& c
     } else {
       out.push_back(from_pass(m, it->second));
     }
+    if (auto w = idle.find(m.user); w != idle.end()) {
+      auto& d = out.back();
+      d.detail += "; warning: " + w->second;
+      if (d.next_step.empty())
+        d.next_step = "keep the refresh token in use (scan regularly) or re-authorise before it expires";
+    }
   }
   return out;
 }
@@ -256,6 +266,8 @@ int run_diagnose(const std::string& config_file, bool json, const probe_fn& prob
   auto cfg = core::load_config(config_file);
   if (!cfg)
     return error_line("config", cfg.error().message, exit_usage);
+  if (int rc = oauth_startup_check(*cfg); rc != 0)
+    return rc;
   std::size_t set = 0;
   for (auto& m : cfg->mailboxes)
     set += m.is_set() ? 1 : 0;
@@ -277,6 +289,8 @@ int run_test_mailbox(const std::string& config_file, const std::string& user, bo
   auto cfg = core::load_config(config_file);
   if (!cfg)
     return error_line("config", cfg.error().message, exit_usage);
+  if (int rc = oauth_startup_check(*cfg); rc != 0)
+    return rc;
   auto m = cfg->find_mailbox(user);
   if (!m)
     return error_line("test-mailbox", fmt::format("no mailbox for user '{}' in {}", user, config_file), exit_usage);

@@ -70,6 +70,9 @@ expected<std::vector<diagnosis>, std::string> diagnose_all(const core::config& c
                                                            const probe_fn& probe,
                                                            progress_reporter* progress);
 
+// "mailscan: WHAT: WHY" on stderr (the one error line of INTERFACE.md); returns `code`.
+int error_line(std::string_view what, std::string_view why, int code);
+
 // The commands; probe defaults to actors::run_engine. Return the process exit code.
 int run_diagnose(const std::string& config_file, bool json, const probe_fn& probe = {});
 int run_test_mailbox(const std::string& config_file, const std::string& user, bool json,

@@ -6,6 +6,7 @@
 #include "protocols/mime/message.hpp"
 #include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/mail_commands.hpp"
+#include "apps/mailscan/oauth_cmd.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
 #include "bench/simulator/simulator.hpp"
@@ -89,6 +90,8 @@ int cmd_run(const std::string& config_file, bool once) {
   auto cfg = load(config_file, code);
   if (!cfg)
     return code;
+  if (int rc = apps::oauth_startup_check(*cfg); rc != 0)
+    return rc;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_hangup);
@@ -378,6 +381,18 @@ int main(int argc, char** argv) {
   outbox->add_option("--config", config_file)->required();
   outbox->add_flag("--send", send_mail, "first send what is due");
   outbox->add_flag("--json", json);
+  auto oauth = app.add_subcommand("oauth", "OAuth2 secrets: a secrets key, sealed refresh tokens and client secrets");
+  oauth->require_subcommand(1);
+  auto oauth_new_key = oauth->add_subcommand("new-key", "print a new secrets key (64 hex digits)");
+  std::string credential;
+  auto oauth_store = oauth->add_subcommand("store-token", "seal a refresh token read from stdin into the "
+                                                          "credential's refresh_token_file");
+  oauth_store->add_option("--config", config_file)->required();
+  oauth_store->add_option("credential", credential)->required();
+  auto oauth_seal = oauth->add_subcommand("seal", "print a client secret read from stdin sealed, for a "
+                                                  "client_secret_file");
+  oauth_seal->add_option("--config", config_file)->required();
+  oauth_seal->add_option("credential", credential)->required();
 
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
@@ -434,6 +449,12 @@ int main(int argc, char** argv) {
       return apps::run_outbox(config_file, send_mail, json);
     if (*serve)
       return apps::run_serve(config_file, serve_listen);
+    if (*oauth_new_key)
+      return apps::run_oauth_new_key();
+    if (*oauth_store)
+      return apps::run_oauth_store_token(config_file, credential, std::cin);
+    if (*oauth_seal)
+      return apps::run_oauth_seal(config_file, credential, std::cin);
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)

@@ -9,7 +9,7 @@ configure_file(dashboard/dashboard_asset.hpp.in
   "${CMAKE_CURRENT_BINARY_DIR}/generated/apps/mailscan/dashboard_asset.hpp" @ONLY)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${MAILSCAN_DASHBOARD_SRC}")
 
-add_library(mailscan_ops_app STATIC diagnose.cpp status_server.cpp)
+add_library(mailscan_ops_app STATIC diagnose.cpp status_server.cpp oauth_cmd.cpp)
 target_include_directories(mailscan_ops_app
   PUBLIC ${PROJECT_SOURCE_DIR}
   PRIVATE "${CMAKE_CURRENT_BINARY_DIR}/generated")

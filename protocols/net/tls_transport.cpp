@@ -1,5 +1,7 @@
 #include "protocols/net/tls_transport.hpp"
 
+#include "protocols/net/tls_context.hpp"
+
 #include <utility>  // before Asio: Boost 1.74 + g++ 12 under C++20 (TOOLCHAIN.md)
 
 #include <boost/asio.hpp>
@@ -52,12 +54,7 @@ struct io_runtime::impl {
   std::shared_ptr<ssl::context> context_for(bool verify, const std::string& ca_file, std::string& err);
 };
 
-std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const std::string& ca_file,
-                                                                 std::string& err) {
-  std::lock_guard lock{mtx};
-  auto key = std::make_pair(verify, ca_file);
-  if (auto it = tls_contexts.find(key); it != tls_contexts.end())
-    return it->second;
+std::shared_ptr<ssl::context> make_client_tls_context(bool verify, const std::string& ca_file, std::string& err) {
   auto c = std::make_shared<ssl::context>(ssl::context::tls_client);
   boost::system::error_code ec;
   c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
@@ -76,6 +73,18 @@ std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const s
     }
   }
   c->set_verify_mode(verify ? ssl::verify_peer : ssl::verify_none);
+  return c;
+}
+
+std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const std::string& ca_file,
+                                                                 std::string& err) {
+  std::lock_guard lock{mtx};
+  auto key = std::make_pair(verify, ca_file);
+  if (auto it = tls_contexts.find(key); it != tls_contexts.end())
+    return it->second;
+  auto c = make_client_tls_context(verify, ca_file, err);
+  if (!c)
+    return nullptr;
   tls_contexts.emplace(key, c);
   return c;
 }

@@ -394,7 +394,8 @@ struct dovecot_fixture::impl {
     // Seeding writes files behind dovecot's back: no list index that could go stale.
     c += "mailbox_list_index = no\n";
     c += "mail_fsync = never\n";
-    c += "auth_mechanisms = " + opts.auth_mechanisms + "\n";
+    c += "auth_mechanisms = " + opts.auth_mechanisms +
+         (opts.oauth2_introspection_url.empty() ? "" : " xoauth2 oauthbearer") + "\n";
     c += "disable_plaintext_auth = no\n";
     c += "auth_failure_delay = 0\n";
     c += "auth_cache_size = 0\n";
@@ -416,6 +417,19 @@ struct dovecot_fixture::impl {
     // rename: every change is seen by the very next login. Homes are static per user name.
     c += "passdb {\n  driver = dict\n  args = " + (root_dir / "dict-auth.conf.ext").string() +
          "\n}\n";
+    if (!opts.oauth2_introspection_url.empty()) {
+      // After the dict passdb (a token is no password there: result_failure = continue).
+      write_file_atomic(root_dir / "dovecot-oauth2.conf.ext",
+                        "introspection_mode = post\n"
+                        "introspection_url = " + opts.oauth2_introspection_url + "\n"
+                        "force_introspection = yes\n"
+                        "username_attribute = username\n"
+                        "username_format = %d\n"
+                        "active_attribute = active\n"
+                        "active_value = true\n",
+                        0600);
+      c += "passdb {\n  driver = oauth2\n  args = " + (root_dir / "dovecot-oauth2.conf.ext").string() + "\n}\n";
+    }
     c += "userdb {\n  driver = static\n  args = home=" + r + "/home/%u\n}\n";
     c += "namespace inbox {\n  inbox = yes\n  separator = /\n}\n";
     c += "service imap-login {\n  service_count = 0\n  process_min_avail = " +

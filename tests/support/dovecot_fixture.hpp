@@ -77,6 +77,11 @@ struct dovecot_options {
   // Serve dovecot's SASL authentication protocol on a loopback TCP port (auth_port()), so a
   // test mail server (postfix, smtpd_sasl_type = dovecot) authenticates against these users.
   bool sasl_inet = false;
+  // XOAUTH2 and OAUTHBEARER through dovecot's `oauth2` passdb, which POSTs each token to this
+  // RFC 7662 introspection URL (tests/support/oauth_token_server). A token is accepted for
+  // any user in the domain of the identity the introspection names (an app-only token of a
+  // tenant opens its shared mailboxes): username_format = %d.
+  std::string oauth2_introspection_url = {};
   // Where the fixture directory is created; empty = MAILSCAN_BINARY_DIR/test-tmp.
   std::filesystem::path parent_dir = {};
   // Keep the fixture directory after destruction (also with env MAILSCAN_KEEP_TEST_TMP=1;
