@@ -37,6 +37,8 @@ struct engine_report {
   std::uint64_t messages_in_store = 0;
 };
 
+struct cluster_hooks;  // actors/cluster_coordinator.hpp
+
 struct engine_options {
   bool once = true;
   engine_mode mode = engine_mode::scan;
@@ -44,6 +46,9 @@ struct engine_options {
   std::atomic<bool>* reload = nullptr;      // set by SIGHUP: re-read the config file, apply it
   // Called (from the engine's thread) as each mailbox finishes its first pass.
   std::function<void(const pass_result&, std::size_t done, std::size_t total)> on_progress;
+  // Set by `mailscan coordinator`: mailboxes are scanned by the nodes that join; this
+  // process keeps the store, writer, health and scheduler (leases for the whole cluster).
+  cluster_hooks* cluster = nullptr;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

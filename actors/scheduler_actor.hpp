@@ -10,12 +10,14 @@
 //   due --> waiting --(lease: global + host slot + login token, host not paused)--> scanning
 //    ^                                                                                  |
 //    +------ poll_interval +-10% (ok) / min(poll * 2^failures, max_backoff) (error) <--+
+#include "actors/mailbox_actor.hpp"
 #include "actors/messages.hpp"
 #include "core/config.hpp"
 #include "core/event_log.hpp"
 #include "protocols/net/tls_transport.hpp"
 
 #include <chrono>
+#include <functional>
 #include <unordered_map>
 
 namespace mscan::actors {
@@ -30,6 +32,10 @@ struct scheduler_settings {
   bool probe = false;     // diagnostics pass (see engine_mode::probe)
   caf::actor observer;    // receives (progress_atom, scan_result, done, total) per first pass
   caf::actor health;      // mailbox state machine + notifications (scan mode)
+  // Null: spawn_mailbox_actor. A cluster coordinator spawns stand-ins that lease the
+  // mailbox to whichever node owns it (actors/cluster_coordinator.hpp); whatever it returns
+  // must be monitored by the scheduler and answer leases like a mailbox actor.
+  std::function<caf::actor(caf::event_based_actor*, mailbox_settings)> spawn_mailbox;
 };
 
 using config_ptr = std::shared_ptr<const core::config>;

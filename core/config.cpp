@@ -568,7 +568,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
   } catch (const toml::parse_error& e) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "item_pattern", "rule"};
+  static const std::set<std::string> top{"engine", "service", "mailbox", "account", "contact", "item", "item_pattern", "rule", "cluster"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -648,6 +648,19 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     r.reject_unknown();
   } else if (root.get("service")) {
     fail(fmt::format("{}: [service] must be a table", file));
+  }
+
+  if (auto ct = root.get_as<toml::table>("cluster")) {
+    table_reader r(*ct, file, "[cluster]");
+    auto& c = cfg.cluster;
+    c.secret_env = r.str("secret_env").value_or("");
+    c.heartbeat_ms = r.integer<std::uint32_t>("heartbeat_ms", 50, 60000).value_or(c.heartbeat_ms);
+    c.node_timeout_ms = r.integer<std::uint32_t>("node_timeout_ms", 200, 600000).value_or(c.node_timeout_ms);
+    if (c.node_timeout_ms <= c.heartbeat_ms)
+      r.error_at(r.node("node_timeout_ms"), "node_timeout_ms", "must be longer than heartbeat_ms");
+    r.reject_unknown();
+  } else if (root.get("cluster")) {
+    fail(fmt::format("{}: [cluster] must be a table", file));
   }
 
   for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {

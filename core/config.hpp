@@ -84,6 +84,14 @@ struct service_config {
   std::filesystem::path webhook_ca_file;
 };
 
+// [cluster]: `mailscan coordinator` / `mailscan node` (docs/cluster.md).
+struct cluster_config {
+  std::string secret_env;            // environment variable holding the join secret (required
+                                     // by `coordinator`; the node reads the variable it names)
+  std::uint32_t heartbeat_ms = 1000;     // a node's heartbeat period
+  std::uint32_t node_timeout_ms = 5000;  // no heartbeat for this long: the node is dead
+};
+
 struct account_config {
   std::string name;
   std::vector<std::string> domains;
@@ -134,6 +142,7 @@ struct config {
   std::filesystem::path file;  // the config file itself (absolute)
   engine_config engine;
   service_config service;
+  cluster_config cluster;
   std::vector<mailbox_config> mailboxes;
   std::vector<account_config> accounts;
   std::vector<contact_config> contacts;

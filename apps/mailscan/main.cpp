@@ -4,6 +4,7 @@
 #include "actors/engine.hpp"
 #include "core/rules.hpp"
 #include "protocols/mime/message.hpp"
+#include "apps/mailscan/cluster.hpp"
 #include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/status_server.hpp"
 #include "apps/mailscan/output.hpp"
@@ -83,11 +84,19 @@ std::optional<reading> open_reading(const std::string& config_file, std::string_
   return reading{std::move(*cfg), std::move(db)};
 }
 
-int cmd_run(const std::string& config_file, bool once) {
+// `run`, or with `cluster_listen` the coordinator of a cluster (apps/mailscan/cluster.hpp).
+int cmd_run(const std::string& config_file, bool once, const std::string* cluster_listen = nullptr) {
   int code = 0;
   auto cfg = load(config_file, code);
   if (!cfg)
     return code;
+  std::shared_ptr<actors::cluster_hooks> cluster;
+  if (cluster_listen) {
+    auto hooks = apps::make_cluster_hooks(*cfg, *cluster_listen);
+    if (!hooks)
+      return error_line("coordinator", hooks.error(), exit_usage);
+    cluster = *hooks;
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_hangup);
@@ -95,13 +104,14 @@ int cmd_run(const std::string& config_file, bool once) {
   opts.once = once;
   opts.stop = &g_stop;
   opts.reload = &g_reload;
+  opts.cluster = cluster.get();
   if (auto rules = core::compile_rules(cfg->rules); !rules) {
     std::cerr << fmt::format("mailscan: config error: {}\n", rules.error().message);
     return 2;  // a config error, like the loader's: the rule is named
   }
   auto rep = actors::run_engine(*cfg, opts);
   if (!rep)
-    return error_line("run", rep.error(), exit_failed);
+    return error_line(cluster ? "coordinator" : "run", rep.error(), exit_failed);
   bool all_ok = true;
   for (auto& p : rep->passes) {
     if (p.reason == "stopped") {  // SIGINT/SIGTERM: an orderly stop is not a failure
@@ -261,12 +271,14 @@ int cmd_status(const std::string& config_file, bool json) {
   if (db && !cfg->rules.empty())
     msgs = db->query_messages({});
   auto rules = apps::rules_json(*cfg, msgs);
+  auto out = apps::status_json(states);
+  apps::add_cluster_status(*cfg, out);  // nodes and each mailbox's node, when a coordinator ran
   if (json) {
-    auto out = apps::status_json(states);
     out["rules"] = std::move(rules);  // an extra top-level list: the mailboxes shape is unchanged
     std::cout << out.dump(2) << "\n";
   } else {
     apps::print_status(std::cout, states);
+    apps::print_cluster_status(std::cout, out);
     for (auto& r : rules)
       std::cout << fmt::format("rule {}: {} hit(s), last {}\n", r["name"].get<std::string>(),
                                r["hits"].get<std::uint64_t>(),
@@ -349,6 +361,18 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_file)->required();
   serve->add_option("--listen", serve_listen, "HOST:PORT (default: [service] listen, else 127.0.0.1:8080)");
 
+  auto coordinator = app.add_subcommand("coordinator", "a cluster's coordinator: nodes that join scan the mailboxes");
+  std::string cluster_listen;
+  coordinator->add_option("--config", config_file)->required();
+  coordinator->add_option("--listen", cluster_listen, "127.0.0.1:PORT (loopback only; 0 = any free port)")->required();
+  coordinator->add_flag("--once", once, "one full pass over every mailbox across the cluster, then exit");
+  auto node = app.add_subcommand("node", "a cluster node: scans the mailboxes the coordinator leases it");
+  apps::node_command node_cmd;
+  node->add_option("--join", node_cmd.join, "the coordinator's 127.0.0.1:PORT")->required();
+  node->add_option("--name", node_cmd.name, "node name (default HOSTNAME-PID); mailboxes are assigned by it");
+  node->add_option("--rejoin-s", node_cmd.rejoin_s, "how long to retry when the coordinator is lost");
+  node->add_option("--fake-protocol-version", node_cmd.fake_protocol_version)->group("");  // tests only
+
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
   std::string listen = "127.0.0.1:0";
@@ -400,6 +424,13 @@ int main(int argc, char** argv) {
       return apps::run_force_sync(config_file, ops_user);
     if (*serve)
       return apps::run_serve(config_file, serve_listen);
+    if (*coordinator)
+      return cmd_run(config_file, once, &cluster_listen);
+    if (*node) {
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return apps::run_node_command(node_cmd, &g_stop);
+    }
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)
