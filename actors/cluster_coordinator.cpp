@@ -41,9 +41,9 @@ struct coordinator_state {
 using coord_t = caf::stateful_actor<coordinator_state>*;
 
 void log_line(const std::shared_ptr<core::event_log>& log, core::log_level lvl, std::string_view event,
-              std::string_view node, const std::string& detail) {
+              std::string_view node, const std::string& detail, std::string_view user = {}) {
   if (log)
-    log->write(lvl, event, "", std::string{node}, "", detail);
+    log->write(lvl, event, std::string{user}, std::string{node}, "", detail);
 }
 
 void write_file(coord_t self) {
@@ -279,6 +279,8 @@ struct proxy_state {
   caf::actor owner;  // the node scanning it under the current lease
   std::string owner_name;
   std::uint64_t gen = 0;  // answers to an older owner question are ignored
+  std::chrono::milliseconds grace{0};  // before a lease moves off a dead node
+  clock::time_point not_before{};
   static inline const char* name = "cluster_mailbox";
 };
 using proxy_t = caf::stateful_actor<proxy_state>*;
@@ -315,8 +317,9 @@ void dispatch(proxy_t self) {
 }
 
 caf::behavior mailbox_proxy(proxy_t self, std::string user, caf::actor scheduler, caf::actor coord,
-                            std::shared_ptr<core::event_log> log) {
+                            std::shared_ptr<core::event_log> log, std::chrono::milliseconds grace) {
   auto& st = self->state;
+  st.grace = grace;
   st.user = std::move(user);
   st.scheduler = std::move(scheduler);
   st.coord = std::move(coord);
@@ -340,14 +343,20 @@ caf::behavior mailbox_proxy(proxy_t self, std::string user, caf::actor scheduler
       if (!st.leased || st.owner_name != name)
         return;
       log_line(st.log, core::log_level::warning, "mailbox_reassigned", name,
-               fmt::format("{}: the node scanning it is gone; the pass restarts on another node from the last "
-                           "durable checkpoint",
-                           st.user));
-      dispatch(self);
+               "the node scanning it is gone; the pass restarts on another node from the last durable checkpoint",
+               st.user);
+      // The dead node's server connection closes with its process, but the server may not
+      // have noticed yet: the lease moves after a short grace so the server never sees one
+      // connection too many.
+      st.owner = nullptr;
+      st.owner_name.clear();
+      ++st.gen;
+      st.not_before = clock::now() + st.grace;
+      self->delayed_send(self, st.grace, cl_node_up_atom::value);
     },
     [=](cl_node_up_atom) {
       auto& st = self->state;
-      if (st.leased && !st.owner)
+      if (st.leased && !st.owner && clock::now() >= st.not_before)
         dispatch(self);
     },
     [=](stop_atom) {
@@ -383,8 +392,10 @@ std::string cluster_hooks::start(caf::actor_system& sys, caf::actor writer, caf:
     log->write(core::log_level::info, "cluster_listening", "", listen, "", "");
   if (settings.on_listening)
     settings.on_listening(settings.host, *port);
-  ss.spawn_mailbox = [coord = coordinator_, log](caf::event_based_actor* sched, mailbox_settings ms) {
-    auto p = sched->spawn<caf::monitored>(mailbox_proxy, ms.cfg.user, caf::actor_cast<caf::actor>(sched), coord, log);
+  auto grace = std::chrono::milliseconds(std::min<std::uint32_t>(settings.heartbeat_ms, 1000));
+  ss.spawn_mailbox = [coord = coordinator_, log, grace](caf::event_based_actor* sched, mailbox_settings ms) {
+    auto p = sched->spawn<caf::monitored>(mailbox_proxy, ms.cfg.user, caf::actor_cast<caf::actor>(sched), coord,
+                                          log, grace);
     sched->send(coord, caf::add_atom::value, p);
     return p;
   };
