@@ -36,6 +36,8 @@ struct coordinator_state {
   std::map<std::string, std::string> challenges;  // node id -> nonce of its pending join
   std::unordered_map<caf::actor_addr, caf::actor> proxies;  // one stand-in per mailbox
   cluster::membership file;
+  // min_nodes gates the start only: once reached, a node dying does not stop the others.
+  bool quorum_reached = false;
   static inline const char* name = "cluster_coordinator";
 };
 using coord_t = caf::stateful_actor<coordinator_state>*;
@@ -171,6 +173,7 @@ caf::behavior coordinator_actor(coord_t self, coordinator_settings s, caf::actor
         declare_down(self, name, "replaced by a new node of the same name");
       self->monitor(node);
       st.members[name] = member{name, node, src->node(), clock::now(), now_unix()};
+      st.quorum_reached = st.quorum_reached || st.members.size() >= st.s.min_nodes;
       log_line(st.log, core::log_level::info, "node_joined", name, fmt::format("{} node(s)", st.members.size()));
       write_file(self);
       broadcast(self, caf::make_message(cl_node_up_atom::value));
@@ -201,7 +204,7 @@ caf::behavior coordinator_actor(coord_t self, coordinator_settings s, caf::actor
       for (auto& [name, m] : st.members)
         names.push_back(name);
       auto owner = cluster::owner_of(user, names);
-      if (owner.empty() || !is_local(self))
+      if (owner.empty() || !is_local(self) || !st.quorum_reached)
         return caf::make_message(caf::actor{}, std::string{});
       return caf::make_message(st.members[owner].actor, owner);
     },

@@ -40,6 +40,7 @@ struct coordinator_settings {
   std::string secret;              // never sent: nodes answer a challenge with an HMAC
   std::uint32_t heartbeat_ms = 1000;
   std::uint32_t node_timeout_ms = 5000;
+  std::uint32_t min_nodes = 1;  // before this many joined, leases wait
   std::filesystem::path config_file;  // nodes load the same file (same path, same machine
                                       // or shared file system)
   std::filesystem::path data_dir;     // cluster.json goes here

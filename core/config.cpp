@@ -656,6 +656,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     c.secret_env = r.str("secret_env").value_or("");
     c.heartbeat_ms = r.integer<std::uint32_t>("heartbeat_ms", 50, 60000).value_or(c.heartbeat_ms);
     c.node_timeout_ms = r.integer<std::uint32_t>("node_timeout_ms", 200, 600000).value_or(c.node_timeout_ms);
+    c.min_nodes = r.integer<std::uint32_t>("min_nodes", 1, 10000).value_or(c.min_nodes);
     if (c.node_timeout_ms <= c.heartbeat_ms)
       r.error_at(r.node("node_timeout_ms"), "node_timeout_ms", "must be longer than heartbeat_ms");
     r.reject_unknown();

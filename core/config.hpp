@@ -90,6 +90,8 @@ struct cluster_config {
                                      // by `coordinator`; the node reads the variable it names)
   std::uint32_t heartbeat_ms = 1000;     // a node's heartbeat period
   std::uint32_t node_timeout_ms = 5000;  // no heartbeat for this long: the node is dead
+  std::uint32_t min_nodes = 1;  // no lease is handed out before this many nodes joined (so
+                                // the first node to join does not start every mailbox)
 };
 
 struct account_config {

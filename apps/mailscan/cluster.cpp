@@ -38,6 +38,7 @@ expected<std::shared_ptr<actors::cluster_hooks>, std::string> make_cluster_hooks
   s.secret = secret;
   s.heartbeat_ms = cfg.cluster.heartbeat_ms;
   s.node_timeout_ms = cfg.cluster.node_timeout_ms;
+  s.min_nodes = cfg.cluster.min_nodes;
   s.config_file = cfg.file;
   s.data_dir = cfg.engine.data_dir;
   s.on_listening = [](const std::string& host, std::uint16_t port) {
