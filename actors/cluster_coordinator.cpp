@@ -383,7 +383,8 @@ std::string cluster_hooks::start(caf::actor_system& sys, caf::actor writer, caf:
                                  std::shared_ptr<core::event_log> log, scheduler_settings& ss) {
   sys_ = &sys;
   coordinator_ = sys.spawn(coordinator_actor, settings, std::move(writer), std::move(health), log);
-  auto port = sys.middleman().publish(coordinator_, settings.port, settings.host.c_str(), false);
+  // reuse = SO_REUSEADDR: a restarted coordinator gets its port back despite TIME_WAIT.
+  auto port = sys.middleman().publish(coordinator_, settings.port, settings.host.c_str(), true);
   if (!port) {
     caf::anon_send_exit(coordinator_, caf::exit_reason::user_shutdown);
     coordinator_ = nullptr;
