@@ -70,7 +70,8 @@ void broadcast(coord_t self, const caf::message& msg) {
     self->send(p, msg);
 }
 
-void declare_down(coord_t self, const std::string& name, const std::string& why) {
+// A node is gone: died ("down", an error) or shut down in order ("left"). Its leases move.
+void declare_down(coord_t self, const std::string& name, const std::string& why, bool left = false) {
   auto& st = self->state;
   auto it = st.members.find(name);
   if (it == st.members.end())
@@ -78,8 +79,9 @@ void declare_down(coord_t self, const std::string& name, const std::string& why)
   self->demonitor(it->second.actor);
   auto joined = it->second.joined;
   st.members.erase(it);
-  st.file.nodes.insert(st.file.nodes.begin(), {name, "down", joined, now_unix(), why});
-  log_line(st.log, core::log_level::error, "node_down", name, why + "; its mailboxes are reassigned");
+  st.file.nodes.insert(st.file.nodes.begin(), {name, left ? "left" : "down", joined, now_unix(), why});
+  log_line(st.log, left ? core::log_level::info : core::log_level::error, left ? "node_left" : "node_down", name,
+           why + "; its mailboxes are reassigned");
   write_file(self);
   broadcast(self, caf::make_message(cl_node_down_atom::value, name));
 }
@@ -178,6 +180,11 @@ caf::behavior coordinator_actor(coord_t self, coordinator_settings s, caf::actor
       write_file(self);
       broadcast(self, caf::make_message(cl_node_up_atom::value));
       return caf::make_message(cl_welcome_atom::value, st.s.config_file.string(), st.s.heartbeat_ms);
+    },
+    [=](cl_bye_atom, const std::string& name) {  // a node shutting down in order (SIGTERM)
+      auto* m = member_of_sender(self);
+      if (m && m->name == name)
+        declare_down(self, name, "shut down", true);
     },
     [=](cl_beat_atom, const std::string& name) {
       auto& st = self->state;

@@ -219,7 +219,10 @@ caf::behavior node_actor(node_t self, node_options opts, std::string name, caf::
       self->quit(caf::exit_reason::user_shutdown);
       return true;
     },
-    [=](stop_atom) { self->quit(caf::exit_reason::user_shutdown); },  // local: SIGTERM
+    [=](stop_atom) {  // local: SIGTERM. The coordinator moves our leases at once.
+      self->send(self->state.coord, cl_bye_atom::value, self->state.node_name);
+      self->quit(caf::exit_reason::user_shutdown);
+    },
   };
 }
 

@@ -305,4 +305,9 @@ TEST_CASE("cluster: a wrong secret and another protocol version are refused, cle
   ::kill(c.nodes["good"], SIGTERM);
   CHECK(test::wait_exit(c.nodes["good"]) == 0);
   c.nodes.erase("good");
+  CHECK(eventually([&] {
+    auto st = c.status();
+    return st.is_object() && st.contains("cluster") && !st["cluster"]["nodes"].empty() &&
+           st["cluster"]["nodes"][0]["name"] == "good" && st["cluster"]["nodes"][0]["state"] == "left";
+  }, 10s));
 }
