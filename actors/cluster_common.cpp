@@ -1,5 +1,6 @@
 #include "actors/cluster_common.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -35,16 +36,7 @@ std::uint64_t weight(std::string_view node, std::string_view user) {
   return h;
 }
 
-std::string hex(const unsigned char* p, std::size_t n) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(digits[p[i] >> 4]);
-    out.push_back(digits[p[i] & 15]);
-  }
-  return out;
-}
+std::string hex(const unsigned char* p, std::size_t n) { return fmt::format("{:02x}", fmt::join(p, p + n, "")); }
 
 } // namespace
 

@@ -141,6 +141,49 @@ std::string node_mid_pass(const nlohmann::json& status, std::uint64_t per_mailbo
   return {};
 }
 
+std::string mailbox_toml(const std::string& user, std::uint16_t port, const std::string& password) {
+  return fmt::format("[[mailbox]]\nuser = \"{0}\"\nhost = \"127.0.0.1\"\nport = {1}\nsecurity = \"none\"\n"
+                     "username = \"{0}\"\npassword = \"{2}\"\nfolders = \"INBOX\"\n\n",
+                     user, port, password);
+}
+
+// Coordinator --once + nodes n1 and n2 over DIR/mailscan.toml; one node SIGKILLed while it is
+// in the middle of a pass. Checks the run still ends in order (coordinator 0, survivor 0) and
+// that the kill was seen and a pass moved.
+void run_killing_a_node_mid_pass(const fs::path& dir, std::uint64_t per_mailbox) {
+  set_secret("cluster-test-secret");
+  cluster_run c{dir, dir / "mailscan.toml", true};
+  c.start_node("n1");
+  c.start_node("n2");
+  REQUIRE(eventually([&] { return c.live_nodes() == 2; }));
+  // Part of a mailbox durable, the rest not yet fetched.
+  std::string victim;
+  REQUIRE(eventually([&] { return !(victim = node_mid_pass(c.status(), per_mailbox)).empty(); }));
+  INFO("killed " << victim);
+  ::kill(c.nodes[victim], SIGKILL);
+  CHECK(test::wait_exit(c.nodes[victim]) == 128 + SIGKILL);
+  c.nodes.erase(victim);
+
+  auto code = test::wait_exit(c.coordinator);
+  c.coordinator = -1;
+  INFO(read_file(dir / "coordinator.out"));
+  CHECK(code == 0);
+  for (auto& [name, pid] : c.nodes) {
+    INFO(read_file(dir / (name + ".out")));
+    CHECK(test::wait_exit(pid) == 0);  // the coordinator said goodbye: orderly
+    pid = -1;
+  }
+  auto log = read_logs(dir);
+  CHECK(log.find("event=node_down") != std::string::npos);
+  CHECK(log.find("event=mailbox_reassigned") != std::string::npos);  // the kill hit a pass
+  // `status` after the run lists the killed node as down (newest entry first).
+  auto st = nlohmann::json::parse(test::run_mailscan({"status", "--config", (dir / "mailscan.toml").string(), "--json"}).out);
+  std::map<std::string, std::string> states;
+  for (auto& n : st["cluster"]["nodes"])
+    states.emplace(n["name"].get<std::string>(), n["state"].get<std::string>());
+  CHECK(states[victim] == "down");
+}
+
 } // namespace
 
 TEST_CASE("cluster: a node SIGKILLed mid-scan on the simulator: nothing lost or doubled, the bound held",
@@ -158,48 +201,16 @@ TEST_CASE("cluster: a node SIGKILLed mid-scan on the simulator: nothing lost or 
                                        "max_inflight_batches = 1\nwrite_delay_ms = 20",
                                        limit, limit));
   for (std::size_t i = 0; i < mailboxes; ++i)
-    text += fmt::format("[[mailbox]]\nuser = \"sim{0}\"\nhost = \"127.0.0.1\"\nport = {1}\nsecurity = \"none\"\n"
-                        "username = \"sim{0}\"\npassword = \"sim\"\nfolders = \"INBOX\"\n\n",
-                        i, sim_port);
+    text += mailbox_toml(fmt::format("sim{}", i), sim_port, "sim");
   std::ofstream(dir / "mailscan.toml") << text;
-  set_secret("cluster-test-secret");
+  run_killing_a_node_mid_pass(dir, messages);
 
-  cluster_run c{dir, dir / "mailscan.toml", true};
-  c.start_node("n1");
-  c.start_node("n2");
-  REQUIRE(eventually([&] { return c.live_nodes() == 2; }));
-  // Kill a node in the middle of a pass: part of a mailbox durable, the rest not yet fetched.
-  std::string victim;
-  REQUIRE(eventually([&] { return !(victim = node_mid_pass(c.status(), messages)).empty(); }));
-  INFO("killed " << victim);
-  ::kill(c.nodes[victim], SIGKILL);
-  CHECK(test::wait_exit(c.nodes[victim]) == 128 + SIGKILL);
-  c.nodes.erase(victim);
-
-  auto code = test::wait_exit(c.coordinator);
-  c.coordinator = -1;
-  INFO(read_file(dir / "coordinator.out"));
-  CHECK(code == 0);
-  for (auto& [name, pid] : c.nodes) {
-    INFO(read_file(dir / (name + ".out")));
-    CHECK(test::wait_exit(pid) == 0);  // the coordinator said goodbye: orderly
-    pid = -1;
-  }
   std::size_t records = 0;
   CHECK(distinct_tracked(dir / "mailscan.toml", records) == mailboxes * messages);
   CHECK(records == mailboxes * messages);
   auto stats = simulator.stats();
   CHECK(stats.peak_connections <= limit);
   CHECK(stats.refused == 0);
-  auto log = read_logs(dir);
-  CHECK(log.find("event=node_down") != std::string::npos);
-  CHECK(log.find("event=mailbox_reassigned") != std::string::npos);
-  // `status` after the run: both nodes listed, the killed one as down.
-  auto s = nlohmann::json::parse(test::run_mailscan({"status", "--config", (dir / "mailscan.toml").string(), "--json"}).out);
-  std::map<std::string, std::string> states;
-  for (auto& n : s["cluster"]["nodes"])
-    states.emplace(n["name"].get<std::string>(), n["state"].get<std::string>());  // newest first
-  CHECK(states[victim] == "down");
 }
 
 TEST_CASE("cluster: a node SIGKILLed mid-scan of dovecot: every message once, dovecot's limit never reached",
@@ -224,48 +235,22 @@ TEST_CASE("cluster: a node SIGKILLed mid-scan of dovecot: every message once, do
                                        "max_inflight_batches = 1\nwrite_delay_ms = 15",
                                        limit, limit));
   for (int u = 0; u < users; ++u)
-    text += fmt::format("[[mailbox]]\nuser = \"u{0}\"\nhost = \"127.0.0.1\"\nport = {1}\nsecurity = \"none\"\n"
-                        "username = \"u{0}\"\npassword = \"p{0}\"\nfolders = \"INBOX\"\n\n",
-                        u, dc.imap_port());
+    text += mailbox_toml(fmt::format("u{}", u), dc.imap_port(), fmt::format("p{}", u));
   std::ofstream(dir / "mailscan.toml") << text;
-  set_secret("cluster-test-secret");
+  run_killing_a_node_mid_pass(dir, per_user);
 
-  cluster_run c{dir, dir / "mailscan.toml", true};
-  c.start_node("n1");
-  c.start_node("n2");
-  REQUIRE(eventually([&] { return c.live_nodes() == 2; }));
-  std::string victim;
-  REQUIRE(eventually([&] { return !(victim = node_mid_pass(c.status(), per_user)).empty(); }));
-  INFO("killed " << victim);
-  ::kill(c.nodes[victim], SIGKILL);
-  test::wait_exit(c.nodes[victim]);
-  c.nodes.erase(victim);
-
-  auto code = test::wait_exit(c.coordinator);
-  c.coordinator = -1;
-  auto out = read_file(dir / "coordinator.out");
-  INFO(out);
-  CHECK(code == 0);
-  for (auto& [name, pid] : c.nodes) {
-    CHECK(test::wait_exit(pid) == 0);
-    pid = -1;
-  }
   std::size_t records = 0;
   CHECK(distinct_tracked(dir / "mailscan.toml", records) == static_cast<std::size_t>(users * per_user));
   CHECK(records == static_cast<std::size_t>(users * per_user));
   INFO(dc.log_tail(20));
   CHECK(dc.count_in_log("service(imap): process_limit") == 0);
-  auto log = read_logs(dir);
-  CHECK(log.find("event=mailbox_reassigned") != std::string::npos);  // the kill was mid-pass
 }
 
 TEST_CASE("cluster: a wrong secret and another protocol version are refused, clearly, on both sides",
           "[integration][cluster]") {
   auto dir = test::unique_test_dir("cluster-refuse");
-  // One mailbox (never reached: no node stays joined long enough) keeps the coordinator running.
-  std::ofstream(dir / "mailscan.toml") << cluster_toml("poll_interval_s = 3600")
-                                       << "[[mailbox]]\nuser = \"idle\"\nhost = \"127.0.0.1\"\nport = 1\n"
-                                          "security = \"none\"\nusername = \"idle\"\npassword = \"x\"\n";
+  // One mailbox keeps the coordinator running; never leased (min_nodes = 2, one node at most).
+  std::ofstream(dir / "mailscan.toml") << cluster_toml("poll_interval_s = 3600") << mailbox_toml("idle", 1, "x");
   set_secret("the-right-secret");
   cluster_run c{dir, dir / "mailscan.toml", false};
 
