@@ -1,6 +1,7 @@
 // What coordinator, nodes and `status` agree on: rendezvous ownership (stable under membership
 // change), the join proof, the membership file.
 #include "actors/cluster_common.hpp"
+#include "core/config.hpp"
 #include "tests/support/mailscan_cli.hpp"
 
 #include <catch2/catch.hpp>
@@ -89,4 +90,27 @@ TEST_CASE("membership file: written whole, read back; live nodes are the 'up' on
   CHECK(back->live() == std::vector<std::string>{"n1", "n3"});
   std::ofstream(membership_file(dir)) << "{not json";
   CHECK_FALSE(read_membership(dir));  // a torn or foreign file reads as "no cluster"
+}
+
+TEST_CASE("config: [cluster] keys, defaults and clear errors", "[unit][cluster]") {
+  auto ok = mscan::core::parse_config("[cluster]\nsecret_env = \"S\"\nheartbeat_ms = 250\nnode_timeout_ms = 900\n"
+                                      "min_nodes = 3\n",
+                                      "/tmp/c.toml");
+  REQUIRE(ok);
+  CHECK(ok->cluster.secret_env == "S");
+  CHECK(ok->cluster.heartbeat_ms == 250);
+  CHECK(ok->cluster.node_timeout_ms == 900);
+  CHECK(ok->cluster.min_nodes == 3);
+  auto defaults = mscan::core::parse_config("", "/tmp/c.toml");
+  REQUIRE(defaults);
+  CHECK(defaults->cluster.secret_env.empty());
+  CHECK(defaults->cluster.heartbeat_ms == 1000);
+  CHECK(defaults->cluster.node_timeout_ms == 5000);
+  auto slow = mscan::core::parse_config("[cluster]\nheartbeat_ms = 2000\nnode_timeout_ms = 1000\n", "/tmp/c.toml");
+  REQUIRE_FALSE(slow);
+  CHECK(slow.error().message.find("node_timeout_ms") != std::string::npos);
+  auto typo = mscan::core::parse_config("[cluster]\nsecret = \"inline\"\n", "/tmp/c.toml");
+  REQUIRE_FALSE(typo);
+  CHECK(typo.error().message.find("unknown key 'secret'") != std::string::npos);
+  CHECK(typo.error().message.find("inline") == std::string::npos);  // a value is never echoed
 }
