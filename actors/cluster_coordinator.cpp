@@ -77,6 +77,10 @@ void declare_down(coord_t self, const std::string& name, const std::string& why,
   if (it == st.members.end())
     return;
   self->demonitor(it->second.actor);
+  // A node declared dead may only be hung: told so, it drops its passes and joins again as
+  // a new member instead of writing into a cluster that forgot it.
+  if (!left)
+    self->send(it->second.actor, cl_node_down_atom::value);
   auto joined = it->second.joined;
   st.members.erase(it);
   st.file.nodes.insert(st.file.nodes.begin(), {name, left ? "left" : "down", joined, now_unix(), why});

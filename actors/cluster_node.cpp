@@ -219,6 +219,19 @@ caf::behavior node_actor(node_t self, node_options opts, std::string name, caf::
       self->quit(caf::exit_reason::user_shutdown);
       return true;
     },
+    [=](cl_node_down_atom) {  // the coordinator declared us dead (we were too slow): rejoin
+      auto& st = self->state;
+      if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st.coord))
+        return;
+      {
+        std::lock_guard lk{st.out->m};
+        st.out->lost = true;
+      }
+      if (st.log)
+        st.log->write(core::log_level::error, "node_dropped", "", st.node_name, "",
+                      "the coordinator declared this node dead (no heartbeat in time); joining again");
+      self->quit(caf::exit_reason::user_shutdown);
+    },
     [=](stop_atom) {  // local: SIGTERM. The coordinator moves our leases at once.
       self->send(self->state.coord, cl_bye_atom::value, self->state.node_name);
       self->quit(caf::exit_reason::user_shutdown);

@@ -296,3 +296,49 @@ TEST_CASE("cluster: a wrong secret and another protocol version are refused, cle
            st["cluster"]["nodes"][0]["name"] == "good" && st["cluster"]["nodes"][0]["state"] == "left";
   }, 10s));
 }
+
+TEST_CASE("cluster: a hung node (SIGSTOP) is declared dead by its missing heartbeat; its passes move; "
+          "woken up it joins again",
+          "[integration][cluster]") {
+  constexpr std::size_t mailboxes = 4, messages = 300;
+  sim::sim_options so;
+  so.mailboxes = mailboxes;
+  so.messages = messages;
+  so.latency_ms = 3;
+  sim::simulator simulator{so};
+  auto sim_port = simulator.start();
+  REQUIRE(sim_port != 0);
+  auto dir = test::unique_test_dir("cluster-hung");
+  auto text = cluster_toml("max_connections = 4\nbatch_size = 10\nmax_inflight_batches = 1\nwrite_delay_ms = 20");
+  for (std::size_t i = 0; i < mailboxes; ++i)
+    text += mailbox_toml(fmt::format("sim{}", i), sim_port, "sim");
+  std::ofstream(dir / "mailscan.toml") << text;
+  set_secret("cluster-test-secret");
+  cluster_run c{dir, dir / "mailscan.toml", true};
+  c.start_node("n1");
+  c.start_node("n2");
+  REQUIRE(eventually([&] { return c.live_nodes() == 2; }));
+  std::string victim;
+  REQUIRE(eventually([&] { return !(victim = node_mid_pass(c.status(), messages)).empty(); }));
+  INFO("stopped " << victim);
+  ::kill(c.nodes[victim], SIGSTOP);
+  // node_timeout_ms = 2000: declared dead by the heartbeat check, not by a lost connection.
+  CHECK(eventually([&] { return read_logs(dir).find("no heartbeat for 2000 ms") != std::string::npos; }, 20s));
+  ::kill(c.nodes[victim], SIGCONT);
+  CHECK(eventually([&] { return read_logs(dir).find("event=node_dropped") != std::string::npos; }, 20s));
+
+  auto code = test::wait_exit(c.coordinator);
+  c.coordinator = -1;
+  INFO(read_file(dir / "coordinator.out"));
+  CHECK(code == 0);
+  for (auto& [name, pid] : c.nodes) {
+    CHECK(test::wait_exit(pid) == 0);
+    pid = -1;
+  }
+  auto out = read_file(dir / (victim + ".out"));
+  INFO(out);
+  CHECK(out.find("joined as") != out.rfind("joined as"));  // joined twice
+  std::size_t records = 0;
+  CHECK(distinct_tracked(dir / "mailscan.toml", records) == mailboxes * messages);
+  CHECK(records == mailboxes * messages);
+}
