@@ -37,6 +37,7 @@ struct node_state {
   std::shared_ptr<node_outcome> out;
   net::io_runtime* io = nullptr;
   std::shared_ptr<const core::config> cfg;
+  std::filesystem::file_time_type cfg_mtime{};
   std::shared_ptr<core::event_log> log;
   std::vector<caf::actor> matchers;
   std::uint32_t heartbeat_ms = 1000;
@@ -60,12 +61,48 @@ void fail(node_t self, int code, std::string message) {
   self->quit(caf::exit_reason::user_shutdown);
 }
 
+// The coordinator re-reads its config on SIGHUP; a node re-reads the same file when it changed
+// (checked at each lease: one stat), so added mailboxes, new passwords and new rules reach it.
+// Idle mailbox actors are dropped and made again with the new settings at their next lease.
+void reload_if_changed(node_t self) {
+  auto& st = self->state;
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(st.cfg->file, ec);
+  if (ec || mtime == st.cfg_mtime)
+    return;
+  st.cfg_mtime = mtime;
+  auto failed = [&](const std::string& why) {  // the running config stays in force
+    st.log->write(core::log_level::error, "config_reload_failed", "", st.node_name, "", why);
+  };
+  auto next = core::load_config(st.cfg->file);
+  if (!next)
+    return failed(next.error().message);
+  auto linker = core::build_linker(*next, std::make_shared<const core::directory>(*next));
+  if (!linker)
+    return failed(linker.error().message);
+  st.cfg = std::make_shared<const core::config>(std::move(next.value()));
+  for (auto& m : st.matchers)
+    self->send(m, reload_atom::value, *linker);
+  for (auto it = st.mailboxes.begin(); it != st.mailboxes.end();) {
+    if (it->second.proxy) {
+      ++it;
+      continue;
+    }
+    st.index.erase(it->second.actor.address());
+    self->demonitor(it->second.actor);
+    self->unlink_from(it->second.actor);
+    self->send_exit(it->second.actor, caf::exit_reason::user_shutdown);
+    it = st.mailboxes.erase(it);
+  }
+}
+
 void lease(node_t self, const std::string& user, caf::actor proxy) {
   auto& st = self->state;
   if (!st.cfg) {
     st.early.emplace_back(user, std::move(proxy));
     return;
   }
+  reload_if_changed(self);
   auto* m = st.cfg->find_mailbox(user);
   if (!m) {
     self->send(proxy, scan_done_atom::value,
@@ -105,6 +142,8 @@ void welcome(node_t self, const std::string& config_file, std::uint32_t heartbea
     return;
   }
   st.cfg = std::make_shared<const core::config>(std::move(cfg.value()));
+  std::error_code ec;
+  st.cfg_mtime = std::filesystem::last_write_time(st.cfg->file, ec);
   st.log = std::make_shared<core::event_log>(st.cfg->engine);
   st.heartbeat_ms = heartbeat_ms ? heartbeat_ms : 1000;
   auto n = st.cfg->engine.matchers ? st.cfg->engine.matchers : std::max(1u, std::thread::hardware_concurrency());
