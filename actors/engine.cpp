@@ -1,5 +1,6 @@
 #include "actors/engine.hpp"
 
+#include "actors/cluster_coordinator.hpp"
 #include "actors/health_actor.hpp"
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
@@ -63,6 +64,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   // core, and idle workers block at once (woken by the next message sent to them).
   sys_cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency())));
   sys_cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+  if (opts.cluster)
+    opts.cluster->configure(sys_cfg);
   engine_report report;
   // The io runtime outlives the actor system: actors own connections, and connections only
   // hold weak references to actors, so the system can shut down first.
@@ -78,21 +81,14 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
                                                         cfg.engine.write_delay_ms, opts.metrics});
-      auto dir = std::make_shared<const core::directory>(cfg);
-      matcher_settings ms{dir, {}};
-      // Rules and reference patterns are compiled once per config load and shared by every
-      // matcher; main refuses a bad rule before we get here (exit 2), this is the backstop.
-      auto linker = core::build_linker(cfg, dir);
-      if (!linker)
-        return unexpected{fmt::format("config: {}", linker.error().message)};
-      ms.refs = linker->refs;
-      ms.rules = linker->rules;
-      ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
-      if (!cfg.engine.reply_marker.empty())
-        ms.parse.reply_marker = cfg.engine.reply_marker;
+      auto ms = matcher_settings_for(cfg);
+      if (!ms)
+        return unexpected{ms.error()};
       auto n = cfg.engine.matchers ? cfg.engine.matchers : std::max(1u, std::thread::hardware_concurrency());
+      if (opts.cluster)
+        n = 0;  // the nodes match
       for (unsigned i = 0; i < n; ++i)
-        matchers.push_back(sys.spawn(matcher_actor, ms, writer));
+        matchers.push_back(sys.spawn(matcher_actor, *ms, writer));
     }
     log->write(core::log_level::info, probe ? "diagnose_started" : "run_started", "", "", "",
                fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
@@ -111,6 +107,13 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health,
                             probe ? nullptr : opts.metrics};
       ss.token_sources = token_sources;
+      if (opts.cluster) {
+        if (auto err = opts.cluster->start(sys, writer, health, log, ss); !err.empty()) {
+          self->send_exit(writer, caf::exit_reason::user_shutdown);
+          self->send_exit(health, caf::exit_reason::user_shutdown);
+          return unexpected{err};
+        }
+      }
       auto sched = sys.spawn(scheduler_actor, std::move(ss));
       self->send(sched, run_atom::value);
       if (!probe) {
@@ -173,6 +176,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
         if (opts.on_store)
           opts.on_store(nullptr);
       }
+      if (opts.cluster)
+        opts.cluster->finish(self);
       if (writer) {
         // Every batch was acknowledged before the passes finished; one more round trip makes
         // sure the last mailbox-state writes are applied too.

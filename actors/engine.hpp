@@ -45,6 +45,8 @@ struct engine_report {
   std::uint64_t messages_in_store = 0;
 };
 
+struct cluster_hooks;  // actors/cluster_coordinator.hpp
+
 struct engine_options {
   bool once = true;
   engine_mode mode = engine_mode::scan;
@@ -59,6 +61,9 @@ struct engine_options {
   std::function<void(std::shared_ptr<storage::store>)> on_store;
   // Called with each config a reload applied (SIGHUP), from the engine's thread.
   std::function<void(const core::config&)> on_reload;
+  // Set by `mailscan coordinator`: mailboxes are scanned by the nodes that join; this
+  // process keeps the store, writer, health and scheduler (leases for the whole cluster).
+  cluster_hooks* cluster = nullptr;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

@@ -8,6 +8,22 @@ namespace mscan::actors {
 
 using namespace mscan::atoms;
 
+expected<matcher_settings, std::string> matcher_settings_for(const core::config& cfg) {
+  auto dir = std::make_shared<const core::directory>(cfg);
+  matcher_settings ms{dir, {}};
+  // Rules and reference patterns are compiled once per config load and shared by every
+  // matcher; main refuses a bad rule before we get here (exit 2), this is the backstop.
+  auto linker = core::build_linker(cfg, dir);
+  if (!linker)
+    return unexpected{"config: " + linker.error().message};
+  ms.refs = linker->refs;
+  ms.rules = linker->rules;
+  ms.parse.strip_subaddress = cfg.engine.strip_subaddress;
+  if (!cfg.engine.reply_marker.empty())
+    ms.parse.reply_marker = cfg.engine.reply_marker;
+  return ms;
+}
+
 caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings settings, caf::actor writer) {
   auto linker = std::make_shared<core::crm_linker>(core::crm_linker{settings.dir, settings.refs, settings.rules});
   auto parse = settings.parse;

@@ -2,6 +2,7 @@
 // A matcher: parses raw messages (MIME) and links them to the directory, the reference
 // numbers and the scanner rules, then hands the records to the writer. Pure CPU work; a pool
 // of them runs on CAF's scheduler threads.
+#include "common/expected.hpp"
 #include "actors/messages.hpp"
 #include "core/directory.hpp"
 #include "core/rules.hpp"
@@ -19,6 +20,10 @@ struct matcher_settings {
   std::shared_ptr<const core::reference_matcher> refs = nullptr;
   std::shared_ptr<const core::compiled_rules> rules = nullptr;
 };
+
+// The settings every matcher of a process shares, from the config: the directory, and the
+// rules and reference patterns compiled once. Error: a rule or pattern that does not compile.
+expected<matcher_settings, std::string> matcher_settings_for(const core::config& cfg);
 
 // Accepts: (match_atom, fetched_batch) -> (write_atom, matched_batch) to `writer`;
 // (reload_atom, core::crm_linker): the next batch uses the new directory, references and

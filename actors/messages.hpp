@@ -215,4 +215,17 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(mscan, (std::vector<std::uint32_t>))
   CAF_ADD_ATOM(mscan, mscan::atoms, slice_atom, "slice")
   CAF_ADD_ATOM(mscan, mscan::atoms, token_atom, "token")
+  // Cluster (actors/cluster_*.hpp, docs/cluster.md). The join handshake (hello, challenge,
+  // join, welcome, refused) carries only CAF built-in types, so that nodes of any protocol
+  // version can exchange it and be refused cleanly.
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_hello_atom, "clhello")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_challenge_atom, "clchallng")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_join_atom, "cljoin")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_welcome_atom, "clwelcome")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_refused_atom, "clrefused")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_beat_atom, "clbeat")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_owner_atom, "clowner")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_node_up_atom, "clnodeup")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_node_down_atom, "clnodedown")
+  CAF_ADD_ATOM(mscan, mscan::atoms, cl_bye_atom, "clbye")
 CAF_END_TYPE_ID_BLOCK(mscan)

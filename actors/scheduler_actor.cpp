@@ -144,7 +144,7 @@ void spawn_one(self_t self, std::size_t idx) {
     ms.token_source = t->second;
   if (!st.s.matchers.empty())
     ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
-  e.actor = spawn_mailbox_actor(self, std::move(ms));
+  e.actor = st.s.spawn_mailbox ? st.s.spawn_mailbox(self, std::move(ms)) : spawn_mailbox_actor(self, std::move(ms));
   st.index[e.actor.address()] = idx;
 }
 

@@ -11,12 +11,14 @@
 //    ^                                                                                  |
 //    +------ poll_interval +-10% (ok) / min(poll * 2^failures, max_backoff) (error) <--+
 #include "actors/engine_metrics.hpp"
+#include "actors/mailbox_actor.hpp"
 #include "actors/messages.hpp"
 #include "core/config.hpp"
 #include "core/event_log.hpp"
 #include "protocols/net/tls_transport.hpp"
 
 #include <chrono>
+#include <functional>
 #include <unordered_map>
 
 namespace mscan::actors {
@@ -34,6 +36,10 @@ struct scheduler_settings {
   std::shared_ptr<engine_metrics> metrics;  // optional: live figures for the status service
   // [[oauth_credential]] name -> its token actor (one per credential, shared by its mailboxes)
   std::map<std::string, caf::actor> token_sources;
+  // Null: spawn_mailbox_actor. A cluster coordinator spawns stand-ins that lease the
+  // mailbox to whichever node owns it (actors/cluster_coordinator.hpp); whatever it returns
+  // must be monitored by the scheduler and answer leases like a mailbox actor.
+  std::function<caf::actor(caf::event_based_actor*, mailbox_settings)> spawn_mailbox;
 };
 
 using config_ptr = std::shared_ptr<const core::config>;

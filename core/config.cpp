@@ -801,7 +801,8 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     fail(fmt::format("{}:{}: {}", file, e.source().begin.line, e.description()));
   }
   static const std::set<std::string> top{"engine",  "service", "smtp",         "mailbox", "account",
-                                         "contact", "item",    "item_pattern", "rule",    "oauth_credential"};
+                                         "contact", "item",    "item_pattern", "rule",    "oauth_credential",
+                                         "cluster"};
   for (auto& [k, v] : root)
     if (!top.count(std::string{k.str()}))
       fail(fmt::format("{}:{}: unknown top-level key '{}'", file, v.source().begin.line, k.str()));
@@ -908,6 +909,20 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     table_reader r(t, file, fmt::format("[[oauth_credential]] #{}{}", idx, name ? " (" + name->get() + ")" : ""));
     cfg.oauth_credentials.push_back(read_oauth_credential(r, base));
   });
+  if (auto ct = root.get_as<toml::table>("cluster")) {
+    table_reader r(*ct, file, "[cluster]");
+    auto& c = cfg.cluster;
+    c.secret_env = r.str("secret_env").value_or("");
+    c.heartbeat_ms = r.integer<std::uint32_t>("heartbeat_ms", 50, 60000).value_or(c.heartbeat_ms);
+    c.node_timeout_ms = r.integer<std::uint32_t>("node_timeout_ms", 200, 600000).value_or(c.node_timeout_ms);
+    c.min_nodes = r.integer<std::uint32_t>("min_nodes", 1, 10000).value_or(c.min_nodes);
+    if (c.node_timeout_ms <= c.heartbeat_ms)
+      r.error_at(r.node("node_timeout_ms"), "node_timeout_ms", "must be longer than heartbeat_ms");
+    r.reject_unknown();
+  } else if (root.get("cluster")) {
+    fail(fmt::format("{}: [cluster] must be a table", file));
+  }
+
   for_each_table(root, "mailbox", file, [&](const toml::table& t, std::size_t idx) {
     auto user = t.get_as<std::string>("user");
     table_reader r(t, file, fmt::format("[[mailbox]] #{}{}", idx, user ? " (" + user->get() + ")" : ""));

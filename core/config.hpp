@@ -164,6 +164,16 @@ struct smtp_config {
   bool enabled() const { return !host.empty(); }
 };
 
+// [cluster]: `mailscan coordinator` / `mailscan node` (docs/cluster.md).
+struct cluster_config {
+  std::string secret_env;            // environment variable holding the join secret (required
+                                     // by `coordinator`; the node reads the variable it names)
+  std::uint32_t heartbeat_ms = 1000;     // a node's heartbeat period
+  std::uint32_t node_timeout_ms = 5000;  // no heartbeat for this long: the node is dead
+  std::uint32_t min_nodes = 1;  // no lease is handed out before this many nodes joined (so
+                                // the first node to join does not start every mailbox)
+};
+
 struct account_config {
   std::string name;
   std::vector<std::string> domains;
@@ -216,6 +226,7 @@ struct config {
   engine_config engine;
   service_config service;
   smtp_config smtp;
+  cluster_config cluster;
   std::vector<mailbox_config> mailboxes;
   std::vector<account_config> accounts;
   std::vector<contact_config> contacts;

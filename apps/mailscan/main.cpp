@@ -4,6 +4,7 @@
 #include "actors/engine.hpp"
 #include "core/rules.hpp"
 #include "protocols/mime/message.hpp"
+#include "apps/mailscan/cluster.hpp"
 #include "apps/mailscan/diagnose.hpp"
 #include "apps/mailscan/mail_commands.hpp"
 #include "apps/mailscan/oauth_cmd.hpp"
@@ -85,13 +86,21 @@ std::optional<reading> open_reading(const std::string& config_file, std::string_
   return reading{std::move(*cfg), std::move(db)};
 }
 
-int cmd_run(const std::string& config_file, bool once) {
+// `run`, or with `cluster_listen` the coordinator of a cluster (apps/mailscan/cluster.hpp).
+int cmd_run(const std::string& config_file, bool once, const std::string* cluster_listen = nullptr) {
   int code = 0;
   auto cfg = load(config_file, code);
   if (!cfg)
     return code;
   if (int rc = apps::oauth_startup_check(*cfg); rc != 0)
     return rc;
+  std::shared_ptr<actors::cluster_hooks> cluster;
+  if (cluster_listen) {
+    auto hooks = apps::make_cluster_hooks(*cfg, *cluster_listen);
+    if (!hooks)
+      return error_line("coordinator", hooks.error(), exit_usage);
+    cluster = *hooks;
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_hangup);
@@ -99,6 +108,7 @@ int cmd_run(const std::string& config_file, bool once) {
   opts.once = once;
   opts.stop = &g_stop;
   opts.reload = &g_reload;
+  opts.cluster = cluster.get();
   if (auto rules = core::compile_rules(cfg->rules); !rules) {
     std::cerr << fmt::format("mailscan: config error: {}\n", rules.error().message);
     return 2;  // a config error, like the loader's: the rule is named
@@ -114,7 +124,7 @@ int cmd_run(const std::string& config_file, bool once) {
   auto rep = actors::run_engine(*cfg, opts);
   service.reset();
   if (!rep)
-    return error_line("run", rep.error(), exit_failed);
+    return error_line(cluster ? "coordinator" : "run", rep.error(), exit_failed);
   bool all_ok = true;
   for (auto& p : rep->passes) {
     if (p.reason == "stopped") {  // SIGINT/SIGTERM: an orderly stop is not a failure
@@ -275,13 +285,15 @@ int cmd_status(const std::string& config_file, bool json) {
   if (db)
     for (auto& n : db->notifications(20))
       notes.push_back(apps::notification_json(n));
+  auto out = apps::status_json(states);
+  apps::add_cluster_status(*cfg, out);  // nodes and each mailbox's node, when a coordinator ran
   if (json) {
-    auto out = apps::status_json(states);
     out["rules"] = std::move(rules);  // an extra top-level list: the mailboxes shape is unchanged
     out["notifications"] = notes;
     std::cout << out.dump(2) << "\n";
   } else {
     apps::print_status(std::cout, states);
+    apps::print_cluster_status(std::cout, out);
     for (auto& r : rules)
       std::cout << fmt::format("rule {}: {} hit(s), last {}\n", r["name"].get<std::string>(),
                                r["hits"].get<std::uint64_t>(),
@@ -393,6 +405,17 @@ int main(int argc, char** argv) {
                                                   "client_secret_file");
   oauth_seal->add_option("--config", config_file)->required();
   oauth_seal->add_option("credential", credential)->required();
+  auto coordinator = app.add_subcommand("coordinator", "a cluster's coordinator: nodes that join scan the mailboxes");
+  std::string cluster_listen;
+  coordinator->add_option("--config", config_file)->required();
+  coordinator->add_option("--listen", cluster_listen, "127.0.0.1:PORT (loopback only; 0 = any free port)")->required();
+  coordinator->add_flag("--once", once, "one full pass over every mailbox across the cluster, then exit");
+  auto node = app.add_subcommand("node", "a cluster node: scans the mailboxes the coordinator leases it");
+  apps::node_command node_cmd;
+  node->add_option("--join", node_cmd.join, "the coordinator's 127.0.0.1:PORT")->required();
+  node->add_option("--name", node_cmd.name, "node name (default HOSTNAME-PID); mailboxes are assigned by it");
+  node->add_option("--rejoin-s", node_cmd.rejoin_s, "how long to retry when the coordinator is lost");
+  node->add_option("--fake-protocol-version", node_cmd.fake_protocol_version)->group("");  // tests only
 
   auto simulate = app.add_subcommand("simulate", "the embedded IMAP simulator");
   sim::sim_options so;
@@ -455,6 +478,13 @@ int main(int argc, char** argv) {
       return apps::run_oauth_store_token(config_file, credential, std::cin);
     if (*oauth_seal)
       return apps::run_oauth_seal(config_file, credential, std::cin);
+    if (*coordinator)
+      return cmd_run(config_file, once, &cluster_listen);
+    if (*node) {
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return apps::run_node_command(node_cmd, &g_stop);
+    }
     if (*simulate) {
       auto addr = sim::parse_listen_address(listen);
       if (!addr)
