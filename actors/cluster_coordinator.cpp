@@ -345,6 +345,15 @@ caf::behavior mailbox_proxy(proxy_t self, std::string user, caf::actor scheduler
       self->state.leased = true;
       dispatch(self);
     },
+    [=](slice_atom) -> caf::result<bool> {
+      // Fairness across the cluster: the scheduler knows who waits for this lease's slot;
+      // it answers the stand-in it leased to, so the stand-in asks on the node's behalf.
+      auto rp = self->make_response_promise<bool>();
+      self->request(self->state.scheduler, caf::infinite, slice_atom::value)
+        .then([=](bool others_wait) mutable { rp.deliver(others_wait); },
+              [=](caf::error&) mutable { rp.deliver(false); });
+      return rp;
+    },
     [=](scan_done_atom, scan_result& r) {
       auto& st = self->state;
       auto& src = self->current_sender();

@@ -4,6 +4,7 @@
 #include "actors/mailbox_actor.hpp"
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
+#include "core/rules.hpp"
 
 #include <caf/io/all.hpp>
 #include <fmt/format.h>
@@ -122,6 +123,7 @@ void lease(node_t self, const std::string& user, caf::actor proxy) {
     ms.writer = st.coord;  // the gate forwards to the coordinator's writer
     ms.health = st.coord;
     ms.log = st.log;
+    ms.server_actions = core::has_server_actions(st.cfg->rules, user);
     slot.actor = spawn_mailbox_actor(self, std::move(ms));
     self->link_to(slot.actor);  // dies with the node actor (and its connection with it)
     st.index[slot.actor.address()] = user;
@@ -228,6 +230,18 @@ caf::behavior node_actor(node_t self, node_options opts, std::string name, caf::
   return {
     [=](lease_atom, const std::string& user) {
       lease(self, user, caf::actor_cast<caf::actor>(self->current_sender()));
+    },
+    [=](slice_atom) -> caf::result<bool> {
+      // A mailbox's slice is used up: the coordinator's stand-in asks its scheduler.
+      auto& st = self->state;
+      auto it = st.index.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (it == st.index.end() || !st.mailboxes[it->second].proxy)
+        return false;
+      auto rp = self->make_response_promise<bool>();
+      self->request(st.mailboxes[it->second].proxy, caf::infinite, slice_atom::value)
+        .then([=](bool others_wait) mutable { rp.deliver(others_wait); },
+              [=](caf::error&) mutable { rp.deliver(false); });
+      return rp;
     },
     [=](scan_done_atom, scan_result& r) {
       auto& st = self->state;
