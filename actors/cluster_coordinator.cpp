@@ -1,4 +1,5 @@
 #include "actors/cluster_coordinator.hpp"
+#include "common/text.hpp"
 
 #include <fmt/format.h>
 
@@ -15,10 +16,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 struct member {
   std::string name;

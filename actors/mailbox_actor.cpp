@@ -1,4 +1,5 @@
 #include "actors/mailbox_actor.hpp"
+#include "common/text.hpp"
 
 #include "core/mailbox_health.hpp"
 #include "protocols/imap/deflate_stream.hpp"
@@ -18,10 +19,6 @@ using namespace mscan::atoms;
 
 namespace {
 
-std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 // The protocol half of a pass behind one face: the POP3 session speaks the IMAP session's
 // event vocabulary, so everything below (pipeline, credit, checkpoints, timeouts) serves both.

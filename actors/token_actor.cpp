@@ -1,4 +1,5 @@
 #include "actors/token_actor.hpp"
+#include "common/text.hpp"
 
 #include "core/oauth_token.hpp"
 #include "protocols/net/http_client.hpp"
@@ -16,10 +17,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 struct token_state {
   token_actor_settings s;

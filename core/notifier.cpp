@@ -1,4 +1,5 @@
 #include "core/notifier.hpp"
+#include "common/text.hpp"
 
 #include "protocols/net/http_client.hpp"
 #include "storage/store.hpp"
@@ -26,15 +27,10 @@ storage::notification_record make_notification(const storage::mailbox_state& s, 
 }
 
 nlohmann::json notification_json(const storage::notification_record& n) {
-  std::time_t tt = static_cast<std::time_t>(n.at);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return {{"event", "mailscan.notification"},
           {"kind", n.kind},
           {"user", n.user},
-          {"at", buf},
+          {"at", iso8601_utc(n.at)},
           {"reason", n.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(n.reason)},
           {"detail", n.detail},
           {"next_step", n.next_step},

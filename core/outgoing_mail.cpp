@@ -1,4 +1,5 @@
 #include "core/outgoing_mail.hpp"
+#include "common/text.hpp"
 
 #include "protocols/imap/command_writer.hpp"  // base64_encode
 
@@ -54,12 +55,7 @@ std::string quoted_printable(std::string_view text) {
 }
 
 std::string rfc5322_date(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
+  return utc_time(t, "%a, %d %b %Y %H:%M:%S +0000");
 }
 
 std::string one_line(std::string_view s) {

@@ -1,4 +1,5 @@
 #include "apps/mailscan/output.hpp"
+#include "common/text.hpp"
 #include <algorithm>
 #include <set>
 #include <map>
@@ -10,12 +11,7 @@
 namespace mscan::apps {
 
 std::string iso8601(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return iso8601_utc(t);
 }
 
 nlohmann::json messages_json(const std::vector<storage::message_record>& msgs) {

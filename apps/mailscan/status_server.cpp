@@ -1,4 +1,5 @@
 #include "apps/mailscan/status_server.hpp"
+#include "common/text.hpp"
 
 #include "apps/mailscan/dashboard_asset.hpp"  // generated from dashboard/index.html
 #include "apps/mailscan/diagnose.hpp"
@@ -38,12 +39,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::string iso(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return iso8601_utc(t);
 }
 
 bool token_ok(std::string_view authorization, std::string_view token) {

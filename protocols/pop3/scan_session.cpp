@@ -1,4 +1,5 @@
 #include "protocols/pop3/scan_session.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -15,12 +16,6 @@ using imap::error_kind;
 
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
 
 std::string_view first_word(std::string_view s) { return s.substr(0, s.find(' ')); }
 
@@ -127,12 +122,12 @@ std::optional<imap::session_output> scan_session::poll() {
 std::vector<uidl_change> scan_session::take_uidl_changes() { return std::exchange(changes_, {}); }
 
 bool scan_session::has_cap(std::string_view name) const {
-  return std::any_of(caps_.begin(), caps_.end(), [&](const std::string& c) { return upper(first_word(c)) == name; });
+  return std::any_of(caps_.begin(), caps_.end(), [&](const std::string& c) { return ascii_upper(first_word(c)) == name; });
 }
 
 bool scan_session::sasl_offers(std::string_view mech) const {
   for (auto& c : caps_) {
-    auto u = upper(c);
+    auto u = ascii_upper(c);
     if (first_word(u) != "SASL") continue;
     std::string_view rest(u);
     while (!rest.empty()) {

@@ -1,4 +1,5 @@
 #include "protocols/smtp/smtp_session.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 
@@ -10,12 +11,6 @@ namespace mscan::smtp {
 
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
 
 bool ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -200,7 +195,7 @@ void smtp_session::handle(const reply& r) {
     case phase::ehlo:
       if (r.code == 250) {
         caps_.clear();
-        for (std::size_t i = 1; i < r.lines.size(); ++i) caps_.push_back(upper(r.lines[i]));
+        for (std::size_t i = 1; i < r.lines.size(); ++i) caps_.push_back(ascii_upper(r.lines[i]));
         pipelining_ = has_cap("PIPELINING");
         return after_capabilities();
       }

@@ -153,7 +153,7 @@ TEST_CASE("greeting advertises the capabilities", "[unit]") {
   const auto g = c.line();
   REQUIRE(g);
   REQUIRE(g->starts_with("* OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS MOVE IDLE ENABLE CONDSTORE "
-                         "SPECIAL-USE AUTH=PLAIN SASL-IR]"));
+                         "SPECIAL-USE AUTH=PLAIN SASL-IR ID LIST-STATUS]"));
   const auto caps = c.command("a1", "CAPABILITY");
   REQUIRE(caps.size() == 2);
   REQUIRE(caps[0].starts_with("* CAPABILITY IMAP4rev1"));
