@@ -115,7 +115,7 @@ nlohmann::json messages(const std::string& conf) {
 
 } // namespace
 
-TEST_CASE("actions: move (folder created), delete and mark_read happen after tracking; tracked once", "[integration][actions]") {
+TEST_CASE("actions: move (folder created), delete and mark_read happen after tracking, tracked once", "[integration][actions]") {
   REQUIRE(test::dovecot_available());
   test::dovecot_fixture dc{{{{"support", "pw-s"}}}};
   dc.seed("support", "INBOX", mail("m1", "[move] file me"));
@@ -189,7 +189,7 @@ TEST_CASE("actions: move (folder created), delete and mark_read happen after tra
   CHECK(human.out.find("rule File it: 1 hit(s), last ") != std::string::npos);
 }
 
-TEST_CASE("actions: a move the server refuses is a recorded, logged failure; the mail stays put", "[integration][actions]") {
+TEST_CASE("actions: a move the server refuses is a recorded, logged failure, the mail stays put", "[integration][actions]") {
   REQUIRE(test::dovecot_available());
   test::dovecot_fixture dc{{{{"support", "pw-s"}}}};
   dc.seed("support", "INBOX", mail("m1", "[move] file me"));

@@ -297,7 +297,7 @@ TEST_CASE("cluster: a wrong secret and another protocol version are refused, cle
   }, 10s));
 }
 
-TEST_CASE("cluster: a hung node (SIGSTOP) is declared dead by its missing heartbeat; its passes move; "
+TEST_CASE("cluster: a hung node (SIGSTOP) is declared dead by its missing heartbeat, its passes move, "
           "woken up it joins again",
           "[integration][cluster]") {
   constexpr std::size_t mailboxes = 4, messages = 300;

@@ -210,7 +210,7 @@ TEST_CASE("seeding three users from the corpus, counted via STATUS and EXAMINE",
   CHECK(all.find("R&AOk-sum&AOk-") != std::string::npos);
 }
 
-TEST_CASE("seeding order is UID order; delete_folder gives a new UIDVALIDITY",
+TEST_CASE("seeding order is UID order, delete_folder gives a new UIDVALIDITY",
           "[integration][dovecot]") {
   REQUIRE_DOVECOT();
   dovecot_fixture dv({.users = {{"alice", "secret"}}});
@@ -265,7 +265,7 @@ TEST_CASE("300 concurrent connections log in at the same time", "[integration][d
   CHECK(dv.wait_for_log("Disconnected: Logged out mscan_stats", 300));
 }
 
-TEST_CASE("wrong password gets NO [AUTHENTICATIONFAILED]; passwords change while running",
+TEST_CASE("wrong password gets NO [AUTHENTICATIONFAILED], passwords change while running",
           "[integration][dovecot]") {
   REQUIRE_DOVECOT();
   dovecot_fixture dv({.users = {{"alice", "right"}}});

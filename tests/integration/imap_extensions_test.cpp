@@ -143,7 +143,7 @@ TEST_CASE("imap: test-mailbox shows the server's ID answer", "[integration][imap
   fs::remove_all(dir);
 }
 
-TEST_CASE("imap: IDLE wakes on new mail; rescan fetches it on the same connection", "[integration][imap]") {
+TEST_CASE("imap: IDLE wakes on new mail, rescan fetches it on the same connection", "[integration][imap]") {
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   dc.seed("alice", "INBOX", message(1));
   net::io_runtime rt;

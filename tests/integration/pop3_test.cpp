@@ -256,7 +256,7 @@ TEST_CASE("pop3: first scan tracks every message once, the next fetches nothing,
   CHECK(sj.at("messages_tracked").get<std::size_t>() == t1.messages + 1);
 }
 
-TEST_CASE("pop3: a message deleted on the server does not break the next scan; its UIDL leaves the checkpoint",
+TEST_CASE("pop3: a message deleted on the server does not break the next scan, its UIDL leaves the checkpoint",
           "[integration][pop3]") {
   REQUIRE_DOVECOT();
   test::dovecot_fixture dc({.users = {{"alice", "pw"}}, .pop3 = true});

@@ -142,7 +142,7 @@ TEST_CASE("scan: a configured folder that does not exist is a reported error", "
   CHECK(r.out.find("Sent Items") != std::string::npos);
 }
 
-TEST_CASE("scan: scan = unread tracks only unseen mail and marks it \\Seen once tracked", "[integration][scan]") {
+TEST_CASE("scan: scan = unread tracks only unseen mail and marks it Seen once tracked", "[integration][scan]") {
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   for (int i = 0; i < 17; ++i)
     dc.seed("alice", "INBOX", message(i, "unseen"));

@@ -181,7 +181,7 @@ TEST_CASE("scheduler: SIGHUP applies a new config live (new mailbox, new directo
   CHECK(json.at("messages").size() == 10);  // scanned after the reload: linked by the new directory
 }
 
-TEST_CASE("scheduler: a mailbox with many messages yields its lease after a slice; a small one is not starved",
+TEST_CASE("scheduler: a mailbox with many messages yields its lease after a slice, a small one is not starved",
           "[integration][scheduler]") {
   // Two servers (two hosts) and one connection in all: without slicing the small mailbox
   // would wait for the whole 1,500-message pass of the big one.

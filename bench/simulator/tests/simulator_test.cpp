@@ -639,7 +639,7 @@ TEST_CASE("50,000 mailboxes cost nothing until used", "[unit]") {
   REQUIRE(f[0].find("<sim49999.200.42@sim.example>") != std::string::npos);
 }
 
-TEST_CASE("faulty users depend on the seed; latency delays every response", "[unit]") {
+TEST_CASE("faulty users depend on the seed, latency delays every response", "[unit]") {
   auto a = small(200, 5);
   a.faults.slow = 0.5;
   auto b = a;

@@ -25,7 +25,7 @@ std::map<std::string, std::string> owners(const std::vector<std::string>& nodes,
 
 } // namespace
 
-TEST_CASE("rendezvous: no node, no owner; one node owns everything", "[unit][cluster]") {
+TEST_CASE("rendezvous: no node, no owner, one node owns everything", "[unit][cluster]") {
   CHECK(owner_of("alice", {}).empty());
   CHECK(owner_of("alice", {"n1"}) == "n1");
   CHECK(owner_of("alice", {"n1", "n2"}) == owner_of("alice", {"n2", "n1"}));  // order does not matter
@@ -70,7 +70,7 @@ TEST_CASE("join proof: HMAC-SHA256 (RFC 4231 case 2), compared in constant time"
   CHECK(a != b);
 }
 
-TEST_CASE("membership file: written whole, read back; live nodes are the 'up' ones", "[unit][cluster]") {
+TEST_CASE("membership file: written whole, read back, live nodes are the 'up' ones", "[unit][cluster]") {
   auto dir = mscan::test::unique_test_dir("cluster-membership");
   CHECK_FALSE(read_membership(dir));
   membership m;

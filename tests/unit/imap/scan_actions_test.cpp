@@ -135,7 +135,7 @@ void check_every_split(const session_options& o, const std::vector<exchange>& sc
 
 } // namespace
 
-TEST_CASE("actions: MOVE + UIDPLUS; TRYCREATE creates the folder and retries", "[unit][actions]") {
+TEST_CASE("actions: MOVE + UIDPLUS, TRYCREATE creates the folder and retries", "[unit][actions]") {
   auto script = prologue(" MOVE UIDPLUS");
   script.push_back({"a5 UID STORE 1 +FLAGS.SILENT (\\Seen)\r\n", "a5 OK Store completed.\r\n"});
   script.push_back({"a6 UID MOVE 2 Done/&AMQ-rger\r\n", "a6 NO [TRYCREATE] Mailbox doesn't exist: Done/&AMQ-rger\r\n"});
@@ -163,7 +163,7 @@ TEST_CASE("actions: MOVE + UIDPLUS; TRYCREATE creates the folder and retries", "
   check_every_split(options(), script, three_actions(), r);
 }
 
-TEST_CASE("actions: without MOVE, COPY + STORE \\Deleted + UID EXPUNGE; refusals are results", "[unit][actions]") {
+TEST_CASE("actions: without MOVE, COPY + STORE Deleted + UID EXPUNGE, refusals are results", "[unit][actions]") {
   auto script = prologue(" UIDPLUS");
   script.push_back({"a5 UID STORE 1 +FLAGS.SILENT (\\Seen)\r\n", "a5 NO [CANNOT] flags are read-only here\r\n"});
   script.push_back({"a6 UID COPY 2 Done/&AMQ-rger\r\n", "a6 NO [TRYCREATE] no such mailbox\r\n"});
@@ -206,7 +206,7 @@ TEST_CASE("actions: without UIDPLUS nothing is expunged and the result says so",
   check_every_split(options(), script, three_actions(), r);
 }
 
-TEST_CASE("actions: a move into the folder itself is a no-op; EXAMINE refuses actions", "[unit][actions]") {
+TEST_CASE("actions: a move into the folder itself is a no-op, EXAMINE refuses actions", "[unit][actions]") {
   {
     auto script = prologue(" MOVE UIDPLUS");
     script.push_back({"a5 LOGOUT\r\n", "a5 OK bye\r\n"});

@@ -106,7 +106,7 @@ TEST_CASE("scan session ext: Dovecot — ID pipelined before LOGIN, unchanged IN
         lines{"E: unchanged INBOX v=1700000000 n=43 m=40", "C: a4 LOGOUT\r\n", "E: complete"});
 }
 
-TEST_CASE("scan session ext: flags changed only -> new HIGHESTMODSEQ checkpoint, no SELECT; new mail -> SELECT",
+TEST_CASE("scan session ext: flags changed only -> new HIGHESTMODSEQ checkpoint, no SELECT, new mail -> SELECT",
           "[unit]") {
   const std::size_t chunk = GENERATE(0u, 1u);
   auto o = options();
@@ -248,7 +248,7 @@ TEST_CASE("scan session ext: ID before a LOGIN with a synchronising literal keep
   CHECK(x.server("* ID (\"name\")\r\n").at(0).rfind("E: failed protocol_error", 0) == 0);
 }
 
-TEST_CASE("scan session ext: MESSAGELIMIT caps UID FETCH batches; OK [LIMIT] re-queues the unanswered rest",
+TEST_CASE("scan session ext: MESSAGELIMIT caps UID FETCH batches, OK [LIMIT] re-queues the unanswered rest",
           "[unit]") {
   const std::size_t chunk = GENERATE(0u, 1u);
   auto o = options();
@@ -357,7 +357,7 @@ TEST_CASE("deflate_stream: raw deflate both ways, any chunking, corrupt input re
   CHECK_FALSE(bad.inflate("more", [](std::string_view) {}));
 }
 
-TEST_CASE("scan session ext: COMPRESS DEFLATE after login when asked for; compressed bytes in the OK's chunk",
+TEST_CASE("scan session ext: COMPRESS DEFLATE after login when asked for, compressed bytes in the OK's chunk",
           "[unit]") {
   const std::size_t chunk = GENERATE(0u, 1u);
   auto o = options();

@@ -306,7 +306,7 @@ TEST_CASE("structure fetch: no usable BODYSTRUCTURE falls back to the whole mess
   CHECK(got[0].size == 40);
 }
 
-TEST_CASE("structure fetch: mark_seen stores \\Seen before the next batch; NO is a warning", "[unit]") {
+TEST_CASE("structure fetch: mark_seen stores Seen before the next batch, NO is a warning", "[unit]") {
   const std::string msg = "Subject: s\r\n\r\nbody\r\n";
   for (const char* answer : {"OK done", "NO [CANNOT] no way"}) {
     mime_server server({msg, msg, msg});

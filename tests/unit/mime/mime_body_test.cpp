@@ -13,7 +13,7 @@ std::vector<std::string> names(const message& m) {
 }
 } // namespace
 
-TEST_CASE("multipart/alternative prefers text/plain; HTML only as fallback", "[unit]") {
+TEST_CASE("multipart/alternative prefers text/plain, HTML only as fallback", "[unit]") {
   auto m = parse_message(
       "Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
       "preamble\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>html</p>\r\n"

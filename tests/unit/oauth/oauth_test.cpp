@@ -171,7 +171,7 @@ TEST_CASE("an idle refresh token is warned about before the 90-day inactivity ex
   CHECK(idle_warning_text(75).find("90 days") != std::string::npos);
 }
 
-TEST_CASE("provider presets fill host, port, security, auth and limits; explicit keys win", "[unit][oauth]") {
+TEST_CASE("provider presets fill host, port, security, auth and limits, explicit keys win", "[unit][oauth]") {
   auto cfg = parse(R"(
 [engine]
 secrets_key_env = "K"

@@ -246,7 +246,7 @@ TEST_CASE("pop3 session: classified errors, the secret never in a detail", "[uni
       CHECK(line.find("PASS") == std::string::npos);
 }
 
-TEST_CASE("pop3 session: a RETR refused is a warning; the message stays out of the checkpoint", "[unit][pop3]") {
+TEST_CASE("pop3 session: a RETR refused is a warning, the message stays out of the checkpoint", "[unit][pop3]") {
   auto o = alice();
   const std::string server = "+OK\r\n" + caps_all + "+OK\r\n+OK\r\n1 A\r\n2 B\r\n.\r\n+OK\r\n1 3\r\n2 3\r\n.\r\n"
                              "-ERR gone\r\n+OK\r\nx\r\n.\r\n+OK\r\n";
