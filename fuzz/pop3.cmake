@@ -4,10 +4,5 @@ mailscan_add_fuzzer(pop3_session_fuzz
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/pop3_session_fuzz.cpp
           ${PROJECT_SOURCE_DIR}/protocols/pop3/response_parser.cpp
           ${PROJECT_SOURCE_DIR}/protocols/pop3/scan_session.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/command_writer.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/scan_session.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/response.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/response_parser.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/utf7.cpp
-          ${PROJECT_SOURCE_DIR}/protocols/imap/body_structure.cpp
+          ${MAILSCAN_IMAP_SESSION_SOURCES}
   LIBS mailscan_common fmt::fmt OpenSSL::Crypto)
