@@ -44,6 +44,13 @@ struct protocol_session {
   // POP3: durably tracked messages a rule wants deleted; every batch of the pass is durable.
   virtual void dele(const std::vector<std::uint32_t>& uids) = 0;
   virtual void all_acked() = 0;
+  // IMAP kept sessions (scan_session: park, repoll, park_idle, end_parked, stop_idle).
+  virtual void repoll() = 0;
+  virtual bool park_idle() = 0;
+  virtual void end_parked() = 0;
+  virtual bool idling() const = 0;
+  virtual bool parked() const = 0;
+  virtual void stop_idle(imap::idle_stop how) = 0;
 };
 
 template <class Session>
@@ -88,6 +95,33 @@ struct session_adapter final : protocol_session {
     if constexpr (std::is_same_v<Session, pop3::scan_session>)
       s.all_acked();
   }
+  void repoll() override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.repoll();
+  }
+  bool park_idle() override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      return s.park_idle();
+    return false;
+  }
+  void end_parked() override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.end_parked();
+  }
+  bool idling() const override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      return s.idling();
+    return false;
+  }
+  bool parked() const override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      return s.parked();
+    return false;
+  }
+  void stop_idle(imap::idle_stop how) override {
+    if constexpr (std::is_same_v<Session, imap::scan_session>)
+      s.stop_idle(how);
+  }
   std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) override {
     std::vector<storage::uidl_update> out;
     if constexpr (std::is_same_v<Session, pop3::scan_session>)
@@ -103,7 +137,16 @@ struct mailbox_state {
   std::unique_ptr<protocol_session> session;
   std::unique_ptr<imap::deflate_stream> deflate;  // COMPRESS=DEFLATE negotiated in this pass
   std::shared_ptr<net::connection> conn;
-  std::uint64_t generation = 0;  // one per pass: stale network events of an old pass are ignored
+  std::uint64_t generation = 0;  // one per pass: stale timers of an old pass are ignored
+  std::uint64_t conn_gen = 0;    // the pass that opened the connection: stale network events
+  // Kept sessions (docs/imap.md): `parked` while the scheduler lets this mailbox keep its
+  // logged-in connection between passes; `park_pending` while it is asked (the pass's
+  // scan_done waits for the answer, so the lease is never counted twice or lost);
+  // `woken`: IDLE reported activity and the scheduler was asked for a pass.
+  bool parked = false;
+  bool park_pending = false;
+  bool woken = false;
+  bool reused = false;  // this pass runs on a kept connection (no LOGIN)
   std::uint64_t next_seq = 0;
   std::size_t inflight = 0;
   std::vector<raw_message> batch;
@@ -162,6 +205,7 @@ std::string_view reason_of(net::failure_kind k) {
 }
 
 void finish_if_drained(mailbox_actor_t* self);
+void ask_to_keep(mailbox_actor_t* self);
 
 // Writes the outcome of a rule action as an "action_result" reason of each message (shown by
 // `explain`), and logs failures. Best effort: the writer does not acknowledge it.
@@ -243,8 +287,14 @@ void queue_actions(mailbox_actor_t* self, std::vector<server_action> acts) {
   }
 }
 
+void lose_kept(mailbox_actor_t* self, const std::string& reason, const std::string& detail);
+
 void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
   auto& st = self->state;
+  if (st.park_pending || (st.parked && !st.running)) {  // the pass itself was complete
+    lose_kept(self, reason, detail);
+    return;
+  }
   for (auto& [id, acts] : st.actions_queued)
     record_action_results(self, acts, false, "not carried out: the pass ended (" + reason + ")");
   st.actions_queued.clear();
@@ -390,6 +440,18 @@ void pump(mailbox_actor_t* self) {
           st.closing = true;
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;
+        } else if constexpr (std::is_same_v<T, imap::session_parked>) {
+          st.result.capabilities = st.session->capabilities();
+          st.server_done = true;
+          st.park_pending = true;
+          stop = true;
+          ask_to_keep(self);
+        } else if constexpr (std::is_same_v<T, imap::idle_activity>) {
+          // New mail in the watched folder of a kept session: a pass now, not at the next poll.
+          if (ev.what == imap::idle_activity::kind::exists && st.parked && !st.running && !st.woken) {
+            st.woken = true;
+            self->send(st.scheduler, wake_atom::value);
+          }
         } else if constexpr (std::is_same_v<T, imap::action_done>) {
           if (auto it = st.actions_queued.find(ev.id); it != st.actions_queued.end()) {
             record_action_results(self, it->second, ev.ok, ev.detail);
@@ -410,8 +472,12 @@ void pump(mailbox_actor_t* self) {
             st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
                             fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), ev.folder, ev.detail);
         } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
-          st.result.capabilities = st.session->capabilities();
           stop = true;
+          if (st.park_pending || (st.parked && !st.running)) {
+            lose_kept(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
+            return;
+          }
+          st.result.capabilities = st.session->capabilities();
           if (ev.err.kind == imap::error_kind::login_failed && retry_with_new_token(self))
             return;
           fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
@@ -423,7 +489,7 @@ void pump(mailbox_actor_t* self) {
     if (stop)
       break;
   }
-  if (st.server_done) {
+  if (st.server_done && !st.park_pending && !st.parked) {
     st.session.reset();
     finish_if_drained(self);
   }
@@ -438,12 +504,14 @@ void finish_closing(mailbox_actor_t* self) {
   st.closing = false;
   st.server_done = true;
   st.session.reset();
+  if (std::exchange(st.parked, false) && !st.running)  // a kept session logged out
+    self->send(st.scheduler, unpark_atom::value);
   finish_if_drained(self);
 }
 
 void finish_if_drained(mailbox_actor_t* self) {
   auto& st = self->state;
-  if (!st.running || !st.server_done || st.inflight > 0)
+  if (!st.running || !st.server_done || st.inflight > 0 || st.park_pending)
     return;
   st.running = false;
   auto res = st.failure ? *st.failure : st.result;
@@ -491,8 +559,8 @@ void finish_if_drained(mailbox_actor_t* self) {
                       fmt::format("others wait: the pass goes on after them (fetched={} so far)", res.fetched));
     else if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
-                      fmt::format("fetched={} new={} new_sightings={}{}", res.fetched, res.new_messages,
-                                  res.new_sightings,
+                      fmt::format("fetched={} new={} new_sightings={}{}{}", res.fetched, res.new_messages,
+                                  res.new_sightings, st.reused ? " session=kept" : "",
                                   st.actions_ok + st.actions_failed == 0
                                     ? std::string{}
                                     : fmt::format(" actions_ok={} actions_failed={}", st.actions_ok,
@@ -503,6 +571,108 @@ void finish_if_drained(mailbox_actor_t* self) {
   }
   self->send(st.scheduler, scan_done_atom::value, res);
 }
+
+// ---- Kept sessions (docs/imap.md): the connection outlives the pass while the scheduler
+// allows; every way it ends reports the lease back (unpark_atom) exactly once. ----
+
+void arm_timeout(mailbox_actor_t* self) {
+  self->state.last_activity = std::chrono::steady_clock::now();
+  self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, self->state.generation);
+}
+
+void log_kept(mailbox_actor_t* self, core::log_level level, std::string_view event, const std::string& detail) {
+  auto& st = self->state;
+  if (st.s.log)
+    st.s.log->write(level, event, st.s.cfg.user, fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), "", detail);
+}
+
+// The kept connection broke (server closed it, BYE, timeout): no failed pass, the next one
+// simply logs in again.
+void lose_kept(mailbox_actor_t* self, const std::string& reason, const std::string& detail) {
+  auto& st = self->state;
+  log_kept(self, core::log_level::warning, "kept_session_lost",
+           fmt::format("reason={} {}; the next poll logs in again", reason, detail));
+  if (st.conn) {
+    st.conn->close(false);
+    st.conn.reset();
+  }
+  st.session.reset();
+  st.closing = false;
+  // While the scheduler is still being asked, its answer returns the lease (ask_to_keep).
+  if (std::exchange(st.parked, false) && !st.running)
+    self->send(st.scheduler, unpark_atom::value);
+}
+
+void ask_to_keep(mailbox_actor_t* self) {
+  auto& st = self->state;
+  auto answer = [self](bool keep) {
+    auto& st = self->state;
+    st.park_pending = false;
+    if (!st.session) {  // lost meanwhile
+      if (keep)
+        self->send(st.scheduler, unpark_atom::value);
+    } else if (!keep) {
+      st.server_done = false;  // LOGOUT, then the pass reports as usual
+      st.session->end_parked();
+      arm_timeout(self);
+      pump(self);
+      return;
+    } else {
+      st.parked = true;
+      st.woken = false;
+      if (st.s.engine.idle && st.session->park_idle()) {
+        self->delayed_send(self, std::chrono::seconds(imap::idle_refresh_after_s), idle_atom::value,
+                           st.generation);
+        pump(self);
+      }
+    }
+    finish_if_drained(self);
+  };
+  self->request(st.scheduler, caf::infinite, park_atom::value, std::uint64_t{st.result.fetched})
+    .then([=](bool keep) { answer(keep); }, [=](caf::error&) { answer(false); });
+}
+
+// (unpark_atom) from the scheduler: someone needs the slot, a reload, or shutdown.
+void end_kept(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (!st.parked || st.running || st.closing)
+    return;
+  if (!st.session || !(st.session->idling() || st.session->parked())) {
+    // Between commands (IDLE not yet confirmed): nothing to wait for, just close.
+    lose_kept(self, "released", "closed while entering IDLE");
+    return;
+  }
+  ++st.generation;
+  st.server_done = false;
+  if (st.session->idling())
+    st.session->stop_idle(imap::idle_stop::logout);
+  else
+    st.session->end_parked();
+  arm_timeout(self);
+  pump(self);
+}
+
+// (lease_atom) with a kept session: the poll runs on it, STATUS first (no LOGIN).
+bool resume_kept(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (!std::exchange(st.parked, false))
+    return false;
+  if (!st.session || st.closing) {
+    st.session.reset();
+    return false;
+  }
+  st.reused = true;
+  if (st.session->idling())
+    st.session->stop_idle(st.woken ? imap::idle_stop::rescan : imap::idle_stop::poll);
+  else
+    st.session->repoll();
+  st.woken = false;
+  arm_timeout(self);
+  pump(self);
+  return true;
+}
+
+// ---- end of kept sessions ----
 
 std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
                                                     std::map<std::string, storage::folder_checkpoint> cps) {
@@ -522,6 +692,7 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
   o.compress = cfg.compress;
+  o.park = st.s.engine.keep_sessions > 0 && !st.s.probe;
   return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
 }
 
@@ -586,6 +757,8 @@ void connect(mailbox_actor_t* self) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
   };
   st.last_activity = std::chrono::steady_clock::now();
+  st.conn_gen = gen;
+  st.deflate.reset();  // a new connection starts uncompressed
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
   st.conn->start();
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
@@ -692,6 +865,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
     self->state.s = s;
     self->state.scheduler = sched;
     auto stale = [self](std::uint64_t gen) { return gen != self->state.generation || !self->state.session; };
+    // Network events belong to the connection, which a kept session carries over passes.
+    auto net_stale = [self](std::uint64_t gen) { return gen != self->state.conn_gen || !self->state.session; };
     return {
       [=](lease_atom) {
         auto& st = self->state;
@@ -715,7 +890,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.slice_batches = 0;
         st.slice_start = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
+        st.reused = false;
         ++st.generation;
+        if (resume_kept(self))
+          return;
         if (!st.s.cfg.is_set()) {
           st.server_done = true;
           st.failure = failed_result(st.s.cfg.user, "not_set",
@@ -760,24 +938,24 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           });
       },
       [=](net_up_atom, std::uint64_t gen) {
-        if (!stale(gen))
+        if (!net_stale(gen))
           self->state.last_activity = std::chrono::steady_clock::now();
       },
       [=](net_data_atom, std::string& bytes, std::uint64_t gen) {
-        if (stale(gen) || self->state.closing)
+        if (net_stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
         receive_bytes(self, bytes);
         pump(self);
       },
       [=](net_tls_atom, std::uint64_t gen) {
-        if (stale(gen))
+        if (net_stale(gen))
           return;
         self->state.session->on_tls_established();
         pump(self);
       },
       [=](net_fail_atom, std::int32_t kind, std::string& detail, std::uint64_t gen) {
-        if (stale(gen))
+        if (net_stale(gen))
           return;
         auto k = static_cast<net::failure_kind>(kind);
         if (self->state.closing) {
@@ -850,6 +1028,16 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         // Nothing of this batch was applied and its checkpoint did not move: stop the pass;
         // the next pass starts again from the last durable checkpoint.
         fail_pass(self, reason, "storage: " + detail);
+      },
+      [=](unpark_atom) { end_kept(self); },
+      [=](idle_atom, std::uint64_t gen) {
+        // RFC 2177: a kept session re-issues IDLE before the server's 30-minute autologout.
+        auto& st = self->state;
+        if (gen != st.generation || !st.parked || st.running || !st.session || !st.session->idling())
+          return;
+        st.session->stop_idle(imap::idle_stop::refresh);
+        pump(self);
+        self->delayed_send(self, std::chrono::seconds(imap::idle_refresh_after_s), idle_atom::value, gen);
       },
       [=](stop_atom) {
         auto& st = self->state;

@@ -228,4 +228,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, cl_node_up_atom, "clnodeup")
   CAF_ADD_ATOM(mscan, mscan::atoms, cl_node_down_atom, "clnodedown")
   CAF_ADD_ATOM(mscan, mscan::atoms, cl_bye_atom, "clbye")
+  // Kept sessions (docs/imap.md): mailbox -> scheduler (park_atom, new_messages) -> bool;
+  // unpark_atom both ways (log out your kept session / my kept session is gone);
+  // wake_atom: IDLE saw new mail; idle_atom: the 29-minute IDLE refresh timer.
+  CAF_ADD_ATOM(mscan, mscan::atoms, park_atom, "park")
+  CAF_ADD_ATOM(mscan, mscan::atoms, unpark_atom, "unpark")
+  CAF_ADD_ATOM(mscan, mscan::atoms, wake_atom, "wake")
+  CAF_ADD_ATOM(mscan, mscan::atoms, idle_atom, "idlerefr")
 CAF_END_TYPE_ID_BLOCK(mscan)

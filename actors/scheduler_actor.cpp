@@ -52,6 +52,12 @@ void publish_leases(self_t self, const std::string& key, const scheduler_state::
     m->leases(key, h.in_use, h.queue.size(), self->state.in_use);
 }
 
+// Kept sessions (the block below on_result's helpers).
+bool resume_kept(self_t self, std::size_t idx);
+void reclaim_kept(self_t self);
+bool others_wait(self_t self, std::size_t idx);
+void release_kept(self_t self, std::size_t idx);
+
 void grant_leases(self_t self) {
   auto& st = self->state;
   if (st.stopping || st.hosts.empty())
@@ -97,12 +103,20 @@ void grant_leases(self_t self) {
                                std::chrono::milliseconds(1),
                        grant_atom::value);
   }
+  reclaim_kept(self);
 }
+
 
 void make_due(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
   if (e.waiting || e.scanning || e.removed || self->state.stopping)
     return;
+  if (resume_kept(self, idx))
+    return;
+  if (e.releasing) {  // its slot is still counted: queueing now could exceed the bounds
+    e.due_after_release = true;
+    return;
+  }
   e.waiting = true;
   auto key = host_key(e.cfg);
   auto& h = self->state.hosts[key];
@@ -113,6 +127,9 @@ void make_due(self_t self, std::size_t idx) {
 
 void schedule_next(self_t self, std::size_t idx, std::chrono::milliseconds delay) {
   auto& e = self->state.mailboxes[idx];
+  // One poll timer per mailbox: a pass started early (IDLE wake) makes the older one void,
+  // or timers would pile up with every wake.
+  ++e.epoch;
   self->delayed_send(self, delay, due_atom::value, idx, e.epoch);
 }
 
@@ -161,15 +178,166 @@ void respawn(self_t self, std::size_t idx) {
     spawn_one(self, idx);
 }
 
+// A reload that waited for the pass (or the kept session) to end.
+void apply_pending(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  if (e.pending_cfg) {
+    e.cfg = std::move(*e.pending_cfg);
+    e.pending_cfg.reset();
+    ++e.epoch;
+    e.failures = 0;
+  }
+  respawn(self, idx);
+  if (!e.removed && !st.s.once && !st.stopping)
+    schedule_next(self, idx, std::chrono::milliseconds(0));
+}
+
+// ---- Kept sessions (see the header): all of their lease accounting is in this block. ----
+
+void forget_kept(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  std::erase(st.kept, idx);
+  st.mailboxes[idx].kept = false;
+}
+
+// Tells a kept mailbox to log out; its slot stays counted until it reports the connection
+// gone (kept_gone), so the bounds hold while the LOGOUT is under way.
+void release_kept(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  if (!e.kept || e.scanning)
+    return;
+  forget_kept(self, idx);
+  e.releasing = true;
+  ++st.releasing;
+  ++st.hosts[host_key(e.cfg)].releasing;
+  if (e.actor)
+    self->send(e.actor, unpark_atom::value);
+}
+
+// The mailbox's kept connection is closed (logged out, lost, or the actor went down).
+void kept_gone(self_t self, std::size_t idx) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  const bool held = (e.kept || e.releasing) && !e.scanning;  // scanning: the pass's lease
+  auto key = host_key(e.cfg);
+  auto& h = st.hosts[key];
+  if (e.kept)
+    forget_kept(self, idx);
+  if (e.releasing) {
+    e.releasing = false;
+    --st.releasing;
+    --h.releasing;
+  }
+  if (!held)
+    return;
+  --st.in_use;
+  --h.in_use;
+  publish_leases(self, key, h);
+  if (st.s.metrics)
+    st.s.metrics->scan_finished("kept_session_closed", 0, 0, 0);
+  if ((e.removed || e.pending_cfg) && e.actor)
+    apply_pending(self, idx);
+  else if (std::exchange(e.due_after_release, false))
+    make_due(self, idx);
+}
+
+// A due kept mailbox scans at once on its open connection: no queue, no login token.
+bool resume_kept(self_t self, std::size_t idx) {
+  auto& e = self->state.mailboxes[idx];
+  if (!e.kept || e.releasing)
+    return false;
+  forget_kept(self, idx);
+  e.scanning = true;
+  self->send(e.actor, lease_atom::value);
+  return true;
+}
+
+std::size_t least_busy_kept(self_t self, const std::string* host) {
+  auto& st = self->state;
+  std::size_t best = st.mailboxes.size();
+  for (auto idx : st.kept) {
+    auto& e = st.mailboxes[idx];
+    if (e.scanning || (host && host_key(e.cfg) != *host))
+      continue;
+    if (best == st.mailboxes.size() || e.busy < st.mailboxes[best].busy)
+      best = idx;
+  }
+  return best;
+}
+
+// Kept sessions never make anyone wait: for every mailbox queued behind a budget that kept
+// sessions hold, one of them (the least busy) logs out. O(hosts + kept).
+void reclaim_kept(self_t self) {
+  auto& st = self->state;
+  if (st.kept.empty() || st.stopping)
+    return;
+  const auto& eng = st.s.cfg.engine;
+  auto now = clock::now();
+  std::size_t waiting = 0;
+  for (auto& [key, h] : st.hosts)
+    if (h.paused_until <= now)
+      waiting += h.queue.size();
+  for (auto& [key, h] : st.hosts) {
+    if (h.queue.empty() || h.paused_until > now)
+      continue;
+    while (h.in_use >= eng.max_connections_per_host && h.releasing < h.queue.size()) {
+      auto victim = least_busy_kept(self, &key);
+      if (victim == st.mailboxes.size())
+        break;
+      release_kept(self, victim);
+    }
+  }
+  while (waiting > st.releasing && st.in_use >= eng.max_connections) {
+    auto victim = least_busy_kept(self, nullptr);
+    if (victim == st.mailboxes.size())
+      break;
+    release_kept(self, victim);
+  }
+}
+
+// (park_atom): may this mailbox keep its connection after the pass?
+bool may_keep(self_t self, std::size_t idx, std::uint64_t new_messages) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  e.busy = e.busy / 2 + static_cast<float>(new_messages) + (new_messages > 0 ? 1.0f : 0.0f);
+  const auto limit = st.s.cfg.engine.keep_sessions;
+  if (limit == 0 || st.s.once || st.stopping || !e.scanning || e.removed || e.pending_cfg || e.kept ||
+      others_wait(self, idx))
+    return false;
+  if (st.kept.size() >= limit) {
+    // Full: only a busier mailbox takes the place of the least busy one.
+    auto victim = least_busy_kept(self, nullptr);
+    if (victim == st.mailboxes.size() || st.mailboxes[victim].busy >= e.busy)
+      return false;
+    release_kept(self, victim);
+  }
+  e.kept = true;
+  st.kept.push_back(idx);
+  return true;
+}
+
+// Shutdown: every kept session logs out; run_atom is answered once they are all closed.
+void release_all_kept(self_t self) {
+  auto& st = self->state;
+  for (auto idx : std::vector<std::size_t>(st.kept))
+    release_kept(self, idx);
+}
+
+// ---- end of kept sessions ----
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
   auto key = host_key(e.cfg);
   if (e.scanning) {
     e.scanning = false;
-    --st.in_use;
-    --st.hosts[key].in_use;
-    publish_leases(self, key, st.hosts[key]);
+    if (!e.kept) {  // a kept session keeps its lease
+      --st.in_use;
+      --st.hosts[key].in_use;
+      publish_leases(self, key, st.hosts[key]);
+    }
   }
   if (st.s.metrics && res.reason != "stopped")
     st.s.metrics->scan_finished(res.ok ? std::string{} : res.reason, res.fetched, res.new_messages,
@@ -204,16 +372,10 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     if (e.summary_at < st.summary.results.size())  // (delivered already: nothing to update)
       st.summary.results[e.summary_at] = res;  // was a walk over every mailbox's result per poll
   }
-  if (e.removed || e.pending_cfg) {
-    if (e.pending_cfg) {
-      e.cfg = std::move(*e.pending_cfg);
-      e.pending_cfg.reset();
-      ++e.epoch;
-      e.failures = 0;
-    }
-    respawn(self, idx);
-    if (!e.removed && !st.s.once && !st.stopping)
-      schedule_next(self, idx, std::chrono::milliseconds(0));
+  if ((e.removed || e.pending_cfg) && (e.kept || e.releasing)) {
+    release_kept(self, idx);  // the change applies once its kept session is logged out
+  } else if (e.removed || e.pending_cfg) {
+    apply_pending(self, idx);
   } else if (!st.s.once && !st.stopping) {
     auto poll = std::chrono::milliseconds(std::int64_t{st.s.cfg.engine.poll_interval_s} * 1000);
     if (res.ok) {
@@ -306,8 +468,10 @@ void apply_reload(self_t self, const core::config& next) {
       continue;
     ++changed;
     auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
-    if (it->scanning) {
+    if (it->scanning || it->kept || it->releasing) {
       it->pending_cfg = std::make_unique<core::mailbox_config>(m);
+      if (!it->scanning)
+        release_kept(self, static_cast<std::size_t>(it - st.mailboxes.begin()));
     } else {
       unqueue(self, idx);  // under its old host
       it->cfg = m;
@@ -330,7 +494,9 @@ void apply_reload(self_t self, const core::config& next) {
     e.removed = true;
     ++e.epoch;
     unqueue(self, idx);
-    if (!e.scanning)
+    if (!e.scanning && (e.kept || e.releasing))
+      release_kept(self, idx);  // logged out first; respawned (exits) when it is gone
+    else if (!e.scanning)
       respawn(self, idx);  // removed: only exits
   }
   if (st.s.log)
@@ -370,6 +536,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     bool was_scanning = e.scanning;
     self->state.index.erase(dm.source);
     e.actor = nullptr;
+    kept_gone(self, idx);  // its connection went with it
     if (self->state.stopping || !self->state.done.pending() || e.removed)
       return;
     // A crashed mailbox actor: its lease returns, the pass counts as failed (so it backs
@@ -423,6 +590,23 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
       return idx < self->state.mailboxes.size() && self->state.mailboxes[idx].scanning && others_wait(self, idx);
     },
+    [=](park_atom, std::uint64_t new_messages) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      return idx < self->state.mailboxes.size() && may_keep(self, idx, new_messages);
+    },
+    [=](unpark_atom) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (idx >= self->state.mailboxes.size())
+        return;
+      kept_gone(self, idx);
+      grant_leases(self);
+      maybe_finish(self);
+    },
+    [=](wake_atom) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (idx < self->state.mailboxes.size())
+        make_due(self, idx);
+    },
     [=](reload_atom, const config_ptr& next) {
       if (next)
         apply_reload(self, *next);
@@ -435,6 +619,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       for (auto& e : st.mailboxes)
         if (e.scanning)
           self->send(e.actor, stop_atom::value);
+      release_all_kept(self);
       maybe_finish(self);
     },
   };

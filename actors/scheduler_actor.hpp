@@ -10,6 +10,16 @@
 //   due --> waiting --(lease: global + host slot + login token, host not paused)--> scanning
 //    ^                                                                                  |
 //    +------ poll_interval +-10% (ok) / min(poll * 2^failures, max_backoff) (error) <--+
+//
+// Kept sessions (engine.keep_sessions > 0, docs/imap.md): at the end of a pass a mailbox asks
+// (park_atom) to keep its logged-in connection and lease. Granted while nobody waits and
+// fewer than keep_sessions are kept (else only by evicting a less busy one). A kept mailbox
+// that falls due is leased again at once (no queue, no login token). Whenever someone waits
+// and the budget is held by kept sessions, the least busy one is told to log out
+// (unpark_atom) and its slot goes to the waiter as soon as the connection is closed.
+//
+//   scanning --park granted--> kept --due / IDLE wake--> scanning
+//                                |--someone waits / reload / stop--> releasing --closed--> free
 #include "actors/engine_metrics.hpp"
 #include "actors/mailbox_actor.hpp"
 #include "actors/messages.hpp"
@@ -67,6 +77,12 @@ struct scheduler_state {
     std::uint32_t failures = 0;
     std::uint64_t epoch = 0;  // due messages of an older epoch are ignored
     std::uint32_t summary_at = 0;  // its result's index in summary.results (once done_once)
+    // Kept sessions: `kept` holds its lease beyond the pass; `releasing` was told to log out
+    // and still holds it until the mailbox says the connection is gone.
+    bool kept = false;
+    bool releasing = false;
+    bool due_after_release = false;  // fell due while releasing: queues once it is closed
+    float busy = 0;  // decaying count of new mail per pass: the busiest stay kept
   };
   struct host {
     std::deque<std::size_t> queue;  // its mailboxes due and waiting for a lease (FIFO)
@@ -74,6 +90,7 @@ struct scheduler_state {
     clock::time_point paused_until{};
     double tokens = 1;
     clock::time_point refilled = clock::now();
+    std::size_t releasing = 0;  // kept sessions of this host told to log out
   };
   scheduler_settings s;
   std::vector<entry> mailboxes;
@@ -86,6 +103,8 @@ struct scheduler_state {
   std::size_t remaining = 0;
   bool stopping = false;
   bool grant_timer = false;
+  std::vector<std::size_t> kept;  // entries with kept sessions (at most keep_sessions)
+  std::size_t releasing = 0;
   caf::response_promise done;
   run_summary summary;
   static inline const char* name = "scheduler";

@@ -839,6 +839,8 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
       e.max_logins_per_second_per_host = *v;
     }
     e.max_backoff_s = r.integer<std::uint32_t>("max_backoff_s", 1, 7 * 86400).value_or(e.max_backoff_s);
+    e.keep_sessions = r.integer<std::uint32_t>("keep_sessions", 0, 100000).value_or(e.keep_sessions);
+    e.idle = r.boolean("idle").value_or(e.idle);
     e.min_free_disk_mb = r.integer<std::uint64_t>("min_free_disk_mb", 0, 1 << 20).value_or(e.min_free_disk_mb);
     e.write_delay_ms = r.integer<std::uint32_t>("write_delay_ms", 0, 60000).value_or(0);
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);

@@ -43,6 +43,14 @@ struct engine_config {
   std::uint32_t matchers = 0;              // 0 = one per core
   double max_logins_per_second_per_host = 0;  // 0 = unlimited; new connections per host
   std::uint32_t max_backoff_s = 3600;      // cap of the failure back-off
+  // Kept-open sessions (docs/imap.md "Kept sessions"): after a pass, up to this many
+  // mailboxes keep their logged-in connection (and lease) while nobody waits for a slot, so
+  // that their next poll needs no LOGIN. 0 = off: an idle connection holds a server slot the
+  // operator has to allow for (many providers cap connections per user).
+  std::uint32_t keep_sessions = 0;
+  // A kept session of a server that offers IDLE waits in IDLE on its first folder: new mail
+  // starts a pass at once (needs keep_sessions > 0).
+  bool idle = false;
   // Writes stop (reported as disk_full, nothing lost) while the data_dir's file system has
   // less free space than this: RocksDB itself must never run into ENOSPC.
   std::uint64_t min_free_disk_mb = 64;

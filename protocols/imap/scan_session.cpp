@@ -662,6 +662,7 @@ void scan_session::open_folder() {
   if (f.configured) b.mailbox(f.name);
   else b.astring(f.wire);
   send(b.finish(), cmd_kind::select);
+  selected_ = true;
 }
 
 void scan_session::folder_selected() {
@@ -1009,6 +1010,7 @@ void scan_session::handle_tagged(const status_response& s) {
     case cmd_kind::idle_select:
     case cmd_kind::idle:
     case cmd_kind::compress:
+    case cmd_kind::unselect:
       return;  // handle_ext_tagged
   }
 }

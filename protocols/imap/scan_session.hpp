@@ -32,11 +32,15 @@
 //   +---------------------------------------------------------- next folder
 //                                      v
 //                                LOGOUT --> scan_complete
+//             or, with options.park: [UNSELECT | CLOSE (read-only only)] --> session_parked
+//             (logged in, nothing selected, no command outstanding);
+//             the owner then calls repoll() (STATUS of every folder again: one round trip
+//             when nothing changed), park_idle() (IDLE as below) or end_parked() (LOGOUT)
 //             or, with options.idle and IDLE offered (RFC 2177; scan_session_idle.cpp):
 //   [SELECT/EXAMINE first folder] --> IDLE --'+'--> idle_started
 //        idling: EXISTS / EXPUNGE / VANISHED / FETCH --> idle_activity
-//        stop_idle(rescan | refresh | logout) --> DONE --tagged OK--> every folder again
-//        (then IDLE again) | IDLE again | LOGOUT
+//        stop_idle(rescan | poll | refresh | logout) --> DONE --tagged OK--> every folder
+//        again (rescan: the watched one opened; poll: STATUS first) | IDLE again | LOGOUT
 //
 // Any BYE, unparseable input or failing command ends in scan_failed with a classified error.
 //
@@ -79,7 +83,7 @@ struct folder_checkpoint { std::uint32_t uidvalidity = 0; std::uint32_t last_uid
 // RFC 2177 asks clients to re-issue IDLE at least every 29 minutes; the owner's timer calls
 // stop_idle(idle_stop::refresh) after this long in IDLE.
 inline constexpr std::uint32_t idle_refresh_after_s = 25 * 60;
-enum class idle_stop { rescan, refresh, logout };
+enum class idle_stop { rescan, refresh, logout, poll };
 enum class auth_method { password, xoauth2 };
 // structure: headers + BODYSTRUCTURE, then only the text parts (attachment bytes never
 // cross the network; message_fetched::raw is a synthetic message with stub attachments).
@@ -104,6 +108,9 @@ struct session_options {
   std::string client_version = "1";
   // After the scan, IDLE in the first folder instead of LOGOUT (when IDLE is offered).
   bool idle = false;
+  // After the scan, stay logged in (session_parked) instead of LOGOUT (or IDLE): the owner
+  // decides what comes next (kept sessions, docs/imap.md).
+  bool park = false;
   // COMPRESS DEFLATE (RFC 4978) after login when offered: saves bandwidth on slow links,
   // costs CPU on both sides (so off unless asked for).
   bool compress = false;
@@ -151,6 +158,8 @@ struct start_compress {};
 // expunge, VANISHED, or a FETCH (flag change) of message `number` (sequence number).
 struct idle_activity { enum class kind { exists, expunge, vanished, fetch } what;
                        std::string folder; std::uint32_t number; };
+// options.park: the scan is over, the session stays logged in with no command outstanding.
+struct session_parked {};
 struct scan_complete {};               // LOGOUT was written; owner closes after sending it
 struct scan_failed { error err; };
 // Something did not work but the scan goes on (e.g. UID STORE \Seen refused).
@@ -161,7 +170,7 @@ struct action_done { std::uint64_t id; action_kind kind; std::string folder; std
                      std::vector<std::uint32_t> uids; bool ok; std::string detail; };
 using session_output = std::variant<write_bytes, start_tls, folder_opened, message_fetched,
   batch_complete, folder_complete, scan_complete, scan_failed, session_warning, action_done,
-  folder_unchanged, server_identified, idle_started, idle_activity, start_compress>;
+  folder_unchanged, server_identified, idle_started, idle_activity, start_compress, session_parked>;
 
 class scan_session {
  public:
@@ -195,6 +204,13 @@ class scan_session {
   // Ignored in any other state.
   void stop_idle(idle_stop how);
   bool idling() const;
+  // After session_parked (ignored in any other state): check every folder again from the
+  // checkpoints this session reached; IDLE in the first folder (false: IDLE not offered,
+  // the session stays parked); LOGOUT (scan_complete follows).
+  void repoll();
+  bool park_idle();
+  void end_parked();
+  bool parked() const;
   // Server bytes that followed the COMPRESS OK in the same on_bytes() call: already
   // compressed, so the owner inflates them (after start_compress) and feeds them back.
   std::string take_compressed_rest();
@@ -203,10 +219,10 @@ class scan_session {
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
                      select, search, fetch, await_resume, actions, done,
-                     status, idle_select, idle_wait, idling, idle_done, compress };
+                     status, idle_select, idle_wait, idling, idle_done, compress, parked };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
                         search_all, search_large, fetch, fetch_parts, action, logout,
-                        id, status, idle_select, idle, compress };
+                        id, status, idle_select, idle, compress, unselect };
   enum class action_step { store_seen, store_deleted, move, copy, create, expunge };
   struct running_action {
     action_request req;
@@ -271,6 +287,8 @@ class scan_session {
   bool apply_fetch_limit();
   void after_last_folder();
   void start_idle();
+  void restart_folders(bool first_changed);
+  void park();
   void idle_select_answered(const status_response& s);
   void idle_answered(const status_response& s);
   bool start_compress_if_offered();
@@ -321,6 +339,9 @@ class scan_session {
   std::string compressed_rest_;
   bool finish_early_ = false;              // finish_early(): LOGOUT at the next resume()
   bool ended_early_ = false;               // ... and something was left for the next scan
+  // A folder is selected (SELECT / EXAMINE sent): a parked session leaves it first, as a
+  // server answers STATUS of the selected folder from its view (stale until a NOOP).
+  bool selected_ = false;
 };
 
 } // namespace mscan::imap

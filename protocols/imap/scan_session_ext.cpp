@@ -97,6 +97,15 @@ bool scan_session::handle_ext_tagged(cmd_kind kind, const status_response& s) {
     case cmd_kind::idle_select:
       idle_select_answered(s);
       return true;
+    case cmd_kind::unselect:
+      if (s.status != status_kind::ok) {
+        out_.push_back(session_warning{"", fmt::format("cannot leave the folder to keep the session: {}", s.text)});
+        logout();
+        return true;
+      }
+      selected_ = false;
+      out_.push_back(session_parked{});
+      return true;
     case cmd_kind::idle:
       idle_answered(s);
       return true;
@@ -272,6 +281,10 @@ bool scan_session::apply_fetch_limit() {
 }
 
 void scan_session::after_last_folder() {
+  if (opts_.park) {
+    park();
+    return;
+  }
   if (opts_.idle && has_cap("IDLE") && !folders_.empty()) {
     start_idle();
     return;
@@ -284,6 +297,7 @@ void scan_session::start_idle() {
   // again also tells what arrived since its scan.
   phase_ = phase::idle_select;
   uidvalidity_ = uidnext_ = exists_ = 0;
+  selected_ = true;
   const auto& f = folders_.front();
   auto b = writer_.begin(opts_.unread_only ? "SELECT" : "EXAMINE");
   if (f.configured) b.mailbox(f.name);
@@ -324,14 +338,54 @@ void scan_session::idle_answered(const status_response& s) {
       send(writer_.begin("IDLE").finish(), cmd_kind::idle);
       return;
     case idle_stop::rescan:
-      listed_status_.clear();  // answers from before the IDLE are stale now
-      statuses_.clear();
-      folder_index_ = 0;
-      status_done_ = true;  // the watched folder is selected and known to have changed
-      open_folder();
+      restart_folders(true);  // the watched folder is selected and known to have changed
+      return;
+    case idle_stop::poll:
+      restart_folders(false);
       return;
   }
 }
+
+void scan_session::restart_folders(bool first_changed) {
+  listed_status_.clear();  // answers from before are stale now
+  statuses_.clear();
+  status_queue_.clear();
+  finish_early_ = ended_early_ = false;
+  folder_index_ = 0;
+  status_done_ = first_changed;
+  open_folder();
+}
+
+// STATUS of the selected folder is answered from the session's view of it (dovecot: new
+// mail shows only after a NOOP): leave it. CLOSE deselects without expunging only when the
+// folder was opened read-only (RFC 3501 6.4.2); a read-write one without UNSELECT logs out.
+void scan_session::park() {
+  if (selected_) {
+    const bool read_only = !(opts_.unread_only || opts_.read_write);
+    if (!has_cap("UNSELECT") && !read_only) return logout();
+    phase_ = phase::parked;  // what the tagged answer completes
+    send(writer_.begin(has_cap("UNSELECT") ? "UNSELECT" : "CLOSE").finish(), cmd_kind::unselect);
+    return;
+  }
+  phase_ = phase::parked;
+  out_.push_back(session_parked{});
+}
+
+void scan_session::repoll() {
+  if (parked()) restart_folders(false);
+}
+
+bool scan_session::park_idle() {
+  if (!parked() || !has_cap("IDLE") || folders_.empty()) return false;
+  start_idle();
+  return true;
+}
+
+void scan_session::end_parked() {
+  if (parked()) logout();
+}
+
+bool scan_session::parked() const { return phase_ == phase::parked && pending_.empty(); }
 
 void scan_session::stop_idle(idle_stop how) {
   if (phase_ != phase::idling) return;

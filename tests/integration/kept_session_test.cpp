@@ -1,0 +1,217 @@
+// Kept sessions and IDLE push against the real dovecot (docs/imap.md "Kept sessions"): polls
+// of a kept mailbox log in once, a kept slot goes to a mailbox that waits for it, IDLE tracks
+// new mail long before poll_interval, and a connection the server closes is simply replaced.
+#include "tests/support/dovecot_fixture.hpp"
+#include "tests/support/mailscan_cli.hpp"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace mscan;
+
+namespace {
+
+std::string message(const std::string& tag, int n) {
+  return fmt::format("From: Bob <bob@acme.example>\r\nTo: alice@corp.example\r\nSubject: kept {0} {1}\r\n"
+                     "Message-ID: <kept-{0}-{1}@acme.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
+                     "body {1}\r\n",
+                     tag, n);
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string logs_of(const fs::path& dir) {
+  std::string all;
+  std::error_code ec;
+  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
+    if (f.is_regular_file())
+      all += read_all(f.path());
+  return all;
+}
+
+std::size_t count(const std::string& text, std::string_view what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++n;
+  return n;
+}
+
+std::size_t tracked(const std::string& conf) {
+  auto q = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
+  if (q.code != 0)
+    return 0;
+  auto j = nlohmann::json::parse(q.out, nullptr, false);
+  return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
+}
+
+template <class Pred>
+bool eventually(Pred p, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (p())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling with a deadline
+  }
+  return p();
+}
+
+struct kept_env {
+  test::dovecot_fixture dc;
+  fs::path dir;
+  std::string conf;
+  pid_t pid = -1;
+
+  kept_env(std::string_view name, std::vector<std::string> users, std::string engine, bool rawlog = false)
+      : dc{[&] {
+          test::dovecot_options o;
+          for (auto& u : users)
+            o.users.push_back({u, "pw-" + u});
+          o.rawlog = rawlog;
+          return o;
+        }()},
+        dir{test::unique_test_dir(name)} {
+    std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 30\n"
+                                  "info_logging = true\n{}\n\n",
+                                  engine);
+    for (auto& u : users)
+      cfg += fmt::format("[[mailbox]]\nuser = \"{0}\"\nhost = \"127.0.0.1\"\nport = {1}\nsecurity = \"none\"\n"
+                         "username = \"{0}\"\npassword = \"pw-{0}\"\nfolders = \"INBOX\"\n\n",
+                         u, dc.imap_port());
+    conf = (dir / "mailscan.toml").string();
+    std::ofstream(conf) << cfg;
+  }
+  void start() {
+    pid = test::spawn_mailscan({"run", "--config", conf}, dir / "run.log");
+    REQUIRE(pid > 0);
+  }
+  int stop() {
+    ::kill(pid, SIGTERM);
+    return test::wait_exit(pid);
+  }
+  std::string logs() const { return logs_of(dir); }
+  std::size_t logins(const std::string& user) const { return dc.count_in_log(fmt::format("Login: user=<{}>", user)); }
+};
+
+} // namespace
+
+TEST_CASE("kept sessions: later polls of a kept mailbox log in once and cost one STATUS each",
+          "[integration][kept]") {
+  REQUIRE(test::dovecot_available());
+  kept_env e{"kept-reuse", {"alice", "bob"}, "poll_interval_s = 1\nkeep_sessions = 4\nmax_connections = 4", true};
+  for (int i = 0; i < 3; ++i) {
+    e.dc.seed("alice", "INBOX", message("alice", i));
+    e.dc.seed("bob", "INBOX", message("bob", i));
+  }
+  e.start();
+  // Four polls each on the kept connection (about one a second).
+  bool polled = eventually([&] {
+    auto l = e.logs();
+    return count(l, "event=scan_ok user=alice") >= 5 && count(l, "event=scan_ok user=bob") >= 5;
+  });
+  // New mail is found by the STATUS check of a kept session and fetched on it.
+  e.dc.seed("alice", "INBOX", message("alice", 3));
+  bool fetched = eventually([&] { return tracked(e.conf) == 7; });
+  auto logs = e.logs();
+  int code = e.stop();
+  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  CHECK(polled);
+  CHECK(fetched);
+  CHECK(code == 0);
+  CHECK(e.logins("alice") == 1);
+  CHECK(e.logins("bob") == 1);
+  CHECK(count(logs, "session=kept") >= 8);
+  CHECK(count(logs, "scan_failed") == 0);
+  // SIGTERM logged both kept sessions out (LOGOUT, not a dropped connection).
+  CHECK(e.dc.wait_for_log("Disconnected: Logged out", 2));
+  // Each poll of an unchanged INBOX was one STATUS; the folder was opened only for the first
+  // scan and once for the new message (and the engine never re-selected it otherwise).
+  auto statuses = e.dc.count_in_rawlog(" STATUS ");
+  auto opens = e.dc.count_in_rawlog(" EXAMINE ") + e.dc.count_in_rawlog(" SELECT ");
+  CHECK(statuses >= 8);
+  CHECK(opens <= 3);
+}
+
+TEST_CASE("kept sessions: a kept slot goes at once to a mailbox that waits for it", "[integration][kept]") {
+  REQUIRE(test::dovecot_available());
+  // One connection in all, two mailboxes: a kept session must never keep the other waiting.
+  kept_env e{"kept-reclaim", {"alice", "bob"}, "poll_interval_s = 1\nkeep_sessions = 1\nmax_connections = 1"};
+  e.dc.seed("alice", "INBOX", message("alice", 0));
+  e.dc.seed("bob", "INBOX", message("bob", 0));
+  e.start();
+  bool both = eventually([&] {
+    auto l = e.logs();
+    return count(l, "event=scan_ok user=alice") >= 4 && count(l, "event=scan_ok user=bob") >= 4;
+  });
+  int code = e.stop();
+  auto logs = e.logs();
+  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
+  CHECK(both);
+  CHECK(code == 0);
+  CHECK(tracked(e.conf) == 2);
+  CHECK(count(logs, "scan_failed") == 0);
+  // Never two sessions at once: every login ended (LOGOUT) before the next one began.
+  CHECK(e.dc.wait_for_log("Disconnected: Logged out", e.logins("alice") + e.logins("bob")));
+}
+
+TEST_CASE("kept sessions: IDLE tracks new mail long before poll_interval", "[integration][kept]") {
+  REQUIRE(test::dovecot_available());
+  kept_env e{"kept-idle", {"alice"}, "poll_interval_s = 600\nkeep_sessions = 1\nidle = true"};
+  e.dc.seed("alice", "INBOX", message("alice", 0));
+  e.start();
+  REQUIRE(eventually([&] { return tracked(e.conf) == 1; }));
+  // Wait until the session idles (dovecot: the IDLE command is running).
+  REQUIRE(eventually([&] { return count(e.logs(), "event=scan_ok user=alice") >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let IDLE start (not a sync point)
+  auto t0 = std::chrono::steady_clock::now();
+  e.dc.seed("alice", "INBOX", message("alice", 1));
+  bool pushed = eventually([&] { return tracked(e.conf) == 2; }, std::chrono::seconds(30));
+  auto took = std::chrono::steady_clock::now() - t0;
+  e.dc.seed("alice", "INBOX", message("alice", 2));
+  bool again = eventually([&] { return tracked(e.conf) == 3; }, std::chrono::seconds(30));
+  int code = e.stop();
+  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  CHECK(pushed);
+  CHECK(again);
+  CHECK(took < std::chrono::seconds(60));  // poll_interval is 600 s
+  CHECK(code == 0);
+  CHECK(e.logins("alice") == 1);
+}
+
+TEST_CASE("kept sessions: a kept connection the server closes is replaced by a new login, no failed pass",
+          "[integration][kept]") {
+  REQUIRE(test::dovecot_available());
+  kept_env e{"kept-lost", {"alice"}, "poll_interval_s = 1\nkeep_sessions = 1"};
+  e.dc.seed("alice", "INBOX", message("alice", 0));
+  e.start();
+  REQUIRE(eventually([&] { return count(e.logs(), "session=kept") >= 1; }));
+  // The kept session is between polls most of the time: kick it (BYE) until one is lost.
+  bool lost = eventually([&] {
+    e.dc.kick("alice");
+    return count(e.logs(), "event=kept_session_lost") >= 1;
+  });
+  auto logins = e.logins("alice");
+  e.dc.seed("alice", "INBOX", message("alice", 1));
+  bool fetched = eventually([&] { return tracked(e.conf) == 2; });
+  bool kept_again = eventually([&] { return count(e.logs(), "session=kept") >= 3; });
+  int code = e.stop();
+  auto logs = e.logs();
+  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
+  CHECK(lost);
+  CHECK(fetched);
+  CHECK(kept_again);
+  CHECK(code == 0);
+  CHECK(e.logins("alice") >= 2);
+  CHECK(logins >= 1);
+}
