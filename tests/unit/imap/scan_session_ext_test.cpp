@@ -42,6 +42,7 @@ struct transcript {
           else if constexpr (std::is_same_v<T, idle_activity>)
             t << "E: activity " << static_cast<int>(v.what) << ' ' << v.folder << ' ' << v.number;
           else if constexpr (std::is_same_v<T, scan_complete>) t << "E: complete";
+          else if constexpr (std::is_same_v<T, session_parked>) t << "E: parked";
           else if constexpr (std::is_same_v<T, start_compress>) t << "E: compress";
           else if constexpr (std::is_same_v<T, scan_failed>) t << "E: failed " << to_string(v.err.kind) << ": " << v.err.detail;
           else if constexpr (std::is_same_v<T, session_warning>) t << "E: warning " << v.detail;
@@ -457,4 +458,95 @@ TEST_CASE("scan session ext: LIST-STATUS announced but its syntax rejected -> pl
   u.server("* PREAUTH [CAPABILITY IMAP4rev1 LIST-STATUS] hi\r\n");
   u.server("a1 BAD no\r\n");
   CHECK(u.server("a2 BAD no\r\n").at(0).rfind("E: failed protocol_error", 0) == 0);
+}
+
+TEST_CASE("scan session ext: park — UNSELECT instead of LOGOUT, repoll is one STATUS round trip, then LOGOUT",
+          "[unit]") {
+  const std::size_t chunk = GENERATE(0u, 1u, 3u);
+  INFO("chunk " << chunk);
+  auto o = options();
+  o.folders = {"INBOX", "Sent"};
+  o.checkpoints["INBOX"] = {7, 42, 0};
+  o.checkpoints["Sent"] = {8, 10, 0};
+  o.send_id = false;
+  o.park = true;
+  transcript t(o, chunk);
+  CHECK(t.server("* PREAUTH [CAPABILITY IMAP4rev1 UNSELECT IDLE] hi\r\n") ==
+        lines{"C: a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na2 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  // Nothing new anywhere: parked at once, nothing selected, no command outstanding.
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 43 UIDVALIDITY 7)\r\na1 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na2 OK\r\n") ==
+        lines{"E: unchanged INBOX v=7 n=43 m=40", "E: unchanged Sent v=8 n=11 m=3", "E: parked"});
+  CHECK(t.s.parked());
+  CHECK_FALSE(t.s.finished());
+  // An unsolicited status line while parked changes nothing.
+  CHECK(t.server("* OK still here\r\n").empty());
+  t.s.repoll();
+  CHECK(t.take() ==
+        lines{"C: a3 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na4 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  CHECK_FALSE(t.s.parked());
+  // INBOX moved (a message came and went): opened, then left with UNSELECT before parking.
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na3 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na4 OK\r\n") ==
+        lines{"C: a5 EXAMINE INBOX\r\n"});
+  CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 44] x\r\na5 OK\r\n") ==
+        lines{"E: opened INBOX e=0", "E: folder INBOX high=43 modseq=0", "E: unchanged Sent v=8 n=11 m=3",
+              "C: a6 UNSELECT\r\n"});
+  CHECK_FALSE(t.s.parked());  // not before the UNSELECT is answered
+  CHECK(t.server("* OK [CLOSED] Previous mailbox closed.\r\na6 OK Unselect completed.\r\n") == lines{"E: parked"});
+  // The session's own checkpoint: INBOX is unchanged now at UIDNEXT 44.
+  t.s.repoll();
+  t.take();
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na7 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na8 OK\r\n") ==
+        lines{"E: unchanged INBOX v=7 n=44 m=40", "E: unchanged Sent v=8 n=11 m=3", "E: parked"});
+  // IDLE from parked; a poll ends it and checks with STATUS; then LOGOUT.
+  CHECK(t.s.park_idle());
+  CHECK(t.take() == lines{"C: a9 EXAMINE INBOX\r\n"});
+  CHECK(t.server("* 40 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 44] x\r\na9 OK\r\n") ==
+        lines{"C: a10 IDLE\r\n"});
+  CHECK(t.server("+ idling\r\n") == lines{"E: idle INBOX"});
+  t.s.stop_idle(idle_stop::poll);
+  CHECK(t.server("a10 OK Idle completed\r\n") ==
+        lines{"C: DONE\r\n",
+              "C: a11 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na12 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na11 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na12 OK\r\n") ==
+        lines{"E: unchanged INBOX v=7 n=44 m=40", "E: unchanged Sent v=8 n=11 m=3", "C: a13 UNSELECT\r\n"});
+  CHECK(t.server("a13 OK\r\n") == lines{"E: parked"});
+  t.s.end_parked();
+  CHECK(t.take() == lines{"C: a14 LOGOUT\r\n", "E: complete"});
+  CHECK(t.s.finished());
+}
+
+TEST_CASE("scan session ext: park without UNSELECT — CLOSE only for a read-only folder, else LOGOUT; BYE while parked",
+          "[unit]") {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.park = true;
+  o.send_id = false;
+  const char* open = "* 0 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 1] x\r\na1 OK\r\n";
+  transcript ro(o, 0);
+  ro.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
+  CHECK(ro.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a2 CLOSE\r\n"});
+  CHECK(ro.server("a2 OK\r\n") == lines{"E: parked"});
+  // The server ends a parked session: a classified failure, nothing else.
+  CHECK(ro.server("* BYE Autologout\r\n").at(0).rfind("E: failed server_bye", 0) == 0);
+
+  o.read_write = true;  // SELECT: CLOSE would expunge \Deleted mail
+  transcript rw(o, 0);
+  rw.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
+  CHECK(rw.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a2 LOGOUT\r\n",
+                                 "E: complete"});
+
+  transcript refused(o, 0);
+  refused.server("* PREAUTH [CAPABILITY IMAP4rev1 UNSELECT] hi\r\n");
+  refused.server(open);
+  CHECK(refused.server("a2 NO not now\r\n") ==
+        lines{"E: warning cannot leave the folder to keep the session: not now", "C: a3 LOGOUT\r\n", "E: complete"});
+  // Calls in the wrong state are ignored.
+  refused.s.repoll();
+  refused.s.end_parked();
+  CHECK_FALSE(refused.s.park_idle());
+  CHECK(refused.take().empty());
 }
