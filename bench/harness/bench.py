@@ -183,7 +183,7 @@ class Simulator(Background):
 
 # ---------------------------------------------------------------------------- engine runs
 def write_engine_config(path, data_dir, port, users, password_env, max_conn, per_host, write_delay_ms=0,
-                        days_back=30, info_logging=False):
+                        days_back=30, info_logging=False, engine_extra=""):
     base = os.path.dirname(path)
     csv = os.path.join(base, os.path.basename(path) + ".mailboxes.csv")
     with open(csv, "w") as f:
@@ -196,6 +196,7 @@ def write_engine_config(path, data_dir, port, users, password_env, max_conn, per
         f.write(f"max_connections = {max_conn}\nmax_connections_per_host = {per_host}\n")
         f.write(f"days_back = {days_back}\nwrite_delay_ms = {write_delay_ms}\n")
         f.write(f"info_logging = {'true' if info_logging else 'false'}\n")
+        f.write(engine_extra)
         f.write('internal_domains = ["tenant.example"]\n')
         f.write(f'mailboxes_file = "{csv}"\n\n')
         # A small directory and rules-free config: the matcher still resolves every address.
@@ -527,6 +528,147 @@ def scenario_incremental_sim(args, bins, work, env):
     }
 
 
+def scan_events(log_dir):
+    """(timestamp, user, kept) of every scan_ok in the engine's log (info_logging)."""
+    out = []
+    try:
+        names = sorted(os.listdir(log_dir))
+    except OSError:
+        return out
+    for name in names:
+        with open(os.path.join(log_dir, name), errors="replace") as f:
+            for line in f:
+                if "event=scan_ok" not in line:
+                    continue
+                parts = line.split()
+                try:
+                    ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
+                except (ValueError, IndexError):
+                    continue
+                user = next((p[5:] for p in parts if p.startswith("user=")), "-")
+                out.append((ts, user, "session=kept" in line))
+    return out
+
+
+def engine_window(bins, cfg, env, log_dir, window_s, warmup_s, server_cpu_of=None):
+    """Runs `mailscan run` (not --once) for warmup + window seconds, stops it with SIGTERM and
+    counts the scan_ok events whose time falls in the window: polls/s of a long-running engine."""
+    p = subprocess.Popen([bins["mailscan"], "run", "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    time.sleep(warmup_s)
+    t0 = time.time()
+    cpu0 = server_cpu_of() if server_cpu_of else 0
+    time.sleep(window_s)
+    t1 = time.time()
+    cpu1 = server_cpu_of() if server_cpu_of else 0
+    p.send_signal(signal.SIGTERM)  # our own child, by pid: the clean stop (kept sessions LOGOUT)
+    t_stop = time.monotonic()
+    _, status, ru = os.wait4(p.pid, 0)
+    stop_s = time.monotonic() - t_stop
+    rc = os.waitstatus_to_exitcode(status)
+    ev = [e for e in scan_events(log_dir) if t0 <= e[0] < t1]
+    polls = len(ev)
+    return {"rc": rc, "window_s": round(t1 - t0, 2), "polls": polls, "kept_polls": sum(1 for e in ev if e[2]),
+            "mailboxes_polled": len(set(e[1] for e in ev)), "polls_per_s": round(polls / (t1 - t0), 1),
+            "engine_cpu_s": round(ru.ru_utime + ru.ru_stime, 2), "sigterm_exit_s": round(stop_s, 2),
+            "server_cpu_s_window": round(cpu1 - cpu0, 3), "stderr": p.stderr.read().decode(errors="replace")[-300:]}
+
+
+def scenario_incremental_kept(args, bins, work, env, pw_env):
+    """Kept sessions: polls/s of a long-running `mailscan run` (poll_interval_s = 1) on a private
+    dovecot, (a) with every mailbox within the connection budget (all kept) and (b) with more
+    mailboxes than the budget, beside the raw LOGIN+STATUS+LOGOUT client in the same run; server
+    commands per poll counted by the simulator for case (a)."""
+    n, c, win = args.kept_mailboxes, args.connections, args.kept_window
+    over = n * 2
+    log(f"incremental (kept sessions): dovecot with {over} mailboxes x 5 small messages")
+    dv_dir = tempfile.mkdtemp(prefix="dvk.", dir=work)
+    os.chmod(dv_dir, 0o711)
+    dv = Background([bins["dovecot"], "--mailboxes", str(over), "--messages", "5", "--message-bytes", "2000",
+                     "--prefix", "u", "--dir", dv_dir], "ready", env=env, timeout=1800)
+    port, dv_pid = int(dv.value("imap")), int(dv.value("pid"))
+    dv_log = os.path.join(dv.value("root"), "dovecot.log")
+
+    def logins():
+        try:
+            with open(dv_log, errors="replace") as f:
+                return sum(1 for line in f if "Login: user=" in line)
+        except OSError:
+            return 0
+    res = {"mailboxes_within_budget": n, "mailboxes_over_budget": over, "raw_connections": c, "window_s": win,
+           "poll_interval_s": 1}
+    try:
+        # Warm-up (dovecot's indexes) and the baseline, twice: before and after the engine runs.
+        raw_run(bins, port, "u", over, c, "status", env)
+        st = raw_run(bins, port, "u", over, c, "status", env)
+        res["raw_status_before"] = {"polls_per_s": round(st["mailboxes"] / st["seconds"], 1)}
+        for case, users, budget, keep in (("within_budget", n, n, n), ("over_budget", over, c, c)):
+            cfg = os.path.join(work, f"kept-{case}.toml")
+            data = os.path.join(work, f"kept-{case}-data")
+            write_engine_config(cfg, data, port, [f"u{i}" for i in range(users)], pw_env, budget, budget,
+                                info_logging=True,
+                                engine_extra=f"poll_interval_s = 1\nkeep_sessions = {keep}\n")
+            log(f"kept ({case}): {users} mailboxes, max_connections {budget}, keep_sessions {keep}: "
+                f"first scan, then `mailscan run` for {win} s")
+            engine_run(bins, cfg, env)  # the first scan: checkpoints
+            l0 = logins()
+            r = engine_window(bins, cfg, env, data + "-logs", win, 3, lambda: group_cpu_s(dv_pid))
+            r["dovecot_logins_whole_run"] = logins() - l0
+            r["dovecot_cpu_ms_per_poll"] = round(r["server_cpu_s_window"] / r["polls"] * 1e3, 3) if r["polls"] else None
+            r["demand_polls_per_s"] = users  # every mailbox due once per second
+            res[case] = r
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(data + "-logs", ignore_errors=True)
+        before = group_cpu_s(dv_pid)
+        st = raw_run(bins, port, "u", over, c, "status", env)
+        server_cpu_raw = group_cpu_s(dv_pid) - before
+        res["raw_status_after"] = {"polls_per_s": round(st["mailboxes"] / st["seconds"], 1),
+                                   "dovecot_cpu_ms_per_poll": round(server_cpu_raw / over * 1e3, 3)}
+    finally:
+        dv.stop()
+        shutil.rmtree(dv_dir, ignore_errors=True)
+    # Server commands per poll: the same within-budget case against the simulator's counters.
+    log(f"kept (simulator): {n} mailboxes, commands per poll over {win} s")
+    sim = Simulator(bins, work, "kept", n, 5, max(n, 64))
+    cfg = os.path.join(work, "kept-sim.toml")
+    data = os.path.join(work, "kept-sim-data")
+    try:
+        write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD", n, n,
+                            info_logging=True, engine_extra=f"poll_interval_s = 1\nkeep_sessions = {n}\n")
+        sim_run = engine_window(bins, cfg, env, data + "-logs", win, 3)
+        all_polls = len(scan_events(data + "-logs"))
+    finally:
+        rep_sim = sim.finish()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data + "-logs", ignore_errors=True)
+    cmds = rep_sim.get("commands", {})
+    session_cmds = ("LOGIN", "AUTHENTICATE", "CAPABILITY", "ID", "ENABLE", "LOGOUT")
+    per_poll = sum(v for k, v in cmds.items() if k not in session_cmds)
+    res["simulator"] = {"polls_whole_run": all_polls, "commands": cmds, "logins": rep_sim.get("logins"),
+                        "window": {k: v for k, v in sim_run.items() if k != "stderr"}}
+    raw_pps = (res["raw_status_before"]["polls_per_s"] + res["raw_status_after"]["polls_per_s"]) / 2
+    a, b = res["within_budget"], res["over_budget"]
+    res["figures"] = {
+        "raw_status_polls_per_s": round(raw_pps, 1),
+        "kept_within_budget_polls_per_s": a["polls_per_s"],
+        "kept_within_budget_vs_raw": ratio(a["polls_per_s"], raw_pps),
+        "kept_within_budget_kept_fraction": ratio(a["kept_polls"], a["polls"]),
+        "kept_over_budget_polls_per_s": b["polls_per_s"],
+        "kept_over_budget_vs_raw": ratio(b["polls_per_s"], raw_pps),
+        "kept_over_budget_kept_fraction": ratio(b["kept_polls"], b["polls"]),
+        "sim_commands_per_poll": round(per_poll / all_polls, 2) if all_polls else None,
+        # After the first scan (EXAMINE, SEARCH, FETCH, CLOSE once per mailbox) nothing changed:
+        # what every later poll cost.
+        "sim_commands_per_poll_after_first": round(
+            (per_poll - sum(cmds.get(x, 0) for x in ("EXAMINE", "SELECT", "SEARCH", "FETCH", "CLOSE", "UNSELECT")))
+            / (all_polls - n), 2) if all_polls > n else None,
+        "sim_logins_per_poll": round((rep_sim.get("logins") or 0) / all_polls, 3) if all_polls else None,
+        "dovecot_cpu_ms_per_poll_kept": a["dovecot_cpu_ms_per_poll"],
+        "dovecot_cpu_ms_per_poll_raw_status": res["raw_status_after"]["dovecot_cpu_ms_per_poll"],
+    }
+    return res
+
+
 def scenario_backpressure(args, bins, work, env):
     n, m = args.bp_mailboxes, args.bp_messages
     res = {"mailboxes": n, "messages_per_mailbox": m, "attempts": []}
@@ -680,6 +822,29 @@ def markdown(rep):
               f"({g['commands_per_poll_excluding_logout']} without LOGOUT; {g['logins_per_poll']} LOGINs per poll; "
               f"{g['second_fetched']} messages fetched) vs the raw client's {g['raw_status_commands_per_poll']} "
               f"(LOGIN, STATUS, LOGOUT). By command: `{json.dumps(s['incremental_sim']['second_commands'])}`."]
+    if "incremental_kept" in s:
+        k = s["incremental_kept"]
+        g = k["figures"]
+        a, b = k["within_budget"], k["over_budget"]
+        L += ["", f"### Kept sessions: long-running `mailscan run`, poll_interval_s = 1, {k['window_s']} s window "
+              "(private dovecot, 5 small messages per INBOX)", "",
+              "| case | polls/s | demand | vs raw | kept polls | dovecot logins (whole run) | dovecot CPU ms/poll |",
+              "|---|---:|---:|---:|---:|---:|---:|",
+              f"| {k['mailboxes_within_budget']} mailboxes, max_connections = keep_sessions = "
+              f"{k['mailboxes_within_budget']} | {a['polls_per_s']} | {a['demand_polls_per_s']} "
+              f"| {fmt(g['kept_within_budget_vs_raw'])} | {a['kept_polls']} of {a['polls']} "
+              f"| {a['dovecot_logins_whole_run']} | {fmt(a['dovecot_cpu_ms_per_poll'])} |",
+              f"| {k['mailboxes_over_budget']} mailboxes, max_connections = keep_sessions = {k['raw_connections']} "
+              f"| {b['polls_per_s']} | {b['demand_polls_per_s']} | {fmt(g['kept_over_budget_vs_raw'])} "
+              f"| {b['kept_polls']} of {b['polls']} | {b['dovecot_logins_whole_run']} | {fmt(b['dovecot_cpu_ms_per_poll'])} |",
+              f"| raw LOGIN+STATUS+LOGOUT, {k['raw_connections']} connections (mean of before/after) "
+              f"| {g['raw_status_polls_per_s']} | - | 1 | - | one per poll | {fmt(g['dovecot_cpu_ms_per_poll_raw_status'])} |",
+              "", f"Server commands per poll with kept sessions (simulator, {k['mailboxes_within_budget']} mailboxes, "
+              f"whole run incl. the first scans): {fmt(g['sim_commands_per_poll'])}, after the first scan "
+              f"**{fmt(g['sim_commands_per_poll_after_first'])}**; LOGINs per poll "
+              f"{fmt(g['sim_logins_per_poll'])}. By command: `{json.dumps(k['simulator']['commands'])}`.  ",
+              f"SIGTERM to exit (kept sessions logged out): {a['sigterm_exit_s']} s / {b['sigterm_exit_s']} s, "
+              f"exit codes {a['rc']} / {b['rc']}."]
     if "scale" in s:
         sc = s["scale"]
         L += ["", f"## 3. Scale on the simulator ({sc['messages_per_mailbox']} messages per mailbox, "
@@ -728,7 +893,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--quick", action="store_true", help="~2-minute subset")
-    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults")
+    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults "
+                    "(kept = only the kept-session part of incremental)")
     ap.add_argument("--connections", type=int, default=8, help="engine max_connections = raw client threads")
     ap.add_argument("--dovecot-mailboxes", type=int)
     ap.add_argument("--dovecot-messages", type=int)
@@ -740,6 +906,8 @@ def main():
     ap.add_argument("--per-host", type=int, default=16)
     ap.add_argument("--poll-mailboxes", type=int)
     ap.add_argument("--poll-messages", type=int, default=20)
+    ap.add_argument("--kept-mailboxes", type=int, help="kept sessions: mailboxes within the budget (x2 over it)")
+    ap.add_argument("--kept-window", type=int, help="kept sessions: seconds of `mailscan run` measured")
     ap.add_argument("--bp-mailboxes", type=int)
     ap.add_argument("--bp-messages", type=int, default=200)
     ap.add_argument("--write-delay-ms", type=int, default=20)
@@ -763,6 +931,10 @@ def main():
     args.dovecot_mailboxes = args.dovecot_mailboxes or (40 if q else 200)
     args.dovecot_messages = args.dovecot_messages or (100 if q else 100)
     args.poll_mailboxes = args.poll_mailboxes or (200 if q else 1000)
+    # Within the budget every mailbox is due once a second: enough of them that the demand
+    # (mailboxes/s) exceeds the raw re-login rate, or the figure would only show the demand.
+    args.kept_mailboxes = args.kept_mailboxes or (400 if q else 1000)
+    args.kept_window = args.kept_window or (10 if q else 20)
     args.bp_mailboxes = args.bp_mailboxes or (40 if q else 100)
     args.fault_mailboxes = args.fault_mailboxes or (200 if q else 1000)
     args.scale_sizes = [int(x) for x in (args.scale_sizes or ("10000" if q else "10000,50000")).split(",") if x]
@@ -789,13 +961,14 @@ def main():
     started = time.monotonic()
     steps = [("dovecot", lambda: scenario_dovecot(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
              ("incremental_sim", lambda: scenario_incremental_sim(args, bins, work, env)),
+             ("incremental_kept", lambda: scenario_incremental_kept(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
              ("scale", lambda: scenario_scale(args, bins, work, env)),
              ("backpressure", lambda: scenario_backpressure(args, bins, work, env)),
              ("faults", lambda: scenario_faults(args, bins, work, env))]
     try:
         for name, fn in steps:
-            key = "incremental" if name == "incremental_sim" else name
-            if key not in only:
+            key = "incremental" if name.startswith("incremental_") else name
+            if key not in only and not (name == "incremental_kept" and "kept" in only):
                 continue
             t0 = time.monotonic()
             try:
