@@ -295,6 +295,8 @@ void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
     lose_kept(self, reason, detail);
     return;
   }
+  if (std::exchange(st.parked, false))  // kept, but the pass failed while draining: the
+    self->send(st.scheduler, unpark_atom::value);  // scheduler hears it before scan_done
   for (auto& [id, acts] : st.actions_queued)
     record_action_results(self, acts, false, "not carried out: the pass ended (" + reason + ")");
   st.actions_queued.clear();
@@ -657,8 +659,13 @@ bool resume_kept(mailbox_actor_t* self) {
   auto& st = self->state;
   if (!std::exchange(st.parked, false))
     return false;
-  if (!st.session || st.closing) {
+  if (!st.session || st.closing || !(st.session->idling() || st.session->parked())) {
+    // Still entering IDLE (or closing): not usable now; this pass logs in afresh.
+    if (st.conn)
+      st.conn->close(false);
+    st.conn.reset();
     st.session.reset();
+    st.closing = false;
     return false;
   }
   st.reused = true;

@@ -235,8 +235,6 @@ void kept_gone(self_t self, std::size_t idx) {
   --st.in_use;
   --h.in_use;
   publish_leases(self, key, h);
-  if (st.s.metrics)
-    st.s.metrics->scan_finished("kept_session_closed", 0, 0, 0);
   if ((e.removed || e.pending_cfg) && e.actor)
     apply_pending(self, idx);
   else if (std::exchange(e.due_after_release, false))
@@ -337,6 +335,8 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
       --st.in_use;
       --st.hosts[key].in_use;
       publish_leases(self, key, st.hosts[key]);
+    } else if (st.stopping) {
+      release_kept(self, idx);  // kept just before the stop: logs out like the others
     }
   }
   if (st.s.metrics && res.reason != "stopped")
