@@ -215,3 +215,36 @@ TEST_CASE("kept sessions: a kept connection the server closes is replaced by a n
   CHECK(e.logins("alice") >= 2);
   CHECK(logins >= 1);
 }
+
+TEST_CASE("kept sessions: SIGHUP logs out the kept session of a removed mailbox, the others stay kept",
+          "[integration][kept]") {
+  REQUIRE(test::dovecot_available());
+  kept_env e{"kept-reload", {"alice", "bob"}, "poll_interval_s = 1\nkeep_sessions = 2"};
+  e.dc.seed("alice", "INBOX", message("alice", 0));
+  e.dc.seed("bob", "INBOX", message("bob", 0));
+  e.start();
+  REQUIRE(eventually([&] {
+    auto l = e.logs();
+    return count(l, "event=scan_ok user=alice") >= 2 && count(l, "event=scan_ok user=bob") >= 2;
+  }));
+  CHECK(e.dc.count_in_log("Disconnected: Logged out") == 0);  // both kept
+  // bob leaves the config: his kept connection is logged out (LOGOUT) while the run goes on.
+  std::string text = read_all(e.conf);
+  auto at = text.find("[[mailbox]]\nuser = \"bob\"");
+  REQUIRE(at != std::string::npos);
+  std::ofstream(e.conf) << text.substr(0, at);
+  ::kill(e.pid, SIGHUP);
+  bool bob_out = e.dc.wait_for_log("Disconnected: Logged out", 1, std::chrono::seconds(15));
+  auto ended = e.dc.log_tail(200);
+  auto alice_polls = count(e.logs(), "event=scan_ok user=alice");
+  bool alice_on = eventually([&] { return count(e.logs(), "event=scan_ok user=alice") >= alice_polls + 2; });
+  int code = e.stop();
+  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  CHECK(bob_out);
+  CHECK(ended.find("imap(bob)") != std::string::npos);   // the session that ended is bob's
+  CHECK(ended.find("imap(alice)") == std::string::npos);  // alice's stays kept
+  CHECK(alice_on);
+  CHECK(code == 0);
+  CHECK(e.logins("alice") == 1);
+  CHECK(e.logins("bob") == 1);
+}
