@@ -25,21 +25,7 @@ std::string message(const std::string& tag, int n) {
                      tag, n);
 }
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string logs_of(const fs::path& dir) {
-  std::string all;
-  std::error_code ec;
-  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
-    if (f.is_regular_file())
-      all += read_all(f.path());
-  return all;
-}
+using test::eventually;
 
 std::size_t count(const std::string& text, std::string_view what) {
   std::size_t n = 0;
@@ -54,17 +40,6 @@ std::size_t tracked(const std::string& conf) {
     return 0;
   auto j = nlohmann::json::parse(q.out, nullptr, false);
   return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
-}
-
-template <class Pred>
-bool eventually(Pred p, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p())
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling with a deadline
-  }
-  return p();
 }
 
 struct kept_env {
@@ -100,7 +75,7 @@ struct kept_env {
     ::kill(pid, SIGTERM);
     return test::wait_exit(pid);
   }
-  std::string logs() const { return logs_of(dir); }
+  std::string logs() const { return test::engine_logs(dir); }
   std::size_t logins(const std::string& user) const { return dc.count_in_log(fmt::format("Login: user=<{}>", user)); }
 };
 
@@ -125,7 +100,7 @@ TEST_CASE("kept sessions: later polls of a kept mailbox log in once and cost one
   bool fetched = eventually([&] { return tracked(e.conf) == 7; });
   auto logs = e.logs();
   int code = e.stop();
-  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
   CHECK(polled);
   CHECK(fetched);
   CHECK(code == 0);
@@ -156,7 +131,7 @@ TEST_CASE("kept sessions: a kept slot goes at once to a mailbox that waits for i
   });
   int code = e.stop();
   auto logs = e.logs();
-  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
+  INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
   CHECK(both);
   CHECK(code == 0);
   CHECK(tracked(e.conf) == 2);
@@ -181,7 +156,7 @@ TEST_CASE("kept sessions: IDLE tracks new mail long before poll_interval", "[int
   e.dc.seed("alice", "INBOX", message("alice", 2));
   bool again = eventually([&] { return tracked(e.conf) == 3; }, std::chrono::seconds(30));
   int code = e.stop();
-  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
   CHECK(pushed);
   CHECK(again);
   CHECK(took < std::chrono::seconds(60));  // poll_interval is 600 s
@@ -207,7 +182,7 @@ TEST_CASE("kept sessions: a kept connection the server closes is replaced by a n
   bool kept_again = eventually([&] { return count(e.logs(), "session=kept") >= 3; });
   int code = e.stop();
   auto logs = e.logs();
-  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
+  INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
   CHECK(lost);
   CHECK(fetched);
   CHECK(kept_again);
@@ -229,7 +204,7 @@ TEST_CASE("kept sessions: SIGHUP logs out the kept session of a removed mailbox,
   }));
   CHECK(e.dc.count_in_log("Disconnected: Logged out") == 0);  // both kept
   // bob leaves the config: his kept connection is logged out (LOGOUT) while the run goes on.
-  std::string text = read_all(e.conf);
+  std::string text = test::read_whole_file(e.conf);
   auto at = text.find("[[mailbox]]\nuser = \"bob\"");
   REQUIRE(at != std::string::npos);
   std::ofstream(e.conf) << text.substr(0, at);
@@ -239,7 +214,7 @@ TEST_CASE("kept sessions: SIGHUP logs out the kept session of a removed mailbox,
   auto alice_polls = count(e.logs(), "event=scan_ok user=alice");
   bool alice_on = eventually([&] { return count(e.logs(), "event=scan_ok user=alice") >= alice_polls + 2; });
   int code = e.stop();
-  INFO("run log: " << read_all(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
+  INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
   CHECK(bob_out);
   CHECK(ended.find("imap(bob)") != std::string::npos);   // the session that ended is bob's
   CHECK(ended.find("imap(alice)") == std::string::npos);  // alice's stays kept

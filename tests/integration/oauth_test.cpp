@@ -26,13 +26,10 @@ using namespace mscan;
 namespace {
 
 constexpr const char* domain = "oauth.test";
+using test::eventually;
+std::string read_all(const fs::path& p) { return test::read_whole_file(p); }
+std::string logs_of(const fs::path& dir) { return test::engine_logs(dir); }
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string message(const std::string& user, int n) {
   return fmt::format("From: Bob <bob@acme.example>\r\nTo: {0}@{1}\r\nSubject: oauth {2}\r\n"
@@ -103,25 +100,7 @@ std::size_t tracked(const std::string& conf) {
   return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
 }
 
-template <class Pred>
-bool eventually(Pred p, std::chrono::seconds limit = std::chrono::seconds(30)) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p())
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling with a deadline
-  }
-  return p();
-}
 
-std::string logs_of(const fs::path& dir) {
-  std::string all;
-  std::error_code ec;
-  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
-    if (f.is_regular_file())
-      all += read_all(f.path());
-  return all;
-}
 
 // No secret in any text the operator (or a test log) can see.
 void check_no_secrets(const oauth_env& e, const test::oauth_token_server& srv, const std::vector<std::string>& texts) {

@@ -1,6 +1,8 @@
 #include "tests/support/mailscan_cli.hpp"
 
 #include <fcntl.h>
+#include <fstream>
+#include <sstream>
 #include <poll.h>
 #include <spawn.h>
 #include <stdexcept>
@@ -20,6 +22,22 @@ fs::path unique_test_dir(std::string_view name) {
   if (::mkdtemp(tmpl.data()) == nullptr)
     throw std::runtime_error("mkdtemp failed for " + tmpl);
   return tmpl;
+}
+
+std::string read_whole_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string engine_logs(const fs::path& dir) {
+  std::string all;
+  std::error_code ec;
+  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
+    if (f.is_regular_file())
+      all += read_whole_file(f.path());
+  return all;
 }
 
 std::string mailscan_path() { return std::string{MAILSCAN_BINARY_DIR} + "/apps/mailscan/mailscan"; }

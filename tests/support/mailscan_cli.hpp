@@ -1,10 +1,12 @@
 #pragma once
 // Runs the real `mailscan` executable the way an operator does, for integration tests, and
 // gives every test its own directory under the build tree.
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+#include <thread>
 #include <vector>
 
 namespace mscan::test {
@@ -25,5 +27,24 @@ cli_result run_mailscan(const std::vector<std::string>& args);
 pid_t spawn_mailscan(const std::vector<std::string>& args, const std::filesystem::path& log);
 // Waits for a spawned process: its exit status, or 128 + the signal that ended it.
 int wait_exit(pid_t pid);
+
+// A whole file ("" when it cannot be read).
+std::string read_whole_file(const std::filesystem::path& p);
+// Every engine log file under DIR/logs, concatenated.
+std::string engine_logs(const std::filesystem::path& dir);
+
+// Polls `pred` until it holds or `limit` passes (then one last try): a deadline, never a
+// fixed sleep as synchronisation.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(30),
+                std::chrono::milliseconds step = std::chrono::milliseconds(200)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(step);
+  }
+  return pred();
+}
 
 } // namespace mscan::test
