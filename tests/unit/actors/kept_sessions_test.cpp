@@ -22,6 +22,7 @@ struct server_view {
   std::map<std::string, int> logins;   // fresh connections per mailbox
   std::map<std::string, int> passes;   // passes per mailbox
   std::map<std::string, int> kept;     // passes that ended with the session kept
+  std::string busy;                    // this mailbox finds new mail on every pass
 };
 
 // A mailbox that finishes every pass at once and asks to keep its session, like
@@ -37,7 +38,8 @@ caf::behavior stand_in(caf::event_based_actor* self, std::string user, caf::acto
         v->peak = std::max(v->peak, ++v->open);
       }
       ++v->passes[user];
-      self->request(sched, caf::infinite, park_atom::value, std::uint64_t{0}).then([=](bool keep) {
+      std::uint64_t fetched = user == v->busy ? 5 : 0;
+      self->request(sched, caf::infinite, park_atom::value, fetched).then([=](bool keep) {
         if (keep) {
           ++v->kept[user];
         } else {
@@ -68,7 +70,8 @@ struct fixture {
   std::shared_ptr<server_view> view = std::make_shared<server_view>();
   caf::actor scheduler;
 
-  fixture(std::size_t mailboxes, std::uint32_t max_connections, std::uint32_t keep) {
+  fixture(std::size_t mailboxes, std::uint32_t max_connections, std::uint32_t keep, std::string busy = {}) {
+    view->busy = std::move(busy);
     cfg.set("scheduler.policy", caf::atom("testing"));
     cfg.add_message_types<caf::id_block::mscan>();
     sys = std::make_unique<caf::actor_system>(cfg);
@@ -164,4 +167,16 @@ TEST_CASE("kept sessions: keep_sessions = 0 keeps nothing (a fresh login every p
   CHECK(f.view->logins["box0"] == f.view->passes["box0"]);
   CHECK(f.view->kept.empty());
   CHECK(f.state().in_use == 0);
+}
+
+TEST_CASE("kept sessions: when keep_sessions is full the busiest mailbox is the one kept", "[unit][kept]") {
+  fixture f{3, 4, 1, "box2"};
+  f.run_for(4000);
+  REQUIRE(f.state().kept.size() == 1);
+  CHECK(f.state().mailboxes[f.state().kept.front()].cfg.user == "box2");
+  // box2 took the place once and kept it: one login, every later pass on its session.
+  CHECK(f.view->logins["box2"] == 1);
+  CHECK(f.view->passes["box2"] - f.view->kept["box2"] == 0);
+  CHECK(f.view->logins["box0"] + f.view->logins["box1"] >= 4);  // the quiet ones log in each time
+  CHECK(f.view->peak <= 4);
 }
