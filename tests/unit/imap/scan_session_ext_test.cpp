@@ -519,7 +519,7 @@ TEST_CASE("scan session ext: park — UNSELECT instead of LOGOUT, repoll is one 
   CHECK(t.s.finished());
 }
 
-TEST_CASE("scan session ext: park without UNSELECT — CLOSE only for a read-only folder, else LOGOUT; BYE while parked",
+TEST_CASE("scan session ext: park without UNSELECT — CLOSE only for a read-only folder, else LOGOUT, and BYE while parked",
           "[unit]") {
   auto o = options();
   o.folders = {"INBOX"};
