@@ -116,8 +116,8 @@ void lease(node_t self, const std::string& user, caf::actor proxy) {
   slot.proxy = std::move(proxy);
   if (!slot.actor) {
     mailbox_settings ms;
-    ms.cfg = *m;
-    ms.engine = st.cfg->engine;
+    ms.cfg = std::make_shared<const core::mailbox_config>(*m);
+    ms.engine = std::shared_ptr<const core::engine_config>(st.cfg, &st.cfg->engine);
     ms.io = st.io;
     ms.matcher = st.matchers[std::hash<std::string>{}(user) % st.matchers.size()];
     ms.writer = st.coord;  // the gate forwards to the coordinator's writer

@@ -18,8 +18,10 @@
 namespace mscan::actors {
 
 struct mailbox_settings {
-  core::mailbox_config cfg;
-  core::engine_config engine;
+  // Shared, never copied per mailbox (memory per idle mailbox): the scheduler's entry holds
+  // the same mailbox config, and every mailbox the same engine settings.
+  std::shared_ptr<const core::mailbox_config> cfg;
+  std::shared_ptr<const core::engine_config> engine;
   net::io_runtime* io = nullptr;
   caf::actor matcher;
   caf::actor writer;

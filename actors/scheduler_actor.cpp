@@ -104,7 +104,7 @@ void make_due(self_t self, std::size_t idx) {
   if (e.waiting || e.scanning || e.removed || self->state.stopping)
     return;
   e.waiting = true;
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
   h.queue.push_back(idx);
   publish_leases(self, key, h);
@@ -133,17 +133,17 @@ void spawn_one(self_t self, std::size_t idx) {
   auto& e = st.mailboxes[idx];
   mailbox_settings ms;
   ms.cfg = e.cfg;
-  ms.engine = st.s.cfg.engine;
+  ms.engine = st.engine;
   ms.io = st.s.io;
   ms.writer = st.s.writer;
   ms.log = st.s.log;
   ms.probe = st.s.probe;
   ms.health = st.s.health;
-  ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg.user);
-  if (auto t = st.s.token_sources.find(e.cfg.oauth_credential); t != st.s.token_sources.end())
+  ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg->user);
+  if (auto t = st.s.token_sources.find(e.cfg->oauth_credential); t != st.s.token_sources.end())
     ms.token_source = t->second;
   if (!st.s.matchers.empty())
-    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
+    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg->user) % st.s.matchers.size()];
   e.actor = st.s.spawn_mailbox ? st.s.spawn_mailbox(self, std::move(ms)) : spawn_mailbox_actor(self, std::move(ms));
   st.index[e.actor.address()] = idx;
 }
@@ -164,7 +164,7 @@ void respawn(self_t self, std::size_t idx) {
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   if (e.scanning) {
     e.scanning = false;
     --st.in_use;
@@ -186,7 +186,7 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
   if (res.reason == "throttled" && !res.throttle_mailbox_only) {
     // The load governor: this host only, for as long as it asked (at least the mailbox's
     // throttle_backoff_s: a minute, or its provider preset's).
-    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg.throttle_backoff_s));
+    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg->throttle_backoff_s));
     st.hosts[key].paused_until = clock::now() + pause;
     if (st.s.log)
       st.s.log->write(core::log_level::warning, "host_throttled", res.user, key, "",
@@ -206,7 +206,7 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
   }
   if (e.removed || e.pending_cfg) {
     if (e.pending_cfg) {
-      e.cfg = std::move(*e.pending_cfg);
+      e.cfg = std::move(e.pending_cfg);
       e.pending_cfg.reset();
       ++e.epoch;
       e.failures = 0;
@@ -245,7 +245,7 @@ bool others_wait(self_t self, std::size_t idx) {
     return false;
   auto now = clock::now();
   auto waiting = [&](const scheduler_state::host& h) { return !h.queue.empty() && h.paused_until <= now; };
-  if (auto it = st.hosts.find(host_key(st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
+  if (auto it = st.hosts.find(host_key(*st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
     return true;
   if (st.in_use < eng.max_connections)
     return false;
@@ -258,7 +258,7 @@ void unqueue(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
   if (!e.waiting)
     return;
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
   std::erase(h.queue, idx);
   e.waiting = false;
@@ -281,6 +281,7 @@ bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b)
 void apply_reload(self_t self, const core::config& next) {
   auto& st = self->state;
   st.s.cfg.engine = next.engine;
+  st.engine = std::make_shared<const core::engine_config>(next.engine);  // for actors spawned from now on
   // A mailbox whose rules gain or lose server-side actions is respawned like a changed one
   // (it opens folders read-write only when it may act).
   auto old_rules = std::exchange(st.s.cfg.rules, next.rules);
@@ -292,9 +293,9 @@ void apply_reload(self_t self, const core::config& next) {
     if (!scans(st, m))
       continue;
     auto it = std::find_if(st.mailboxes.begin(), st.mailboxes.end(),
-                           [&](auto& e) { return e.cfg.user == m.user && !e.removed; });
+                           [&](auto& e) { return e.cfg->user == m.user && !e.removed; });
     if (it == st.mailboxes.end()) {
-      st.mailboxes.push_back({m, caf::actor{}});
+      st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(m), caf::actor{}});
       auto idx = st.mailboxes.size() - 1;
       spawn_one(self, idx);
       ++added;
@@ -302,7 +303,7 @@ void apply_reload(self_t self, const core::config& next) {
         schedule_next(self, idx, jitter(std::chrono::milliseconds(1000), 1.0));
       continue;
     }
-    if (same_settings(it->cfg, m) && !acts_changed(m.user))
+    if (same_settings(*it->cfg, m) && !acts_changed(m.user))
       continue;
     ++changed;
     auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
@@ -310,7 +311,7 @@ void apply_reload(self_t self, const core::config& next) {
       it->pending_cfg = std::make_unique<core::mailbox_config>(m);
     } else {
       unqueue(self, idx);  // under its old host
-      it->cfg = m;
+      it->cfg = std::make_shared<const core::mailbox_config>(m);
       it->failures = 0;
       ++it->epoch;
       respawn(self, idx);
@@ -323,7 +324,7 @@ void apply_reload(self_t self, const core::config& next) {
     if (e.removed)
       continue;
     bool keep = std::any_of(next.mailboxes.begin(), next.mailboxes.end(),
-                            [&](auto& m) { return m.user == e.cfg.user && scans(st, m); });
+                            [&](auto& m) { return m.user == e.cfg->user && scans(st, m); });
     if (keep)
       continue;
     ++removed;
@@ -344,10 +345,11 @@ void apply_reload(self_t self, const core::config& next) {
 caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, scheduler_settings s) {
   auto& st = self->state;
   st.s = std::move(s);
+  st.engine = std::make_shared<const core::engine_config>(st.s.cfg.engine);
   st.mailboxes.reserve(st.s.cfg.mailboxes.size());
   for (auto& m : st.s.cfg.mailboxes)
     if (scans(st, m))
-      st.mailboxes.push_back({std::move(m), caf::actor{}});
+      st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(std::move(m)), caf::actor{}});
   // The entries hold the mailboxes; the directory lives in the matchers. Keeping this copy
   // of it would cost memory per mailbox (and per contact) for nothing; freed before the
   // actors are spawned, so they reuse it. The rules stay: they decide which mailboxes run
@@ -366,7 +368,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     if (idx >= self->state.mailboxes.size())
       return;
     auto& e = self->state.mailboxes[idx];
-    auto user = e.cfg.user;
+    auto user = e.cfg->user;
     bool was_scanning = e.scanning;
     self->state.index.erase(dm.source);
     e.actor = nullptr;

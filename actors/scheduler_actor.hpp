@@ -55,7 +55,8 @@ caf::behavior scheduler_actor(caf::stateful_actor<struct scheduler_state>* self,
 struct scheduler_state {
   using clock = std::chrono::steady_clock;
   struct entry {
-    core::mailbox_config cfg;
+    // Shared with the mailbox actor (one copy per mailbox, not two).
+    std::shared_ptr<const core::mailbox_config> cfg;
     caf::actor actor;
     bool waiting = false;
     bool scanning = false;
@@ -76,6 +77,9 @@ struct scheduler_state {
     clock::time_point refilled = clock::now();
   };
   scheduler_settings s;
+  // The engine settings every mailbox actor shares (replaced on reload; each actor keeps the
+  // one it was spawned with).
+  std::shared_ptr<const core::engine_config> engine;
   std::vector<entry> mailboxes;
   std::size_t in_use = 0;
   // Per-host queues: granting costs O(hosts + grants), never O(waiting mailboxes) — with
