@@ -132,6 +132,10 @@ struct mailbox_state {
   bool yielding = false;
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   std::chrono::steady_clock::time_point last_activity;
+  // Slow lane: since when a command has waited for the first byte of its answer (epoch =
+  // nothing outstanding), and whether this lease already asked the scheduler for a slot.
+  std::chrono::steady_clock::time_point reply_wait_since{};
+  bool slow_reported = false;
   storage::mailbox_state stored;
   // OAuth: the access token of this pass (from token_source), and whether the server's
   // refusal of one has already been answered with a refresh and a second login.
@@ -321,6 +325,68 @@ void end_of_slice(mailbox_actor_t* self) {
 
 bool retry_with_new_token(mailbox_actor_t* self);
 
+// ---- Slow lane (scheduler_actor.hpp): this mailbox times its server's answers; the first one
+// slower than slow_response_ms in a lease asks the scheduler for a slow-lane slot.
+
+// A command goes out: the clock starts unless an earlier command is still unanswered.
+void reply_clock_start(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (st.reply_wait_since == std::chrono::steady_clock::time_point{})
+    st.reply_wait_since = std::chrono::steady_clock::now();
+}
+
+void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
+void pump(mailbox_actor_t* self);
+
+// `answered`: bytes arrived (the clock stops); otherwise the periodic check of a server that
+// has not answered yet (a stalled server is slow before its first byte).
+void reply_clock_check(mailbox_actor_t* self, bool answered) {
+  auto& st = self->state;
+  if (st.reply_wait_since == std::chrono::steady_clock::time_point{})
+    return;
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                      st.reply_wait_since);
+  if (answered)
+    st.reply_wait_since = {};
+  auto limit = st.s.engine->slow_response_ms;
+  if (limit == 0 || !st.s.report_slow || st.slow_reported || waited.count() < std::int64_t{limit})
+    return;
+  st.slow_reported = true;
+  auto gen = st.generation;
+  self->request(st.scheduler, caf::infinite, slow_atom::value, static_cast<std::uint32_t>(waited.count()))
+    .then(
+      [=](bool keep) {
+        if (!keep)
+          yield_slow_lane(self, gen);
+      },
+      [](caf::error&) {});  // no lane to ask for: go on
+}
+
+// The host's slow lane is full: give the connection back now and queue in the slow lane. A
+// LOGOUT would wait out the slowness as well, so the connection just closes, unless marks
+// or rule actions still need the selected folder (then LOGOUT after them, like a slice).
+// Nothing is lost: checkpoints move only with durable batches, the next lease goes on from
+// there.
+void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen) {
+  auto& st = self->state;
+  if (gen != st.generation || !st.running || st.server_done || !st.session || st.closing)
+    return;
+  st.yielding = true;
+  if (!st.seen_after_ack.empty() || !st.actions_queued.empty() || st.resume_on_ack) {
+    st.session->finish_early();
+    pump(self);
+    return;
+  }
+  if (st.conn) {
+    st.conn->close(false);
+    st.conn.reset();
+  }
+  st.session.reset();
+  st.batch.clear();  // not sent: its messages come again with the next lease
+  st.server_done = true;
+  finish_if_drained(self);
+}
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -334,6 +400,7 @@ void pump(mailbox_actor_t* self) {
         using T = std::decay_t<decltype(ev)>;
         if constexpr (std::is_same_v<T, imap::write_bytes>) {
           st.conn->write(st.deflate ? st.deflate->deflate(ev.data) : std::move(ev.data));
+          reply_clock_start(self);
         } else if constexpr (std::is_same_v<T, imap::start_compress>) {
           st.deflate = std::make_unique<imap::deflate_stream>();
           if (auto rest = st.session->take_compressed_rest(); !rest.empty())
@@ -488,7 +555,9 @@ void finish_if_drained(mailbox_actor_t* self) {
     auto host = fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port);
     if (res.more)
       st.s.log->write(core::log_level::info, "lease_yielded", res.user, host, "",
-                      fmt::format("others wait: the pass goes on after them (fetched={} so far)", res.fetched));
+                      fmt::format("{}: the pass goes on after them (fetched={} so far)",
+                                  st.slow_reported ? "slow server and its host's slow lane is full" : "others wait",
+                                  res.fetched));
     else if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
                       fmt::format("fetched={} new={} new_sightings={}{}", res.fetched, res.new_messages,
@@ -586,6 +655,8 @@ void connect(mailbox_actor_t* self) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
   };
   st.last_activity = std::chrono::steady_clock::now();
+  st.reply_wait_since = {};
+  reply_clock_start(self);  // the greeting is an answer too
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
   st.conn->start();
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
@@ -715,6 +786,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.slice_batches = 0;
         st.slice_start = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
+        st.slow_reported = false;
         ++st.generation;
         if (!st.s.cfg->is_set()) {
           st.server_done = true;
@@ -767,6 +839,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
+        reply_clock_check(self, true);
         receive_bytes(self, bytes);
         pump(self);
       },
@@ -806,6 +879,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             self->delayed_send(self, std::chrono::milliseconds(200), timeout_atom::value, gen);
           return;
         }
+        if (!st.session->awaiting_resume())
+          reply_clock_check(self, false);
         auto idle = std::chrono::steady_clock::now() - st.last_activity;
         if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine->command_timeout_s)) {
           fail_pass(self, "timeout",

@@ -30,6 +30,9 @@ struct mailbox_settings {
   caf::actor health;   // applies each pass to the stored mailbox state (scan mode)
   bool server_actions = false;  // rules may move/delete/mark read (core::has_server_actions)
   caf::actor token_source;  // the credential's token actor (oauth_credential), else none
+  // Ask the scheduler for a slow-lane slot when the server is slow (slow_response_ms); off
+  // where the "scheduler" is a cluster node, which has no lanes.
+  bool report_slow = true;
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -49,7 +49,36 @@ bool take_login_token(self_t self, scheduler_state::host& h, clock::time_point n
 // The lease figures of one host (and the global count) for the status service: O(1).
 void publish_leases(self_t self, const std::string& key, const scheduler_state::host& h) {
   if (auto& m = self->state.s.metrics)
-    m->leases(key, h.in_use, h.queue.size(), self->state.in_use);
+    m->leases(key, h.in_use, h.queue.size() + h.slow_queue.size(), self->state.in_use);
+}
+
+std::size_t slow_lane_cap(const core::engine_config& eng) {
+  return std::max<std::size_t>(1, eng.max_connections_per_host / 4);
+}
+
+// Leases the first mailbox of `q` (one of h's queues); false when the host's login rate
+// allows no login yet (retry_at says when).
+bool lease_next(self_t self, scheduler_state::host& h, std::deque<std::size_t>& q, clock::time_point now,
+                clock::time_point& retry_at) {
+  auto& st = self->state;
+  if (!take_login_token(self, h, now)) {
+    retry_at = std::min(retry_at, now + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                          1000.0 / st.s.cfg.engine.max_logins_per_second_per_host) + 1));
+    return false;
+  }
+  auto idx = q.front();
+  q.pop_front();
+  auto& e = st.mailboxes[idx];
+  ++h.in_use;
+  ++st.in_use;
+  if (&q == &h.slow_queue) {
+    ++h.slow_in_use;
+    e.in_slow_lane = true;
+  }
+  e.waiting = false;
+  e.scanning = true;
+  self->send(e.actor, lease_atom::value);
+  return true;
 }
 
 void grant_leases(self_t self) {
@@ -66,25 +95,18 @@ void grant_leases(self_t self) {
       start = st.hosts.begin();
     auto& [key, h] = *start;
     auto next = std::next(start);
-    if (!h.queue.empty()) {
+    if (!h.queue.empty() || !h.slow_queue.empty()) {
       if (h.paused_until > now) {
         retry_at = std::min(retry_at, h.paused_until);
       } else {
-        while (!h.queue.empty() && h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections) {
-          if (!take_login_token(self, h, now)) {
-            retry_at = std::min(retry_at, now + std::chrono::milliseconds(static_cast<std::int64_t>(
-                                                  1000.0 / eng.max_logins_per_second_per_host) + 1));
+        // The slow lane first, within its cap: slow mailboxes neither starve nor take more.
+        while (!h.slow_queue.empty() && h.slow_in_use < slow_lane_cap(eng) &&
+               h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections)
+          if (!lease_next(self, h, h.slow_queue, now, retry_at))
             break;
-          }
-          auto idx = h.queue.front();
-          h.queue.pop_front();
-          auto& e = st.mailboxes[idx];
-          ++h.in_use;
-          ++st.in_use;
-          e.waiting = false;
-          e.scanning = true;
-          self->send(e.actor, lease_atom::value);
-        }
+        while (!h.queue.empty() && h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections)
+          if (!lease_next(self, h, h.queue, now, retry_at))
+            break;
       }
       publish_leases(self, key, h);
     }
@@ -106,7 +128,7 @@ void make_due(self_t self, std::size_t idx) {
   e.waiting = true;
   auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
-  h.queue.push_back(idx);
+  (e.slow ? h.slow_queue : h.queue).push_back(idx);
   publish_leases(self, key, h);
   grant_leases(self);
 }
@@ -161,6 +183,56 @@ void respawn(self_t self, std::size_t idx) {
     spawn_one(self, idx);
 }
 
+// ---- Slow lane. A mailbox reports its first answer slower than slow_response_ms in a lease:
+// it is marked slow and its lease moves into the lane, if the lane has room; otherwise it
+// is told to give the lease back (false) and queues in the lane.
+bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  if (!e.scanning || st.s.cfg.engine.slow_response_ms == 0)
+    return true;
+  e.slow_this_pass = true;
+  auto key = host_key(*e.cfg);
+  auto& h = st.hosts[key];
+  auto cap = slow_lane_cap(st.s.cfg.engine);
+  if (!e.slow) {
+    e.slow = true;
+    if (st.s.metrics)
+      st.s.metrics->slow_mailbox(+1, false);
+    if (st.s.log)
+      st.s.log->write(core::log_level::warning, "mailbox_slow", e.cfg->user, key, "",
+                      fmt::format("the server took {} ms to start an answer (slow_response_ms = {}): this "
+                                  "mailbox now shares the host's slow lane of {} connection(s)",
+                                  waited_ms, st.s.cfg.engine.slow_response_ms, cap));
+  }
+  if (e.in_slow_lane)
+    return true;
+  if (h.slow_in_use < cap) {
+    ++h.slow_in_use;
+    e.in_slow_lane = true;
+    return true;
+  }
+  if (st.s.metrics)
+    st.s.metrics->slow_mailbox(0, true);
+  return false;
+}
+
+// A whole pass ended: the slow mark decays once a pass saw no slow answer (the server is
+// fast again), so a single bad moment does not keep a mailbox in the lane forever.
+void end_of_pass_speed(self_t self, std::size_t idx, const scan_result& res) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  bool was_slow = std::exchange(e.slow_this_pass, false);
+  if (!e.slow || was_slow || !res.ok)
+    return;
+  e.slow = false;
+  if (st.s.metrics)
+    st.s.metrics->slow_mailbox(-1, false);
+  if (st.s.log)
+    st.s.log->write(core::log_level::info, "mailbox_fast_again", e.cfg->user, host_key(*e.cfg), "",
+                    "a whole pass without a slow answer: out of the slow lane");
+}
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
@@ -169,6 +241,8 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     e.scanning = false;
     --st.in_use;
     --st.hosts[key].in_use;
+    if (std::exchange(e.in_slow_lane, false))
+      --st.hosts[key].slow_in_use;
     publish_leases(self, key, st.hosts[key]);
   }
   if (st.s.metrics && res.reason != "stopped")
@@ -183,11 +257,15 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     return;
   }
   res.more = false;  // a reload or shutdown ends the pass here
+  end_of_pass_speed(self, idx, res);
   if (res.reason == "throttled" && !res.throttle_mailbox_only) {
     // The load governor: this host only, for as long as it asked (at least the mailbox's
     // throttle_backoff_s: a minute, or its provider preset's).
     auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg->throttle_backoff_s));
-    st.hosts[key].paused_until = clock::now() + pause;
+    auto& until = st.hosts[key].paused_until;
+    until = std::max(until, clock::now() + pause);  // a shorter hint never cuts a longer pause
+    if (st.s.metrics)
+      st.s.metrics->host_paused();
     if (st.s.log)
       st.s.log->write(core::log_level::warning, "host_throttled", res.user, key, "",
                       fmt::format("pausing new logins to this host for {} s", pause.count()));
@@ -244,7 +322,10 @@ bool others_wait(self_t self, std::size_t idx) {
   if (st.stopping)
     return false;
   auto now = clock::now();
-  auto waiting = [&](const scheduler_state::host& h) { return !h.queue.empty() && h.paused_until <= now; };
+  auto waiting = [&](const scheduler_state::host& h) {
+    return (!h.queue.empty() || (!h.slow_queue.empty() && h.slow_in_use < slow_lane_cap(eng))) &&
+           h.paused_until <= now;
+  };
   if (auto it = st.hosts.find(host_key(*st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
     return true;
   if (st.in_use < eng.max_connections)
@@ -261,6 +342,7 @@ void unqueue(self_t self, std::size_t idx) {
   auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
   std::erase(h.queue, idx);
+  std::erase(h.slow_queue, idx);
   e.waiting = false;
   publish_leases(self, key, h);
 }
@@ -346,10 +428,17 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
   auto& st = self->state;
   st.s = std::move(s);
   st.engine = std::make_shared<const core::engine_config>(st.s.cfg.engine);
-  st.mailboxes.reserve(st.s.cfg.mailboxes.size());
-  for (auto& m : st.s.cfg.mailboxes)
-    if (scans(st, m))
-      st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(std::move(m)), caf::actor{}});
+  if (auto src = std::exchange(st.s.mailbox_source, nullptr)) {
+    st.mailboxes.reserve(src->mailboxes.size());
+    for (auto& m : src->mailboxes)
+      if (scans(st, m))
+        st.mailboxes.push_back({std::shared_ptr<const core::mailbox_config>(src, &m), caf::actor{}});
+  } else {
+    st.mailboxes.reserve(st.s.cfg.mailboxes.size());
+    for (auto& m : st.s.cfg.mailboxes)
+      if (scans(st, m))
+        st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(std::move(m)), caf::actor{}});
+  }
   // The entries hold the mailboxes; the directory lives in the matchers. Keeping this copy
   // of it would cost memory per mailbox (and per contact) for nothing; freed before the
   // actors are spawned, so they reuse it. The rules stay: they decide which mailboxes run
@@ -425,6 +514,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
       return idx < self->state.mailboxes.size() && self->state.mailboxes[idx].scanning && others_wait(self, idx);
     },
+    [=](slow_atom, std::uint32_t waited_ms) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      return idx >= self->state.mailboxes.size() || on_slow(self, idx, waited_ms);
+    },
     [=](reload_atom, const config_ptr& next) {
       if (next)
         apply_reload(self, *next);
@@ -432,8 +525,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;
-      for (auto& [key, h] : st.hosts)
+      for (auto& [key, h] : st.hosts) {
         h.queue.clear();
+        h.slow_queue.clear();
+      }
       for (auto& e : st.mailboxes)
         if (e.scanning)
           self->send(e.actor, stop_atom::value);
