@@ -481,9 +481,12 @@ void pump(mailbox_actor_t* self) {
           stop = true;
           if (ev.err.kind == imap::error_kind::login_failed && retry_with_new_token(self))
             return;
-          fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
-          if (st.failure)
+          // The back-off hint goes in before fail_pass: with nothing in flight it reports at once.
+          if (!st.failure) {
+            st.failure = failed_result(st.s.cfg->user, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
             st.failure->retry_after_s = ev.err.retry_after_s;
+          }
+          fail_pass(self, {}, {});
         }
       },
       *out);
