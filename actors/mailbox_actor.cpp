@@ -135,6 +135,7 @@ struct mailbox_state {
   // Slow lane: since when a command has waited for the first byte of its answer (epoch =
   // nothing outstanding), and whether this lease already asked the scheduler for a slot.
   std::chrono::steady_clock::time_point reply_wait_since{};
+  std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
   bool slow_reported = false;
   storage::mailbox_state stored;
   // OAuth: the access token of this pass (from token_source), and whether the server's
@@ -563,8 +564,11 @@ void finish_if_drained(mailbox_actor_t* self) {
                                   res.fetched));
     else if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
-                      fmt::format("fetched={} new={} new_sightings={}{}", res.fetched, res.new_messages,
-                                  res.new_sightings,
+                      fmt::format("fetched={} new={} new_sightings={} lease_ms={}{}", res.fetched,
+                                  res.new_messages, res.new_sightings,
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - st.leased_at)
+                                    .count(),
                                   st.actions_ok + st.actions_failed == 0
                                     ? std::string{}
                                     : fmt::format(" actions_ok={} actions_failed={}", st.actions_ok,
@@ -787,7 +791,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         }
         st.continuing = false;
         st.slice_batches = 0;
-        st.slice_start = std::chrono::steady_clock::now();
+        st.slice_start = st.leased_at = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
         st.slow_reported = false;
         ++st.generation;

@@ -1580,6 +1580,21 @@ std::string simulator::report_json() const {
   j["throttled_logins"] = st.throttled_logins;
   j["bytes_sent"] = st.bytes_sent;
   j["cpu_seconds"] = st.cpu_seconds;
+  // Which users carry each fault (benchmarks tell the healthy mailboxes apart by it).
+  const auto& f = impl_->opt.faults;
+  if (f.wrong_password > 0 || f.disconnect_mid_fetch > 0 || f.slow > 0 || f.uidvalidity_reset > 0 || f.throttle > 0) {
+    auto& fu = j["fault_users"] = nlohmann::json::object();
+    for (std::size_t u = 0; u < impl_->opt.mailboxes; ++u) {
+      auto add = [&](const char* k, bool on) {
+        if (on) fu[k].push_back(u);
+      };
+      add("wrong_password", impl_->wrong_password(u));
+      add("disconnect", impl_->disconnect_mid_fetch(u));
+      add("slow", impl_->slow(u));
+      add("uidvalidity", impl_->uidvalidity_reset(u));
+      add("throttle", impl_->fault(u, 5, f.throttle));
+    }
+  }
   j["mailboxes"] = impl_->opt.mailboxes;
   j["messages"] = impl_->opt.messages;
   j["seed"] = impl_->opt.seed;
