@@ -132,8 +132,8 @@ struct mailbox_state {
   bool yielding = false;
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   std::chrono::steady_clock::time_point last_activity;
-  // Slow lane: since when a command has waited for the first byte of its answer (epoch =
-  // nothing outstanding), and whether this lease already asked the scheduler for a slot.
+  // Slow lane: the last bytes written or read on the connection (the server's silence since),
+  // and whether this lease already asked the scheduler for a slot.
   std::chrono::steady_clock::time_point reply_wait_since{};
   std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
   bool slow_reported = false;
@@ -329,26 +329,33 @@ bool retry_with_new_token(mailbox_actor_t* self);
 // ---- Slow lane (scheduler_actor.hpp): this mailbox times its server's answers; the first one
 // slower than slow_response_ms in a lease asks the scheduler for a slow-lane slot.
 
-// A command goes out: the clock starts unless an earlier command is still unanswered.
+// The connection's timer: command timeouts need a second's precision; a server that has not
+// answered yet is found slow within a quarter of slow_response_ms (every slow mailbox holds
+// a healthy one's slot until then).
+std::chrono::milliseconds tick_interval(const mailbox_state& st) {
+  auto slow = std::chrono::milliseconds(st.s.engine->slow_response_ms / 4);
+  return slow.count() == 0 ? std::chrono::milliseconds(1000)
+                           : std::clamp(slow, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+}
+
+// A command goes out: the server's turn starts now. (Commands are pipelined, so an answer
+// does not mean nothing is outstanding: the clock measures the silence since the last bytes
+// either way, and is not consulted while the session waits for this side: awaiting_resume.)
 void reply_clock_start(mailbox_actor_t* self) {
-  auto& st = self->state;
-  if (st.reply_wait_since == std::chrono::steady_clock::time_point{})
-    st.reply_wait_since = std::chrono::steady_clock::now();
+  self->state.reply_wait_since = std::chrono::steady_clock::now();
 }
 
 void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
 void pump(mailbox_actor_t* self);
 
-// `answered`: bytes arrived (the clock stops); otherwise the periodic check of a server that
+// `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
 // has not answered yet (a stalled server is slow before its first byte).
 void reply_clock_check(mailbox_actor_t* self, bool answered) {
   auto& st = self->state;
-  if (st.reply_wait_since == std::chrono::steady_clock::time_point{})
-    return;
-  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                      st.reply_wait_since);
+  auto now = std::chrono::steady_clock::now();
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
   if (answered)
-    st.reply_wait_since = {};
+    st.reply_wait_since = now;
   auto limit = st.s.engine->slow_response_ms;
   if (limit == 0 || !st.s.report_slow || st.slow_reported || waited.count() < std::int64_t{limit})
     return;
@@ -662,11 +669,10 @@ void connect(mailbox_actor_t* self) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
   };
   st.last_activity = std::chrono::steady_clock::now();
-  st.reply_wait_since = {};
   reply_clock_start(self);  // the greeting is an answer too
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
   st.conn->start();
-  self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+  self->delayed_send(self, tick_interval(st), timeout_atom::value, gen);
 }
 
 // OAuth: asks the credential's token actor for a current token (`rejected` = the token the
@@ -895,7 +901,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
                                 st.s.engine->command_timeout_s));
           return;
         }
-        self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+        self->delayed_send(self, tick_interval(st), timeout_atom::value, gen);
       },
       [=](durable_atom, std::uint64_t seq, std::uint64_t new_messages, std::uint64_t new_sightings,
           std::vector<server_action>& actions) {

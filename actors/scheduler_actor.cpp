@@ -100,7 +100,7 @@ void grant_leases(self_t self) {
         retry_at = std::min(retry_at, h.paused_until);
       } else {
         // The slow lane first, within its cap: slow mailboxes neither starve nor take more.
-        while (!h.slow_queue.empty() && h.slow_in_use < slow_lane_cap(eng) &&
+        while (!h.slow_queue.empty() && (h.slow_in_use < slow_lane_cap(eng) || h.queue.empty()) &&
                h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections)
           if (!lease_next(self, h, h.slow_queue, now, retry_at))
             break;
@@ -184,8 +184,9 @@ void respawn(self_t self, std::size_t idx) {
 }
 
 // ---- Slow lane. A mailbox reports its first answer slower than slow_response_ms in a lease:
-// it is marked slow and its lease moves into the lane, if the lane has room; otherwise it
-// is told to give the lease back (false) and queues in the lane.
+// it is marked slow and its lease moves into the lane, if the lane has room (or no healthy
+// mailbox of the host waits); otherwise it is told to give the lease back (false) and
+// queues in the lane.
 bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
@@ -207,7 +208,9 @@ bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
   }
   if (e.in_slow_lane)
     return true;
-  if (h.slow_in_use < cap) {
+  // Over the cap only while no healthy mailbox of the host waits (a host that is slow for
+  // everyone keeps all of its connections).
+  if (h.slow_in_use < cap || h.queue.empty()) {
     ++h.slow_in_use;
     e.in_slow_lane = true;
     return true;

@@ -64,8 +64,9 @@ std::string mailbox_block(std::string_view name, std::size_t login, std::uint16_
 TEST_CASE("scheduler: slow mailboxes share one slow-lane slot; the healthy ones keep theirs",
           "[integration][scheduler][slow_lane]") {
   sim::sim_options so;
-  so.mailboxes = 40;
+  so.mailboxes = 60;
   so.messages = 3;
+  so.latency_ms = 5;  // the healthy ones are still waiting when the slow ones are found out
   so.faults.slow = 0.15;
   so.faults.slow_ms = 300;  // every command after LOGIN
   sim::simulator simulator{so};
