@@ -415,7 +415,7 @@ std::string cluster_hooks::start(caf::actor_system& sys, caf::actor writer, caf:
     settings.on_listening(settings.host, *port);
   auto grace = std::chrono::milliseconds(std::min<std::uint32_t>(settings.heartbeat_ms, 1000));
   ss.spawn_mailbox = [coord = coordinator_, log, grace](caf::event_based_actor* sched, mailbox_settings ms) {
-    auto p = sched->spawn<caf::monitored>(mailbox_proxy, ms.cfg.user, caf::actor_cast<caf::actor>(sched), coord,
+    auto p = sched->spawn<caf::monitored>(mailbox_proxy, ms.cfg->user, caf::actor_cast<caf::actor>(sched), coord,
                                           log, grace);
     sched->send(coord, caf::add_atom::value, p);
     return p;

@@ -116,14 +116,15 @@ void lease(node_t self, const std::string& user, caf::actor proxy) {
   slot.proxy = std::move(proxy);
   if (!slot.actor) {
     mailbox_settings ms;
-    ms.cfg = *m;
-    ms.engine = st.cfg->engine;
+    ms.cfg = std::make_shared<const core::mailbox_config>(*m);
+    ms.engine = std::shared_ptr<const core::engine_config>(st.cfg, &st.cfg->engine);
     ms.io = st.io;
     ms.matcher = st.matchers[std::hash<std::string>{}(user) % st.matchers.size()];
     ms.writer = st.coord;  // the gate forwards to the coordinator's writer
     ms.health = st.coord;
     ms.log = st.log;
     ms.server_actions = core::has_server_actions(st.cfg->rules, user);
+    ms.report_slow = false;  // the coordinator's scheduler sees only this node's stand-in
     slot.actor = spawn_mailbox_actor(self, std::move(ms));
     self->link_to(slot.actor);  // dies with the node actor (and its connection with it)
     st.index[slot.actor.address()] = user;

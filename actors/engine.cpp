@@ -76,8 +76,11 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     caf::actor health;
     std::vector<caf::actor> matchers;
     auto log = std::make_shared<core::event_log>(cfg.engine);
+    // One copy of the config for the health actor, the scheduler's entries and the mailbox
+    // actors (memory per mailbox: no copy each).
+    auto shared_cfg = std::make_shared<const core::config>(cfg);
     if (!probe) {
-      health = sys.spawn<caf::detached>(health_actor, db, std::make_shared<const core::config>(cfg), log);
+      health = sys.spawn<caf::detached>(health_actor, db, shared_cfg, log);
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
                                                         cfg.engine.write_delay_ms, opts.metrics});
@@ -104,8 +107,12 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     }
     {
       caf::scoped_actor self{sys};
-      scheduler_settings ss{cfg, &io, writer, matchers, opts.once, log, probe, caf::actor{self}, health,
-                            probe ? nullptr : opts.metrics};
+      core::config sched_cfg;  // the mailboxes come from shared_cfg; the directory stays in the matchers
+      sched_cfg.engine = cfg.engine;
+      sched_cfg.rules = cfg.rules;
+      scheduler_settings ss{std::move(sched_cfg), &io, writer, matchers, opts.once, log, probe, caf::actor{self},
+                            health, probe ? nullptr : opts.metrics};
+      ss.mailbox_source = shared_cfg;
       ss.token_sources = token_sources;
       if (opts.cluster) {
         if (auto err = opts.cluster->start(sys, writer, health, log, ss); !err.empty()) {

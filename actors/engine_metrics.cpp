@@ -76,6 +76,18 @@ void engine_metrics::leases(const std::string& host, std::size_t host_in_use, st
   s_.leases_in_use = global_in_use;
 }
 
+void engine_metrics::slow_mailbox(int delta, bool yielded) {
+  std::lock_guard lock(mu_);
+  s_.slow_mailboxes += delta;
+  if (yielded)
+    ++s_.slow_lane_yields;
+}
+
+void engine_metrics::host_paused() {
+  std::lock_guard lock(mu_);
+  ++s_.host_pauses;
+}
+
 void engine_metrics::write_done(double seconds, std::size_t pending_batches, bool ok) {
   std::lock_guard lock(mu_);
   s_.writer_pending_batches = pending_batches;

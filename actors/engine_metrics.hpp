@@ -40,6 +40,9 @@ struct engine_stats {
   std::uint64_t messages_fetched = 0, messages_new = 0, sightings_new = 0;
   std::size_t leases_in_use = 0, max_connections = 0, max_connections_per_host = 0;
   std::map<std::string, host_leases> hosts{};  // "host:port"
+  std::int64_t slow_mailboxes = 0;      // marked slow now (the scheduler's slow lane)
+  std::uint64_t slow_lane_yields = 0;   // leases given back because the slow lane was full
+  std::uint64_t host_pauses = 0;        // hosts paused after a throttling answer (load governor)
   std::size_t writer_pending_batches = 0;       // at the latest group commit
   std::uint64_t writes = 0;
   double write_seconds_sum = 0;
@@ -60,6 +63,9 @@ class engine_metrics {
                      std::uint64_t new_sightings);
   void leases(const std::string& host, std::size_t host_in_use, std::size_t host_waiting,
               std::size_t global_in_use);
+  // delta: +1 a mailbox was marked slow, -1 it is fast again; yielded: the lane was full.
+  void slow_mailbox(int delta, bool yielded);
+  void host_paused();
   void write_done(double seconds, std::size_t pending_batches, bool ok);
   void found(std::vector<message_finding> fs);
   engine_stats snapshot() const;

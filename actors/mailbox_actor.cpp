@@ -175,6 +175,11 @@ struct mailbox_state {
   bool yielding = false;
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   std::chrono::steady_clock::time_point last_activity;
+  // Slow lane: the last bytes written or read on the connection (the server's silence since),
+  // and whether this lease already asked the scheduler for a slot.
+  std::chrono::steady_clock::time_point reply_wait_since{};
+  std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
+  bool slow_reported = false;
   storage::mailbox_state stored;
   // OAuth: the access token of this pass (from token_source), and whether the server's
   // refusal of one has already been answered with a refresh and a second login.
@@ -216,7 +221,7 @@ void record_action_results(mailbox_actor_t* self, const std::vector<server_actio
     return;
   (ok ? st.actions_ok : st.actions_failed) += acts.size();
   matched_batch b;
-  b.user = st.s.cfg.user;
+  b.user = st.s.cfg->user;
   for (auto& a : acts) {
     storage::message_record r;
     r.key = a.key;
@@ -226,8 +231,8 @@ void record_action_results(mailbox_actor_t* self, const std::vector<server_actio
   }
   self->send(st.s.writer, write_atom::value, std::move(b));
   if (!ok && st.s.log)
-    st.s.log->write(core::log_level::warning, "action_failed", st.s.cfg.user,
-                    fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), acts.front().folder,
+    st.s.log->write(core::log_level::warning, "action_failed", st.s.cfg->user,
+                    fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port), acts.front().folder,
                     fmt::format("{} of {} message(s): {}", acts.front().action, acts.size(), detail));
 }
 
@@ -236,7 +241,7 @@ void record_action_results(mailbox_actor_t* self, const std::vector<server_actio
 // destination, flags first, then moves, then deletes.
 void queue_actions(mailbox_actor_t* self, std::vector<server_action> acts) {
   auto& st = self->state;
-  if (st.s.cfg.type == core::mail_protocol::pop3) {
+  if (st.s.cfg->type == core::mail_protocol::pop3) {
     // POP3 knows only DELE, sent once every batch of the pass is durable, right before QUIT
     // (the server applies it at QUIT); it has no folders to move to and no \Seen flag.
     std::vector<server_action> deleted, unsupported;
@@ -301,7 +306,7 @@ void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
     record_action_results(self, acts, false, "not carried out: the pass ended (" + reason + ")");
   st.actions_queued.clear();
   if (!st.failure)
-    st.failure = failed_result(st.s.cfg.user, std::move(reason), std::move(detail));
+    st.failure = failed_result(st.s.cfg->user, std::move(reason), std::move(detail));
   st.server_done = true;
   if (st.conn) {
     st.conn->close(false);
@@ -314,10 +319,10 @@ void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
 void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> cps) {
   auto& st = self->state;
   fetched_batch b;
-  b.user = st.s.cfg.user;
+  b.user = st.s.cfg->user;
   b.seq = st.next_seq++;
   b.reply_to = caf::actor_cast<caf::actor>(self);
-  if (st.s.cfg.scan == core::scan_mode::unread && !st.batch.empty()) {
+  if (st.s.cfg->scan == core::scan_mode::unread && !st.batch.empty()) {
     auto& uids = st.seen_after_ack[b.seq];
     for (auto& m : st.batch)
       uids.push_back(m.uid);
@@ -325,7 +330,7 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   b.messages = std::move(st.batch);
   b.checkpoints = std::move(cps);
   if (st.session)
-    b.uidls = st.session->take_uidl_updates(st.s.cfg.user);
+    b.uidls = st.session->take_uidl_updates(st.s.cfg->user);
   st.batch.clear();
   ++st.inflight;
   self->send(st.s.matcher, match_atom::value, std::move(b));
@@ -352,8 +357,8 @@ void end_of_slice(mailbox_actor_t* self) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
   if (st.asking || st.yielding ||
-      (++st.slice_batches < st.s.engine.slice_batches &&
-       now - st.slice_start < std::chrono::seconds(st.s.engine.slice_seconds)))
+      (++st.slice_batches < st.s.engine->slice_batches &&
+       now - st.slice_start < std::chrono::seconds(st.s.engine->slice_seconds)))
     return;
   st.asking = true;
   auto gen = st.generation;
@@ -373,6 +378,75 @@ void end_of_slice(mailbox_actor_t* self) {
 
 bool retry_with_new_token(mailbox_actor_t* self);
 
+// ---- Slow lane (scheduler_actor.hpp): this mailbox times its server's answers; the first one
+// slower than slow_response_ms in a lease asks the scheduler for a slow-lane slot.
+
+// The connection's timer: command timeouts need a second's precision; a server that has not
+// answered yet is found slow within a quarter of slow_response_ms (every slow mailbox holds
+// a healthy one's slot until then).
+std::chrono::milliseconds tick_interval(const mailbox_state& st) {
+  auto slow = std::chrono::milliseconds(st.s.engine->slow_response_ms / 4);
+  return slow.count() == 0 ? std::chrono::milliseconds(1000)
+                           : std::clamp(slow, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+}
+
+// A command goes out: the server's turn starts now. (Commands are pipelined, so an answer
+// does not mean nothing is outstanding: the clock measures the silence since the last bytes
+// either way, and is not consulted while the session waits for this side: awaiting_resume.)
+void reply_clock_start(mailbox_actor_t* self) {
+  self->state.reply_wait_since = std::chrono::steady_clock::now();
+}
+
+void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
+void pump(mailbox_actor_t* self);
+
+// `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
+// has not answered yet (a stalled server is slow before its first byte).
+void reply_clock_check(mailbox_actor_t* self, bool answered) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
+  if (answered)
+    st.reply_wait_since = now;
+  auto limit = st.s.engine->slow_response_ms;
+  if (limit == 0 || !st.s.report_slow || st.slow_reported || waited.count() < std::int64_t{limit})
+    return;
+  st.slow_reported = true;
+  auto gen = st.generation;
+  self->request(st.scheduler, caf::infinite, slow_atom::value, static_cast<std::uint32_t>(waited.count()))
+    .then(
+      [=](bool keep) {
+        if (!keep)
+          yield_slow_lane(self, gen);
+      },
+      [](caf::error&) {});  // no lane to ask for: go on
+}
+
+// The host's slow lane is full: give the connection back now and queue in the slow lane. A
+// LOGOUT would wait out the slowness as well, so the connection just closes, unless marks
+// or rule actions still need the selected folder (then LOGOUT after them, like a slice).
+// Nothing is lost: checkpoints move only with durable batches, the next lease goes on from
+// there.
+void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen) {
+  auto& st = self->state;
+  if (gen != st.generation || !st.running || st.server_done || !st.session || st.closing)
+    return;
+  st.yielding = true;
+  if (!st.seen_after_ack.empty() || !st.actions_queued.empty() || st.resume_on_ack) {
+    st.session->finish_early();
+    pump(self);
+    return;
+  }
+  if (st.conn) {
+    st.conn->close(false);
+    st.conn.reset();
+  }
+  st.session.reset();
+  st.batch.clear();  // not sent: its messages come again with the next lease
+  st.server_done = true;
+  finish_if_drained(self);
+}
+
 // Runs the session until it needs bytes, credit or is finished.
 void pump(mailbox_actor_t* self) {
   auto& st = self->state;
@@ -386,6 +460,7 @@ void pump(mailbox_actor_t* self) {
         using T = std::decay_t<decltype(ev)>;
         if constexpr (std::is_same_v<T, imap::write_bytes>) {
           st.conn->write(st.deflate ? st.deflate->deflate(ev.data) : std::move(ev.data));
+          reply_clock_start(self);
         } else if constexpr (std::is_same_v<T, imap::start_compress>) {
           st.deflate = std::make_unique<imap::deflate_stream>();
           if (auto rest = st.session->take_compressed_rest(); !rest.empty())
@@ -420,21 +495,21 @@ void pump(mailbox_actor_t* self) {
             st.session->resume();
             return;
           }
-          storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
+          storage::checkpoint_update cp{st.s.cfg->user, ev.folder, {ev.uidvalidity, ev.highest_uid, 0}};
           send_batch(self, {cp});
           end_of_slice(self);
           // scan = unread marks messages \Seen, and rules move/delete/mark them, only once they
           // are durably tracked, while the folder is still selected: wait for this batch's
           // acknowledgement before going on.
-          bool after_ack = st.s.cfg.scan == core::scan_mode::unread || st.s.server_actions;
+          bool after_ack = st.s.cfg->scan == core::scan_mode::unread || st.s.server_actions;
           if (after_ack)
             st.resume_on_ack = st.next_seq - 1;
-          else if (st.inflight < st.s.engine.max_inflight_batches)
+          else if (st.inflight < st.s.engine->max_inflight_batches)
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
           if (st.s.probe)
             return;
-          storage::checkpoint_update cp{st.s.cfg.user, ev.folder, {ev.uidvalidity, ev.highest_uid, ev.highest_modseq}};
+          storage::checkpoint_update cp{st.s.cfg->user, ev.folder, {ev.uidvalidity, ev.highest_uid, ev.highest_modseq}};
           send_batch(self, {cp});
         } else if constexpr (std::is_same_v<T, imap::scan_complete>) {
           st.result.capabilities = st.session->capabilities();
@@ -471,8 +546,8 @@ void pump(mailbox_actor_t* self) {
           }
         } else if constexpr (std::is_same_v<T, imap::session_warning>) {
           if (st.s.log)
-            st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg.user,
-                            fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), ev.folder, ev.detail);
+            st.s.log->write(core::log_level::warning, "server_warning", st.s.cfg->user,
+                            fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port), ev.folder, ev.detail);
         } else if constexpr (std::is_same_v<T, imap::scan_failed>) {
           stop = true;
           if (st.park_pending || (st.parked && !st.running)) {
@@ -482,9 +557,12 @@ void pump(mailbox_actor_t* self) {
           st.result.capabilities = st.session->capabilities();
           if (ev.err.kind == imap::error_kind::login_failed && retry_with_new_token(self))
             return;
-          fail_pass(self, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
-          if (st.failure)
+          // The back-off hint goes in before fail_pass: with nothing in flight it reports at once.
+          if (!st.failure) {
+            st.failure = failed_result(st.s.cfg->user, std::string{imap::to_string(ev.err.kind)}, ev.err.detail);
             st.failure->retry_after_s = ev.err.retry_after_s;
+          }
+          fail_pass(self, {}, {});
         }
       },
       *out);
@@ -519,7 +597,7 @@ void finish_if_drained(mailbox_actor_t* self) {
   auto res = st.failure ? *st.failure : st.result;
   if (!st.failure) {
     res.ok = true;
-    res.user = st.s.cfg.user;
+    res.user = st.s.cfg->user;
     res.more = st.yielding;
   } else {
     res.fetched = st.result.fetched;
@@ -555,14 +633,20 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.reason = "credentials_changed";
   st.continuing = res.more;
   if (st.s.log) {
-    auto host = fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port);
+    auto host = fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port);
     if (res.more)
       st.s.log->write(core::log_level::info, "lease_yielded", res.user, host, "",
-                      fmt::format("others wait: the pass goes on after them (fetched={} so far)", res.fetched));
+                      fmt::format("{}: the pass goes on after them (fetched={} so far)",
+                                  st.slow_reported ? "slow server and its host's slow lane is full" : "others wait",
+                                  res.fetched));
     else if (res.ok)
       st.s.log->write(core::log_level::info, "scan_ok", res.user, host, "",
-                      fmt::format("fetched={} new={} new_sightings={}{}{}", res.fetched, res.new_messages,
-                                  res.new_sightings, st.reused ? " session=kept" : "",
+                      fmt::format("fetched={} new={} new_sightings={} lease_ms={}{}{}", res.fetched,
+                                  res.new_messages, res.new_sightings,
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - st.leased_at)
+                                    .count(),
+                                  st.reused ? " session=kept" : "",
                                   st.actions_ok + st.actions_failed == 0
                                     ? std::string{}
                                     : fmt::format(" actions_ok={} actions_failed={}", st.actions_ok,
@@ -579,13 +663,14 @@ void finish_if_drained(mailbox_actor_t* self) {
 
 void arm_timeout(mailbox_actor_t* self) {
   self->state.last_activity = std::chrono::steady_clock::now();
+  reply_clock_start(self);  // the silence of a kept connection is not the server's slowness
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, self->state.generation);
 }
 
 void log_kept(mailbox_actor_t* self, core::log_level level, std::string_view event, const std::string& detail) {
   auto& st = self->state;
   if (st.s.log)
-    st.s.log->write(level, event, st.s.cfg.user, fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), "", detail);
+    st.s.log->write(level, event, st.s.cfg->user, fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port), "", detail);
 }
 
 // The kept connection broke (server closed it, BYE, timeout): no failed pass, the next one
@@ -622,7 +707,7 @@ void ask_to_keep(mailbox_actor_t* self) {
     } else {
       st.parked = true;
       st.woken = false;
-      if (st.s.engine.idle && st.session->park_idle()) {
+      if (st.s.engine->idle && st.session->park_idle()) {
         self->delayed_send(self, std::chrono::seconds(imap::idle_refresh_after_s), idle_atom::value,
                            st.generation);
         pump(self);
@@ -683,7 +768,7 @@ bool resume_kept(mailbox_actor_t* self) {
 
 std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
                                                     std::map<std::string, storage::folder_checkpoint> cps) {
-  auto& cfg = st.s.cfg;
+  auto& cfg = *st.s.cfg;
   imap::session_options o;
   o.username = cfg.username;
   o.secret = st.s.token_source ? st.token : cfg.secret;
@@ -692,21 +777,21 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
   o.folders = cfg.folders;
   o.unread_only = cfg.scan == core::scan_mode::unread;
   o.read_write = st.s.server_actions;
-  o.since_unix = st.s.engine.days_back == 0 ? 0 : now_unix() - std::int64_t{st.s.engine.days_back} * 86400;
+  o.since_unix = st.s.engine->days_back == 0 ? 0 : now_unix() - std::int64_t{st.s.engine->days_back} * 86400;
   if (st.s.probe)
     o.since_unix = 4102444800;  // 2100-01-01: the folders are opened and searched, nothing matches
   for (auto& [folder, cp] : cps)
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
-  o.batch_size = st.s.engine.batch_size;
+  o.batch_size = st.s.engine->batch_size;
   o.compress = cfg.compress;
-  o.park = st.s.engine.keep_sessions > 0 && !st.s.probe;
+  o.park = st.s.engine->keep_sessions > 0 && !st.s.probe;
   return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
 }
 
 std::unique_ptr<protocol_session> make_pop3_session(const mailbox_state& st,
                                                     std::map<std::string, storage::folder_checkpoint> cps,
                                                     std::map<std::string, std::uint32_t> uidls) {
-  auto& cfg = st.s.cfg;
+  auto& cfg = *st.s.cfg;
   pop3::session_options o;
   o.username = cfg.username;
   o.secret = st.s.token_source ? st.token : cfg.secret;
@@ -719,7 +804,7 @@ std::unique_ptr<protocol_session> make_pop3_session(const mailbox_state& st,
   // written, but a hand-edited or restored database should not make uids collide).
   for (auto& [u, uid] : o.known)
     o.last_uid = std::max(o.last_uid, uid);
-  o.batch_size = st.s.engine.batch_size;
+  o.batch_size = st.s.engine->batch_size;
   o.probe = st.s.probe;
   return std::make_unique<session_adapter<pop3::scan_session>>(std::move(o));
 }
@@ -729,7 +814,7 @@ void connect(mailbox_actor_t* self);
 void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps,
                 std::map<std::string, std::uint32_t> uidls = {}) {
   auto& st = self->state;
-  auto& cfg = st.s.cfg;
+  auto& cfg = *st.s.cfg;
   if (cfg.type == core::mail_protocol::pop3)
     st.session = make_pop3_session(st, std::move(cps), std::move(uidls));
   else
@@ -739,14 +824,14 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
 
 void connect(mailbox_actor_t* self) {
   auto& st = self->state;
-  auto& cfg = st.s.cfg;
+  auto& cfg = *st.s.cfg;
   net::endpoint_options eo;
   eo.host = cfg.host;
   eo.port = cfg.port;
   eo.implicit_tls = cfg.security == core::security_mode::tls;
   eo.verify_certificate = cfg.verify_certificate;
   eo.ca_file = cfg.ca_file.string();
-  eo.connect_timeout_ms = st.s.engine.connect_timeout_s * 1000;
+  eo.connect_timeout_ms = st.s.engine->connect_timeout_s * 1000;
 
   // The transport calls back on its io thread: turn each event into a message to this actor.
   // A weak reference: a connection outliving the actor must not keep it alive.
@@ -766,9 +851,10 @@ void connect(mailbox_actor_t* self) {
   st.last_activity = std::chrono::steady_clock::now();
   st.conn_gen = gen;
   st.deflate.reset();  // a new connection starts uncompressed
+  reply_clock_start(self);  // the greeting is an answer too
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
   st.conn->start();
-  self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+  self->delayed_send(self, tick_interval(st), timeout_atom::value, gen);
 }
 
 // OAuth: asks the credential's token actor for a current token (`rejected` = the token the
@@ -776,12 +862,12 @@ void connect(mailbox_actor_t* self) {
 void begin_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_checkpoint> cps,
                 std::map<std::string, std::uint32_t> uidls = {}, std::string rejected = {}) {
   auto& st = self->state;
-  if (!st.s.token_source && !st.s.cfg.oauth_credential.empty()) {
+  if (!st.s.token_source && !st.s.cfg->oauth_credential.empty()) {
     // A credential added by a config reload has no token actor yet.
     st.server_done = true;
-    st.failure = failed_result(st.s.cfg.user, "token_refresh_failed",
+    st.failure = failed_result(st.s.cfg->user, "token_refresh_failed",
                                fmt::format("oauth_credential '{}' is not active: restart mailscan to use it",
-                                           st.s.cfg.oauth_credential));
+                                           st.s.cfg->oauth_credential));
     finish_if_drained(self);
     return;
   }
@@ -800,7 +886,7 @@ void begin_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
           return;
         if (token.empty()) {
           st.server_done = true;
-          st.failure = failed_result(st.s.cfg.user, reason, detail);
+          st.failure = failed_result(st.s.cfg->user, reason, detail);
           finish_if_drained(self);
           return;
         }
@@ -812,7 +898,7 @@ void begin_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
         if (gen != st.generation || !st.running)
           return;
         st.server_done = true;
-        st.failure = failed_result(st.s.cfg.user, "token_refresh_failed",
+        st.failure = failed_result(st.s.cfg->user, "token_refresh_failed",
                                    "token actor unavailable: " + caf::to_string(e));
         finish_if_drained(self);
       });
@@ -832,8 +918,8 @@ bool retry_with_new_token(mailbox_actor_t* self) {
   st.session.reset();
   ++st.generation;
   if (st.s.log)
-    st.s.log->write(core::log_level::info, "oauth_login_retry", st.s.cfg.user,
-                    fmt::format("{}:{}", st.s.cfg.host, st.s.cfg.port), "",
+    st.s.log->write(core::log_level::info, "oauth_login_retry", st.s.cfg->user,
+                    fmt::format("{}:{}", st.s.cfg->host, st.s.cfg->port), "",
                     "login refused with the cached token: refreshing and logging in once more");
   begin_pass(self, st.checkpoints, st.uidls, std::exchange(st.token, {}));
   return true;
@@ -845,19 +931,19 @@ std::int64_t utc_day() { return now_unix() / 86400; }
 // when today's bytes reached max_download_mb_per_day.
 bool over_quota(mailbox_actor_t* self) {
   auto& st = self->state;
-  if (st.s.cfg.max_download_mb_per_day == 0 || st.s.probe)
+  if (st.s.cfg->max_download_mb_per_day == 0 || st.s.probe)
     return false;
   if (st.quota_day != utc_day()) {
     st.quota_day = utc_day();
     st.quota_bytes = 0;
   }
-  if (st.quota_bytes < std::uint64_t{st.s.cfg.max_download_mb_per_day} << 20)
+  if (st.quota_bytes < std::uint64_t{st.s.cfg->max_download_mb_per_day} << 20)
     return false;
   st.server_done = true;
-  st.failure = failed_result(st.s.cfg.user, "throttled",
+  st.failure = failed_result(st.s.cfg->user, "throttled",
                              fmt::format("daily download quota of {} MB reached (provider bandwidth limit); "
                                          "scanning resumes after 00:00 UTC",
-                                         st.s.cfg.max_download_mb_per_day));
+                                         st.s.cfg->max_download_mb_per_day));
   st.failure->retry_after_s = static_cast<std::uint32_t>((st.quota_day + 1) * 86400 - now_unix());
   st.failure->throttle_mailbox_only = true;
   finish_if_drained(self);
@@ -891,20 +977,21 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           st.result.folder_names.clear();
           st.result.folder_counts.clear();
         } else {
-          st.result = failed_result(st.s.cfg.user, {}, {});
+          st.result = failed_result(st.s.cfg->user, {}, {});
         }
         st.continuing = false;
         st.slice_batches = 0;
-        st.slice_start = std::chrono::steady_clock::now();
+        st.slice_start = st.leased_at = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
         st.reused = false;
+        st.slow_reported = false;
         ++st.generation;
         if (resume_kept(self))
           return;
-        if (!st.s.cfg.is_set()) {
+        if (!st.s.cfg->is_set()) {
           st.server_done = true;
-          st.failure = failed_result(st.s.cfg.user, "not_set",
-                                     st.s.cfg.host.empty() ? "no host configured" : st.s.cfg.secret_problem);
+          st.failure = failed_result(st.s.cfg->user, "not_set",
+                                     st.s.cfg->host.empty() ? "no host configured" : st.s.cfg->secret_problem);
           finish_if_drained(self);
           return;
         }
@@ -915,29 +1002,29 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           return;
         }
         // Checkpoints and the stored state come from the writer, which owns the database.
-        self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg.user)
+        self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg->user)
           .then([=](storage::mailbox_state& ms) {
             self->state.stored = std::move(ms);
-            if (!core::may_login(self->state.stored, self->state.s.cfg)) {
+            if (!core::may_login(self->state.stored, *self->state.s.cfg)) {
               // Servers lock accounts that keep retrying a bad password: no LOGIN until the
               // config has new credentials or an operator runs `mailscan force-sync`.
               auto& st = self->state;
               st.server_done = true;
-              st.failure = failed_result(st.s.cfg.user, "credentials_changed_skip",
+              st.failure = failed_result(st.s.cfg->user, "credentials_changed_skip",
                                          "login attempts stopped: the password was rejected after earlier "
                                          "successes; update the credentials or run `mailscan force-sync " +
-                                           st.s.cfg.user + "`");
+                                           st.s.cfg->user + "`");
               finish_if_drained(self);
               return;
             }
-            self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg.user)
+            self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg->user)
               .then([=](std::map<std::string, storage::folder_checkpoint>& cps) {
-                if (self->state.s.cfg.type != core::mail_protocol::pop3) {
+                if (self->state.s.cfg->type != core::mail_protocol::pop3) {
                   begin_pass(self, std::move(cps));
                   return;
                 }
                 // POP3's checkpoint is the set of UIDLs already tracked.
-                self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg.user)
+                self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg->user)
                   .then([=, cps = std::move(cps)](std::map<std::string, std::uint32_t>& uidls) mutable {
                     begin_pass(self, std::move(cps), std::move(uidls));
                   });
@@ -952,6 +1039,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (net_stale(gen) || self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
+        reply_clock_check(self, true);
         receive_bytes(self, bytes);
         pump(self);
       },
@@ -991,14 +1079,16 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             self->delayed_send(self, std::chrono::milliseconds(200), timeout_atom::value, gen);
           return;
         }
+        if (!st.session->awaiting_resume())
+          reply_clock_check(self, false);
         auto idle = std::chrono::steady_clock::now() - st.last_activity;
-        if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine.command_timeout_s)) {
+        if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine->command_timeout_s)) {
           fail_pass(self, "timeout",
-                    fmt::format("no answer from {}:{} for {} s", st.s.cfg.host, st.s.cfg.port,
-                                st.s.engine.command_timeout_s));
+                    fmt::format("no answer from {}:{} for {} s", st.s.cfg->host, st.s.cfg->port,
+                                st.s.engine->command_timeout_s));
           return;
         }
-        self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, gen);
+        self->delayed_send(self, tick_interval(st), timeout_atom::value, gen);
       },
       [=](durable_atom, std::uint64_t seq, std::uint64_t new_messages, std::uint64_t new_sightings,
           std::vector<server_action>& actions) {
@@ -1017,7 +1107,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (st.resume_on_ack == seq)
           st.resume_on_ack.reset();
         if (st.session && st.session->awaiting_resume() && !st.resume_on_ack &&
-            st.inflight < st.s.engine.max_inflight_batches) {
+            st.inflight < st.s.engine->max_inflight_batches) {
           st.session->resume();
           pump(self);
         }

@@ -18,8 +18,10 @@
 namespace mscan::actors {
 
 struct mailbox_settings {
-  core::mailbox_config cfg;
-  core::engine_config engine;
+  // Shared, never copied per mailbox (memory per idle mailbox): the scheduler's entry holds
+  // the same mailbox config, and every mailbox the same engine settings.
+  std::shared_ptr<const core::mailbox_config> cfg;
+  std::shared_ptr<const core::engine_config> engine;
   net::io_runtime* io = nullptr;
   caf::actor matcher;
   caf::actor writer;
@@ -28,6 +30,9 @@ struct mailbox_settings {
   caf::actor health;   // applies each pass to the stored mailbox state (scan mode)
   bool server_actions = false;  // rules may move/delete/mark read (core::has_server_actions)
   caf::actor token_source;  // the credential's token actor (oauth_credential), else none
+  // Ask the scheduler for a slow-lane slot when the server is slow (slow_response_ms); off
+  // where the "scheduler" is a cluster node, which has no lanes.
+  bool report_slow = true;
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -11,6 +11,9 @@
 //        <--slice? (bool)---+  fairness: after a slice (slice_batches / slice_seconds) the
 //                              mailbox asks whether others wait; if so it logs out at the next
 //                              batch boundary and reports scan_done with `more` (requeued).
+//        <--slow? (bool)----+  slow lane: a server slower than slow_response_ms to answer;
+//                              false = the host's slow lane is full: log out at once and
+//                              report `more` (requeued in the slow lane).
 // A mailbox holds at most `max_inflight_batches` batches between itself and the writer's
 // durable acknowledgement; it resumes fetching only when credit returns, so a slow disk slows
 // fetching instead of growing memory. Checkpoints ride in the batch and are written in the
@@ -235,4 +238,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, unpark_atom, "unpark")
   CAF_ADD_ATOM(mscan, mscan::atoms, wake_atom, "wake")
   CAF_ADD_ATOM(mscan, mscan::atoms, idle_atom, "idlerefr")
+  CAF_ADD_ATOM(mscan, mscan::atoms, slow_atom, "slow")
 CAF_END_TYPE_ID_BLOCK(mscan)

@@ -49,7 +49,36 @@ bool take_login_token(self_t self, scheduler_state::host& h, clock::time_point n
 // The lease figures of one host (and the global count) for the status service: O(1).
 void publish_leases(self_t self, const std::string& key, const scheduler_state::host& h) {
   if (auto& m = self->state.s.metrics)
-    m->leases(key, h.in_use, h.queue.size(), self->state.in_use);
+    m->leases(key, h.in_use, h.queue.size() + h.slow_queue.size(), self->state.in_use);
+}
+
+std::size_t slow_lane_cap(const core::engine_config& eng) {
+  return std::max<std::size_t>(1, eng.max_connections_per_host / 4);
+}
+
+// Leases the first mailbox of `q` (one of h's queues); false when the host's login rate
+// allows no login yet (retry_at says when).
+bool lease_next(self_t self, scheduler_state::host& h, std::deque<std::size_t>& q, clock::time_point now,
+                clock::time_point& retry_at) {
+  auto& st = self->state;
+  if (!take_login_token(self, h, now)) {
+    retry_at = std::min(retry_at, now + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                          1000.0 / st.s.cfg.engine.max_logins_per_second_per_host) + 1));
+    return false;
+  }
+  auto idx = q.front();
+  q.pop_front();
+  auto& e = st.mailboxes[idx];
+  ++h.in_use;
+  ++st.in_use;
+  if (&q == &h.slow_queue) {
+    ++h.slow_in_use;
+    e.in_slow_lane = true;
+  }
+  e.waiting = false;
+  e.scanning = true;
+  self->send(e.actor, lease_atom::value);
+  return true;
 }
 
 // Kept sessions (the block below on_result's helpers).
@@ -72,25 +101,18 @@ void grant_leases(self_t self) {
       start = st.hosts.begin();
     auto& [key, h] = *start;
     auto next = std::next(start);
-    if (!h.queue.empty()) {
+    if (!h.queue.empty() || !h.slow_queue.empty()) {
       if (h.paused_until > now) {
         retry_at = std::min(retry_at, h.paused_until);
       } else {
-        while (!h.queue.empty() && h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections) {
-          if (!take_login_token(self, h, now)) {
-            retry_at = std::min(retry_at, now + std::chrono::milliseconds(static_cast<std::int64_t>(
-                                                  1000.0 / eng.max_logins_per_second_per_host) + 1));
+        // The slow lane first, within its cap: slow mailboxes neither starve nor take more.
+        while (!h.slow_queue.empty() && (h.slow_in_use < slow_lane_cap(eng) || h.queue.empty()) &&
+               h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections)
+          if (!lease_next(self, h, h.slow_queue, now, retry_at))
             break;
-          }
-          auto idx = h.queue.front();
-          h.queue.pop_front();
-          auto& e = st.mailboxes[idx];
-          ++h.in_use;
-          ++st.in_use;
-          e.waiting = false;
-          e.scanning = true;
-          self->send(e.actor, lease_atom::value);
-        }
+        while (!h.queue.empty() && h.in_use < eng.max_connections_per_host && st.in_use < eng.max_connections)
+          if (!lease_next(self, h, h.queue, now, retry_at))
+            break;
       }
       publish_leases(self, key, h);
     }
@@ -118,9 +140,9 @@ void make_due(self_t self, std::size_t idx) {
     return;
   }
   e.waiting = true;
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
-  h.queue.push_back(idx);
+  (e.slow ? h.slow_queue : h.queue).push_back(idx);
   publish_leases(self, key, h);
   grant_leases(self);
 }
@@ -150,17 +172,17 @@ void spawn_one(self_t self, std::size_t idx) {
   auto& e = st.mailboxes[idx];
   mailbox_settings ms;
   ms.cfg = e.cfg;
-  ms.engine = st.s.cfg.engine;
+  ms.engine = st.engine;
   ms.io = st.s.io;
   ms.writer = st.s.writer;
   ms.log = st.s.log;
   ms.probe = st.s.probe;
   ms.health = st.s.health;
-  ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg.user);
-  if (auto t = st.s.token_sources.find(e.cfg.oauth_credential); t != st.s.token_sources.end())
+  ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg->user);
+  if (auto t = st.s.token_sources.find(e.cfg->oauth_credential); t != st.s.token_sources.end())
     ms.token_source = t->second;
   if (!st.s.matchers.empty())
-    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg.user) % st.s.matchers.size()];
+    ms.matcher = st.s.matchers[std::hash<std::string>{}(e.cfg->user) % st.s.matchers.size()];
   e.actor = st.s.spawn_mailbox ? st.s.spawn_mailbox(self, std::move(ms)) : spawn_mailbox_actor(self, std::move(ms));
   st.index[e.actor.address()] = idx;
 }
@@ -183,7 +205,7 @@ void apply_pending(self_t self, std::size_t idx) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
   if (e.pending_cfg) {
-    e.cfg = std::move(*e.pending_cfg);
+    e.cfg = std::move(e.pending_cfg);
     e.pending_cfg.reset();
     ++e.epoch;
     e.failures = 0;
@@ -211,7 +233,7 @@ void release_kept(self_t self, std::size_t idx) {
   forget_kept(self, idx);
   e.releasing = true;
   ++st.releasing;
-  ++st.hosts[host_key(e.cfg)].releasing;
+  ++st.hosts[host_key(*e.cfg)].releasing;
   if (e.actor)
     self->send(e.actor, unpark_atom::value);
 }
@@ -221,7 +243,7 @@ void kept_gone(self_t self, std::size_t idx) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
   const bool held = (e.kept || e.releasing) && !e.scanning;  // scanning: the pass's lease
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   auto& h = st.hosts[key];
   if (e.kept)
     forget_kept(self, idx);
@@ -257,7 +279,7 @@ std::size_t least_busy_kept(self_t self, const std::string* host) {
   std::size_t best = st.mailboxes.size();
   for (auto idx : st.kept) {
     auto& e = st.mailboxes[idx];
-    if (e.scanning || (host && host_key(e.cfg) != *host))
+    if (e.scanning || (host && host_key(*e.cfg) != *host))
       continue;
     if (best == st.mailboxes.size() || e.busy < st.mailboxes[best].busy)
       best = idx;
@@ -301,7 +323,7 @@ bool may_keep(self_t self, std::size_t idx, std::uint64_t new_messages) {
   auto& e = st.mailboxes[idx];
   e.busy = e.busy / 2 + static_cast<float>(new_messages) + (new_messages > 0 ? 1.0f : 0.0f);
   const auto limit = st.s.cfg.engine.keep_sessions;
-  if (limit == 0 || st.s.once || st.stopping || !e.scanning || e.removed || e.pending_cfg || e.kept ||
+  if (limit == 0 || st.s.once || st.stopping || !e.scanning || e.removed || e.pending_cfg || e.kept || e.slow ||
       others_wait(self, idx))
     return false;
   if (st.kept.size() >= limit) {
@@ -325,12 +347,67 @@ void release_all_kept(self_t self) {
 
 // ---- end of kept sessions ----
 
+// ---- Slow lane. A mailbox reports its first answer slower than slow_response_ms in a lease:
+// it is marked slow and its lease moves into the lane, if the lane has room (or no healthy
+// mailbox of the host waits); otherwise it is told to give the lease back (false) and
+// queues in the lane.
+bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  if (!e.scanning || st.s.cfg.engine.slow_response_ms == 0)
+    return true;
+  e.slow_this_pass = true;
+  auto key = host_key(*e.cfg);
+  auto& h = st.hosts[key];
+  auto cap = slow_lane_cap(st.s.cfg.engine);
+  if (!e.slow) {
+    e.slow = true;
+    if (st.s.metrics)
+      st.s.metrics->slow_mailbox(+1, false);
+    if (st.s.log)
+      st.s.log->write(core::log_level::warning, "mailbox_slow", e.cfg->user, key, "",
+                      fmt::format("the server took {} ms to start an answer (slow_response_ms = {}): this "
+                                  "mailbox now shares the host's slow lane of {} connection(s)",
+                                  waited_ms, st.s.cfg.engine.slow_response_ms, cap));
+  }
+  if (e.in_slow_lane)
+    return true;
+  // Over the cap only while no healthy mailbox of the host waits (a host that is slow for
+  // everyone keeps all of its connections).
+  if (h.slow_in_use < cap || h.queue.empty()) {
+    ++h.slow_in_use;
+    e.in_slow_lane = true;
+    return true;
+  }
+  if (st.s.metrics)
+    st.s.metrics->slow_mailbox(0, true);
+  return false;
+}
+
+// A whole pass ended: the slow mark decays once a pass saw no slow answer (the server is
+// fast again), so a single bad moment does not keep a mailbox in the lane forever.
+void end_of_pass_speed(self_t self, std::size_t idx, const scan_result& res) {
+  auto& st = self->state;
+  auto& e = st.mailboxes[idx];
+  bool was_slow = std::exchange(e.slow_this_pass, false);
+  if (!e.slow || was_slow || !res.ok)
+    return;
+  e.slow = false;
+  if (st.s.metrics)
+    st.s.metrics->slow_mailbox(-1, false);
+  if (st.s.log)
+    st.s.log->write(core::log_level::info, "mailbox_fast_again", e.cfg->user, host_key(*e.cfg), "",
+                    "a whole pass without a slow answer: out of the slow lane");
+}
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   if (e.scanning) {
     e.scanning = false;
+    if (std::exchange(e.in_slow_lane, false))
+      --st.hosts[key].slow_in_use;
     if (!e.kept) {  // a kept session keeps its lease
       --st.in_use;
       --st.hosts[key].in_use;
@@ -351,11 +428,15 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     return;
   }
   res.more = false;  // a reload or shutdown ends the pass here
+  end_of_pass_speed(self, idx, res);
   if (res.reason == "throttled" && !res.throttle_mailbox_only) {
     // The load governor: this host only, for as long as it asked (at least the mailbox's
     // throttle_backoff_s: a minute, or its provider preset's).
-    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg.throttle_backoff_s));
-    st.hosts[key].paused_until = clock::now() + pause;
+    auto pause = std::chrono::seconds(std::max<std::uint32_t>(res.retry_after_s, e.cfg->throttle_backoff_s));
+    auto& until = st.hosts[key].paused_until;
+    until = std::max(until, clock::now() + pause);  // a shorter hint never cuts a longer pause
+    if (st.s.metrics)
+      st.s.metrics->host_paused();
     if (st.s.log)
       st.s.log->write(core::log_level::warning, "host_throttled", res.user, key, "",
                       fmt::format("pausing new logins to this host for {} s", pause.count()));
@@ -406,8 +487,11 @@ bool others_wait(self_t self, std::size_t idx) {
   if (st.stopping)
     return false;
   auto now = clock::now();
-  auto waiting = [&](const scheduler_state::host& h) { return !h.queue.empty() && h.paused_until <= now; };
-  if (auto it = st.hosts.find(host_key(st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
+  auto waiting = [&](const scheduler_state::host& h) {
+    return (!h.queue.empty() || (!h.slow_queue.empty() && h.slow_in_use < slow_lane_cap(eng))) &&
+           h.paused_until <= now;
+  };
+  if (auto it = st.hosts.find(host_key(*st.mailboxes[idx].cfg)); it != st.hosts.end() && waiting(it->second))
     return true;
   if (st.in_use < eng.max_connections)
     return false;
@@ -420,9 +504,10 @@ void unqueue(self_t self, std::size_t idx) {
   auto& e = self->state.mailboxes[idx];
   if (!e.waiting)
     return;
-  auto key = host_key(e.cfg);
+  auto key = host_key(*e.cfg);
   auto& h = self->state.hosts[key];
   std::erase(h.queue, idx);
+  std::erase(h.slow_queue, idx);
   e.waiting = false;
   publish_leases(self, key, h);
 }
@@ -443,6 +528,7 @@ bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b)
 void apply_reload(self_t self, const core::config& next) {
   auto& st = self->state;
   st.s.cfg.engine = next.engine;
+  st.engine = std::make_shared<const core::engine_config>(next.engine);  // for actors spawned from now on
   // A mailbox whose rules gain or lose server-side actions is respawned like a changed one
   // (it opens folders read-write only when it may act).
   auto old_rules = std::exchange(st.s.cfg.rules, next.rules);
@@ -454,9 +540,9 @@ void apply_reload(self_t self, const core::config& next) {
     if (!scans(st, m))
       continue;
     auto it = std::find_if(st.mailboxes.begin(), st.mailboxes.end(),
-                           [&](auto& e) { return e.cfg.user == m.user && !e.removed; });
+                           [&](auto& e) { return e.cfg->user == m.user && !e.removed; });
     if (it == st.mailboxes.end()) {
-      st.mailboxes.push_back({m, caf::actor{}});
+      st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(m), caf::actor{}});
       auto idx = st.mailboxes.size() - 1;
       spawn_one(self, idx);
       ++added;
@@ -464,7 +550,7 @@ void apply_reload(self_t self, const core::config& next) {
         schedule_next(self, idx, jitter(std::chrono::milliseconds(1000), 1.0));
       continue;
     }
-    if (same_settings(it->cfg, m) && !acts_changed(m.user))
+    if (same_settings(*it->cfg, m) && !acts_changed(m.user))
       continue;
     ++changed;
     auto idx = static_cast<std::size_t>(it - st.mailboxes.begin());
@@ -474,7 +560,7 @@ void apply_reload(self_t self, const core::config& next) {
         release_kept(self, static_cast<std::size_t>(it - st.mailboxes.begin()));
     } else {
       unqueue(self, idx);  // under its old host
-      it->cfg = m;
+      it->cfg = std::make_shared<const core::mailbox_config>(m);
       it->failures = 0;
       ++it->epoch;
       respawn(self, idx);
@@ -487,7 +573,7 @@ void apply_reload(self_t self, const core::config& next) {
     if (e.removed)
       continue;
     bool keep = std::any_of(next.mailboxes.begin(), next.mailboxes.end(),
-                            [&](auto& m) { return m.user == e.cfg.user && scans(st, m); });
+                            [&](auto& m) { return m.user == e.cfg->user && scans(st, m); });
     if (keep)
       continue;
     ++removed;
@@ -510,10 +596,18 @@ void apply_reload(self_t self, const core::config& next) {
 caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, scheduler_settings s) {
   auto& st = self->state;
   st.s = std::move(s);
-  st.mailboxes.reserve(st.s.cfg.mailboxes.size());
-  for (auto& m : st.s.cfg.mailboxes)
-    if (scans(st, m))
-      st.mailboxes.push_back({std::move(m), caf::actor{}});
+  st.engine = std::make_shared<const core::engine_config>(st.s.cfg.engine);
+  if (auto src = std::exchange(st.s.mailbox_source, nullptr)) {
+    st.mailboxes.reserve(src->mailboxes.size());
+    for (auto& m : src->mailboxes)
+      if (scans(st, m))
+        st.mailboxes.push_back({std::shared_ptr<const core::mailbox_config>(src, &m), caf::actor{}});
+  } else {
+    st.mailboxes.reserve(st.s.cfg.mailboxes.size());
+    for (auto& m : st.s.cfg.mailboxes)
+      if (scans(st, m))
+        st.mailboxes.push_back({std::make_shared<const core::mailbox_config>(std::move(m)), caf::actor{}});
+  }
   // The entries hold the mailboxes; the directory lives in the matchers. Keeping this copy
   // of it would cost memory per mailbox (and per contact) for nothing; freed before the
   // actors are spawned, so they reuse it. The rules stay: they decide which mailboxes run
@@ -532,7 +626,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     if (idx >= self->state.mailboxes.size())
       return;
     auto& e = self->state.mailboxes[idx];
-    auto user = e.cfg.user;
+    auto user = e.cfg->user;
     bool was_scanning = e.scanning;
     self->state.index.erase(dm.source);
     e.actor = nullptr;
@@ -607,6 +701,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       if (idx < self->state.mailboxes.size())
         make_due(self, idx);
     },
+    [=](slow_atom, std::uint32_t waited_ms) {
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      return idx >= self->state.mailboxes.size() || on_slow(self, idx, waited_ms);
+    },
     [=](reload_atom, const config_ptr& next) {
       if (next)
         apply_reload(self, *next);
@@ -614,8 +712,10 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;
-      for (auto& [key, h] : st.hosts)
+      for (auto& [key, h] : st.hosts) {
         h.queue.clear();
+        h.slow_queue.clear();
+      }
       for (auto& e : st.mailboxes)
         if (e.scanning)
           self->send(e.actor, stop_atom::value);

@@ -4,7 +4,10 @@
 // and leases are bounded globally (max_connections) and per host (max_connections_per_host),
 // optionally rate-limited per host (new logins per second). A host that answers "throttled"
 // is paused for its suggested back-off — that host only. A failing mailbox backs off
-// exponentially with jitter; a crashed mailbox actor is replaced. Waiting mailboxes queue in
+// exponentially with jitter; a crashed mailbox actor is replaced. A mailbox whose server is
+// slower than slow_response_ms to answer is "slow": slow mailboxes queue separately and hold
+// at most max(1, max_connections_per_host / 4) of their host's connections, so a few stalling
+// accounts cannot take every slot from the healthy ones (the slow lane). Waiting mailboxes queue in
 // FIFO order (bounded: each mailbox waits at most once).
 //
 //   due --> waiting --(lease: global + host slot + login token, host not paused)--> scanning
@@ -33,8 +36,10 @@
 
 namespace mscan::actors {
 
+using config_ptr = std::shared_ptr<const core::config>;
+
 struct scheduler_settings {
-  core::config cfg;
+  core::config cfg;  // engine and rules; its mailboxes unless mailbox_source is set
   net::io_runtime* io = nullptr;
   caf::actor writer;
   std::vector<caf::actor> matchers;  // a mailbox always uses matchers[hash(user) % n]
@@ -50,9 +55,10 @@ struct scheduler_settings {
   // mailbox to whichever node owns it (actors/cluster_coordinator.hpp); whatever it returns
   // must be monitored by the scheduler and answer leases like a mailbox actor.
   std::function<caf::actor(caf::event_based_actor*, mailbox_settings)> spawn_mailbox;
+  // The config whose mailboxes the scheduler runs, shared with the health actor: entries and
+  // mailbox actors point into it instead of holding copies (memory per mailbox).
+  config_ptr mailbox_source;
 };
-
-using config_ptr = std::shared_ptr<const core::config>;
 
 // Accepts: (run_atom)  -> run_summary: with `once`, after every mailbox finished one pass;
 //                         otherwise when stopped.
@@ -65,7 +71,8 @@ caf::behavior scheduler_actor(caf::stateful_actor<struct scheduler_state>* self,
 struct scheduler_state {
   using clock = std::chrono::steady_clock;
   struct entry {
-    core::mailbox_config cfg;
+    // Shared with the mailbox actor (one copy per mailbox, not two).
+    std::shared_ptr<const core::mailbox_config> cfg;
     caf::actor actor;
     bool waiting = false;
     bool scanning = false;
@@ -83,16 +90,27 @@ struct scheduler_state {
     bool releasing = false;
     bool due_after_release = false;  // fell due while releasing: queues once it is closed
     float busy = 0;  // decaying count of new mail per pass: the busiest stay kept
+    // Slow lane: the server was slow in a recent pass (kept across passes until a whole pass
+    // has no slow answer), in this pass, and whether its lease counts in the lane.
+    bool slow = false;
+    bool slow_this_pass = false;
+    bool in_slow_lane = false;
   };
   struct host {
     std::deque<std::size_t> queue;  // its mailboxes due and waiting for a lease (FIFO)
     std::size_t in_use = 0;
+    // Slow mailboxes wait here and hold at most slow_lane_cap() of the host's slots (of in_use).
+    std::deque<std::size_t> slow_queue;
+    std::size_t slow_in_use = 0;
     clock::time_point paused_until{};
     double tokens = 1;
     clock::time_point refilled = clock::now();
     std::size_t releasing = 0;  // kept sessions of this host told to log out
   };
   scheduler_settings s;
+  // The engine settings every mailbox actor shares (replaced on reload; each actor keeps the
+  // one it was spawned with).
+  std::shared_ptr<const core::engine_config> engine;
   std::vector<entry> mailboxes;
   std::size_t in_use = 0;
   // Per-host queues: granting costs O(hosts + grants), never O(waiting mailboxes) — with

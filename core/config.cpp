@@ -831,6 +831,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.slice_seconds = r.integer<std::uint32_t>("slice_seconds", 1, 86400).value_or(e.slice_seconds);
     e.connect_timeout_s = r.integer<std::uint32_t>("connect_timeout_s", 1, 3600).value_or(e.connect_timeout_s);
     e.command_timeout_s = r.integer<std::uint32_t>("command_timeout_s", 1, 3600).value_or(e.command_timeout_s);
+    e.slow_response_ms = r.integer<std::uint32_t>("slow_response_ms", 0, 3600000).value_or(e.slow_response_ms);
     e.matchers = r.integer<std::uint32_t>("matchers", 0, 256).value_or(0);
     if (auto n = r.node("max_logins_per_second_per_host")) {
       auto v = n->value<double>();

@@ -40,6 +40,13 @@ struct engine_config {
   std::uint32_t slice_seconds = 30;
   std::uint32_t connect_timeout_s = 20;
   std::uint32_t command_timeout_s = 60;
+  // Slow-mailbox lane: a mailbox whose server takes longer than this to start answering a
+  // command is "slow" and, while healthy mailboxes of its host wait, may hold at most
+  // max(1, max_connections_per_host / 4) of the host's connections. 1 s: several times the
+  // tens to hundreds of ms real servers need to start a reply (even a SELECT of a big
+  // Exchange folder), while every unknown slow mailbox holds a healthy one's slot for about
+  // this long before it is found out. 0 = no lane.
+  std::uint32_t slow_response_ms = 1000;
   std::uint32_t matchers = 0;              // 0 = one per core
   double max_logins_per_second_per_host = 0;  // 0 = unlimited; new connections per host
   std::uint32_t max_backoff_s = 3600;      // cap of the failure back-off

@@ -432,6 +432,10 @@ int main(int argc, char** argv) {
   simulate->add_option("--fault-disconnect", so.faults.disconnect_mid_fetch, "fraction disconnected mid-FETCH");
   simulate->add_option("--fault-slow", so.faults.slow, "fraction answering slowly after login");
   simulate->add_option("--fault-uidvalidity", so.faults.uidvalidity_reset, "fraction with a UIDVALIDITY reset");
+  simulate->add_option("--fault-slow-ms", so.faults.slow_ms, "delay of the slow fault (ms)");
+  simulate->add_option("--fault-throttle", so.faults.throttle, "fraction whose LOGIN is refused as throttled");
+  simulate->add_option("--fault-throttle-s", so.faults.throttle_s, "seconds the throttling lasts (0 = always)");
+  simulate->add_option("--fault-throttle-answer", so.faults.throttle_answer, "the throttled LOGIN's tagged answer");
 
   auto demo = app.add_subcommand("demo", "scan the embedded simulator's mailboxes and show what was tracked");
   std::string demo_dir = "demo-data";

@@ -209,6 +209,12 @@ std::vector<metric_sample> engine_samples(const actors::engine_stats& s) {
   }
   add("mailscan_lease_queue_depth", "Mailboxes due and waiting for a lease, all hosts.", "gauge",
       static_cast<double>(waiting));
+  add("mailscan_slow_mailboxes", "Mailboxes whose server answers slowly (slow lane).", "gauge",
+      static_cast<double>(s.slow_mailboxes));
+  add("mailscan_slow_lane_yields_total", "Leases given back because the host's slow lane was full.", "counter",
+      static_cast<double>(s.slow_lane_yields));
+  add("mailscan_host_pauses_total", "Hosts paused after a throttling answer (load governor).", "counter",
+      static_cast<double>(s.host_pauses));
   add("mailscan_writer_queue_depth", "Batches in the latest group commit.", "gauge",
       static_cast<double>(s.writer_pending_batches));
   std::uint64_t cumulative = 0;

@@ -239,32 +239,56 @@ def engine_run(bins, config, env):
     return r
 
 
-def completion_times(log_dir):
-    """Seconds from `run_started` to each mailbox's first scan_* event in the engine's log
-    (info_logging): {user: (seconds, event)}."""
+def log_events(log_dir):
+    """The engine log's events (info_logging) from `run_started` on: [(seconds since it, event,
+    user, host, detail)]."""
     t0 = None
-    done = {}
+    out = []
     try:
         names = sorted(os.listdir(log_dir))
     except OSError:
-        return done
+        return out
     for name in names:
         with open(os.path.join(log_dir, name), errors="replace") as f:
             for line in f:
-                parts = line.split()
-                if len(parts) < 4:
+                parts = line.split(" ", 6)
+                if len(parts) < 7:
                     continue
                 try:
                     ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
                 except ValueError:
                     continue
-                fields = dict(p.split("=", 1) for p in parts[2:5] if "=" in p)
-                ev, user = fields.get("event", ""), fields.get("user", "-")
+                fields = dict(p.split("=", 1) for p in parts[2:6] if "=" in p)
+                ev = fields.get("event", "")
                 if ev == "run_started" and t0 is None:
                     t0 = ts
-                elif ev.startswith("scan_") and user != "-" and user not in done and t0 is not None:
-                    done[user] = (ts - t0, ev)
+                if t0 is not None:
+                    detail = parts[6].rstrip("\n")
+                    detail = detail[len("detail="):] if detail.startswith("detail=") else detail
+                    out.append((ts - t0, ev, fields.get("user", "-"), fields.get("host", "-"), detail.strip('"')))
+    return out
+
+
+def completion_times(log_dir, events=None):
+    """Seconds from `run_started` to each mailbox's first scan_* event: {user: (seconds, event)}."""
+    done = {}
+    for t, ev, user, _, _ in events if events is not None else log_events(log_dir):
+        if ev.startswith("scan_") and user != "-" and user not in done:
+            done[user] = (t, ev)
     return done
+
+
+def lease_ms(events):
+    """Each mailbox's scan latency, lease to done, from its first scan_ok: {user: ms}."""
+    out = {}
+    for _, ev, user, _, detail in events:
+        if ev == "scan_ok" and user not in out and "lease_ms=" in detail:
+            out[user] = int(detail.split("lease_ms=", 1)[1].split()[0])
+    return out
+
+
+def percentiles(xs):
+    return {f"p{int(q * 100)}": percentile(xs, q) for q in (0.5, 0.9, 0.99)}
 
 
 def percentile(xs, q):
@@ -708,6 +732,7 @@ def scenario_faults(args, bins, work, env):
     n, m = args.fault_mailboxes, args.fault_messages
     faults = {"wrong-password": 0.03, "disconnect": 0.03, "slow": 0.02, "uidvalidity": 0.02}
     res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults}
+    healthy_lease, healthy_done, faulty = {}, {}, set()
     for name, plan in (("fault_free", None), ("storm", faults)):
         log(f"fault storm: {n} x {m}, {name}")
         sim = Simulator(bins, work, f"faults-{name}", n, m, 1000, faults=plan)
@@ -719,8 +744,14 @@ def scenario_faults(args, bins, work, env):
             r = engine_run(bins, cfg, env)
         finally:
             rep = sim.finish()
-        done = completion_times(data + "-logs")
+        events = log_events(data + "-logs")
+        done = completion_times(None, events)
         ok_times = sorted(t for t, ev in done.values() if ev == "scan_ok")
+        if plan:  # the storm's faulty users (the fault-free run measures the same healthy ones)
+            faulty = {f"sim{u}" for users in rep.get("fault_users", {}).values() for u in users}
+        leases = lease_ms(events)
+        healthy_lease[name] = leases
+        healthy_done[name] = done
         healthy = int(n * 0.9)  # the fault plan hits ~10%: the first 90% to finish OK are "the others"
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(data + "-logs", ignore_errors=True)
@@ -730,14 +761,93 @@ def scenario_faults(args, bins, work, env):
                      "pass_s": round(r["wall_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
                      "failed": r["failed_mailboxes"], "error_reasons": r.get("error_reasons", {}),
                      "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1), "rc": r["rc"],
-                     "sim_peak_connections": rep.get("peak_connections"), "sim_failed_logins": rep.get("failed_logins")}
+                     "sim_peak_connections": rep.get("peak_connections"), "sim_failed_logins": rep.get("failed_logins"),
+                     "slow_marked": sum(1 for e in events if e[1] == "mailbox_slow"),
+                     "slow_lane_yields": sum(1 for e in events if e[1] == "lease_yielded" and "slow lane" in e[4])}
+    # Per-scan latency (lease -> done) of the healthy mailboxes: those with no fault in the storm.
+    for name in ("fault_free", "storm"):
+        xs = [v for u, v in healthy_lease[name].items() if u not in faulty]
+        res[name]["healthy_lease_ms"] = percentiles(xs)
+        res[name]["healthy_scans"] = len(xs)
+        ts = [t for u, (t, ev) in healthy_done[name].items() if u not in faulty and ev == "scan_ok"]
+        res[name]["healthy_done_s"] = {k: v and round(v, 3) for k, v in percentiles(ts).items()}
     ff, st = res["fault_free"], res["storm"]
     res["figures"] = {
         "pass_time_ratio": ratio(st["pass_s"], ff["pass_s"]),
         "healthy_90pct_ratio": ratio(st["healthy_90pct_done_s"] or 0, ff["healthy_90pct_done_s"] or 0),
+        "healthy_done_p90_ratio": ratio(st["healthy_done_s"]["p90"] or 0, ff["healthy_done_s"]["p90"] or 0),
+        "healthy_lease_p50_ratio": ratio(st["healthy_lease_ms"]["p50"] or 0, ff["healthy_lease_ms"]["p50"] or 0),
+        "healthy_lease_p90_ratio": ratio(st["healthy_lease_ms"]["p90"] or 0, ff["healthy_lease_ms"]["p90"] or 0),
         "healthy_mailboxes_ok": st["ok"],
         "msgs_per_s_fault_free": round(ff["fetched"] / ff["pass_s"]) if ff["pass_s"] else 0,
         "msgs_per_s_storm": round(st["fetched"] / st["pass_s"]) if st["pass_s"] else 0,
+    }
+    return res
+
+
+def write_two_host_config(path, data_dir, ports, n, per_host, max_conn):
+    """Mailboxes a0.. on the first simulator and b0.. on the second, interleaved (both hosts have
+    work due from the start); throttle_backoff_s = 0: the server's hint alone sets a pause."""
+    with open(path, "w") as f:
+        f.write("[engine]\n")
+        f.write(f'data_dir = "{data_dir}"\nlog_dir = "{data_dir}-logs"\ninfo_logging = true\ndays_back = 30\n')
+        f.write(f"max_connections = {max_conn}\nmax_connections_per_host = {per_host}\n\n")
+        for i in range(n):
+            for name, port in zip(("a", "b"), ports):
+                f.write(f'[[mailbox]]\nuser = "{name}{i}"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+                        f'username = "sim{i}"\npassword_env = "MSCAN_SIM_PASSWORD"\nfolders = "INBOX"\n'
+                        f"throttle_backoff_s = 0\n\n")
+
+
+def scenario_governor(args, bins, work, env):
+    """Two hosts (two simulators, keyed host:port); in the second run host B refuses every LOGIN
+    with `NO [LIMIT] ... retry after S seconds` for its first S seconds."""
+    n, m, s_ = args.governor_mailboxes, args.governor_messages, args.governor_throttle_s
+    answer = f"NO [LIMIT] Too many concurrent connections, retry after {s_} seconds"
+    res = {"mailboxes_per_host": n, "messages_per_mailbox": m, "per_host_limit": args.per_host,
+           "throttle_s": s_, "throttle_answer": answer}
+    for name, throttle in (("baseline", False), ("throttled", True)):
+        log(f"governor: 2 hosts x {n} x {m}, {name}")
+        sa = Simulator(bins, work, f"gov-{name}-a", n, m, 1000)
+        faults = {"throttle": 1.0, "throttle-s": s_, "throttle-answer": answer} if throttle else None
+        try:
+            sb = Simulator(bins, work, f"gov-{name}-b", n, m, 1000, faults=faults)
+        except Exception:
+            sa.finish()
+            raise
+        data = os.path.join(work, f"gov-{name}-data")
+        try:
+            cfg = os.path.join(work, f"gov-{name}.toml")
+            write_two_host_config(cfg, data, (sa.port, sb.port), n, args.per_host, args.max_connections)
+            r = engine_run(bins, cfg, env)
+        finally:
+            ra, rb = sa.finish(), sb.finish()
+        events = log_events(data + "-logs")
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data + "-logs", ignore_errors=True)
+        done = completion_times(None, events)
+        ok = {h: sorted(t for u, (t, ev) in done.items() if u.startswith(h) and ev == "scan_ok") for h in "ab"}
+        pauses = [e for e in events if e[1] == "host_throttled"]
+        leases = lease_ms(events)
+        res[name] = {
+            "pass_s": round(r["wall_s"], 2), "rc": r["rc"], "error_reasons": r.get("error_reasons", {}),
+            "a_ok": len(ok["a"]), "a_done_s": round(ok["a"][-1], 3) if ok["a"] else None,
+            "a_lease_ms": percentiles([v for u, v in leases.items() if u.startswith("a")]),
+            "b_ok": len(ok["b"]), "b_first_ok_s": round(ok["b"][0], 3) if ok["b"] else None,
+            "b_done_s": round(ok["b"][-1], 3) if ok["b"] else None,
+            "b_logins": rb.get("logins"), "b_throttled_logins": rb.get("throttled_logins", 0),
+            "a_throttled_logins": ra.get("throttled_logins", 0),
+            "b_host": f"127.0.0.1:{sb.port}", "host_pauses": len(pauses), "paused_hosts": sorted({e[3] for e in pauses}),
+            "first_pause_s": round(pauses[0][0], 3) if pauses else None,
+            "pause_detail": pauses[0][4] if pauses else None,
+            "a_sim_peak_connections": ra.get("peak_connections"), "b_sim_peak_connections": rb.get("peak_connections"),
+        }
+    b, t = res["baseline"], res["throttled"]
+    res["figures"] = {
+        "a_done_ratio": ratio(t["a_done_s"] or 0, b["a_done_s"] or 0),
+        "b_throttled_logins": t["b_throttled_logins"],
+        "b_throttled_per_mailbox": ratio(t["b_throttled_logins"], n),
+        "only_b_paused": t["paused_hosts"] == [t["b_host"]],
     }
     return res
 
@@ -880,10 +990,41 @@ def markdown(rep):
             r = fa[name]
             L.append(f"| {name} | {fmt(r['healthy_90pct_done_s'])} | {fmt(r['ok_p50_s'])} | {r['pass_s']} | {r['ok']} "
                      f"| {r['failed']} | {fmt(r['fetched'])} | {r['error_reasons']} |")
+        L += ["", "Healthy mailboxes only (no fault in the storm's plan), the same users in both runs:", "",
+              "| run | done after start p50 / p90 / p99, s | scan latency (lease → done) p50 / p90 / p99, ms "
+              "| marked slow | slow-lane yields |", "|---|---|---|---:|---:|"]
+        for name in ("fault_free", "storm"):
+            r = fa[name]
+            d, l = r.get("healthy_done_s", {}), r.get("healthy_lease_ms", {})
+            L.append(f"| {name} | {fmt(d.get('p50'))} / {fmt(d.get('p90'))} / {fmt(d.get('p99'))} "
+                     f"| {fmt(l.get('p50'))} / {fmt(l.get('p90'))} / {fmt(l.get('p99'))} "
+                     f"| {r.get('slow_marked', 0)} | {r.get('slow_lane_yields', 0)} |")
+        f = fa["figures"]
+        L += ["", f"Healthy mailboxes, storm / fault-free: done p90 **{fmt(f.get('healthy_done_p90_ratio'))}**, "
+              f"scan latency p50 {fmt(f.get('healthy_lease_p50_ratio'))}, p90 {fmt(f.get('healthy_lease_p90_ratio'))}."]
         L += ["", f"The others' pass time (90% of mailboxes finished OK, from the engine log's scan events), "
               f"storm / fault-free: **{fmt(fa['figures']['healthy_90pct_ratio'])}**; whole pass (includes the "
               f"faulty mailboxes themselves, the slow ones answer every command after 2 s): "
               f"{fa['figures']['pass_time_ratio']}."]
+    if "governor" in s:
+        g = s["governor"]
+        L += ["", f"## 6. Load governor (2 simulator hosts x {g['mailboxes_per_host']} x {g['messages_per_mailbox']}, "
+              f"{g['per_host_limit']} connections per host; host B answers every LOGIN `{g['throttle_answer']}` "
+              f"for its first {g['throttle_s']} s)", "",
+              "| run | A: OK | A: all done, s | A: scan p50 / p90 ms | B: OK | B: first OK, s | B: all done, s "
+              "| B: logins refused (throttled) | host pauses (hosts) | whole pass s |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---|---:|"]
+        for name in ("baseline", "throttled"):
+            r = g[name]
+            L.append(f"| {name} | {r['a_ok']} | {fmt(r['a_done_s'])} | {fmt(r['a_lease_ms']['p50'])} / "
+                     f"{fmt(r['a_lease_ms']['p90'])} | {r['b_ok']} | {fmt(r['b_first_ok_s'])} | {fmt(r['b_done_s'])} "
+                     f"| {r['b_throttled_logins']} | {r['host_pauses']} ({', '.join(r['paused_hosts']) or '-'}) "
+                     f"| {r['pass_s']} |")
+        f = g["figures"]
+        L += ["", f"Host A all done, throttled run / baseline: **{fmt(f['a_done_ratio'])}**; host B refused "
+              f"{f['b_throttled_logins']} of {g['mailboxes_per_host']} logins (the ones in flight when the first "
+              f"refusal came back; the host was then paused: {g['throttled']['pause_detail'] or '-'}); "
+              f"only B paused: {f['only_b_paused']}."]
     if rep.get("errors"):
         L += ["", "## Scenario errors", ""] + [f"- {e}" for e in rep["errors"]]
     return "\n".join(L) + "\n"
@@ -894,7 +1035,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--quick", action="store_true", help="~2-minute subset")
-    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults "
+    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults,governor "
                     "(kept = only the kept-session part of incremental)")
     ap.add_argument("--connections", type=int, default=8, help="engine max_connections = raw client threads")
     ap.add_argument("--dovecot-mailboxes", type=int)
@@ -914,6 +1055,10 @@ def main():
     ap.add_argument("--write-delay-ms", type=int, default=20)
     ap.add_argument("--fault-mailboxes", type=int)
     ap.add_argument("--fault-messages", type=int, default=20)
+    ap.add_argument("--governor-mailboxes", type=int, help="per host (default 200, quick 50)")
+    ap.add_argument("--governor-messages", type=int, default=20)
+    ap.add_argument("--governor-throttle-s", type=int, default=5, help="how long host B throttles (and its hint)")
+    ap.add_argument("--tag", default="", help="appended to the report's file name")
     ap.add_argument("--engine-timeout", type=float, default=600, help="seconds per `run --once` before it is killed")
     ap.add_argument("--results-dir", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--compare", metavar="PREVIOUS.json")
@@ -939,7 +1084,9 @@ def main():
     args.bp_mailboxes = args.bp_mailboxes or (40 if q else 100)
     args.fault_mailboxes = args.fault_mailboxes or (200 if q else 1000)
     args.scale_sizes = [int(x) for x in (args.scale_sizes or ("10000" if q else "10000,50000")).split(",") if x]
-    only = set(x for x in args.only.split(",") if x) or {"dovecot", "incremental", "scale", "backpressure", "faults"}
+    args.governor_mailboxes = args.governor_mailboxes or (50 if q else 200)
+    only = set(x for x in args.only.split(",") if x) or {"dovecot", "incremental", "scale", "backpressure", "faults",
+                                                          "governor"}
 
     b = args.build_dir
     bins = {"mailscan": os.path.join(b, "apps", "mailscan", "mailscan"),
@@ -965,7 +1112,8 @@ def main():
              ("incremental_kept", lambda: scenario_incremental_kept(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
              ("scale", lambda: scenario_scale(args, bins, work, env)),
              ("backpressure", lambda: scenario_backpressure(args, bins, work, env)),
-             ("faults", lambda: scenario_faults(args, bins, work, env))]
+             ("faults", lambda: scenario_faults(args, bins, work, env)),
+             ("governor", lambda: scenario_governor(args, bins, work, env))]
     try:
         for name, fn in steps:
             key = "incremental" if name.startswith("incremental_") else name
@@ -986,6 +1134,8 @@ def main():
     stem = os.path.join(args.results_dir, f"{rep['date'][:10]}-{rep['machine']['host']}")
     if q:
         stem += "-quick"
+    if args.tag:
+        stem += f"-{args.tag}"
     md = markdown(rep)
     if args.compare:
         with open(args.compare) as f:

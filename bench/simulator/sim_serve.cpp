@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
       else if (k == "--disconnect-mid-fetch") o.faults.disconnect_mid_fetch = std::stod(v);
       else if (k == "--slow") o.faults.slow = std::stod(v);
       else if (k == "--uidvalidity-reset") o.faults.uidvalidity_reset = std::stod(v);
+      else if (k == "--throttle") o.faults.throttle = std::stod(v);
+      else if (k == "--throttle-s") o.faults.throttle_s = std::stoi(v);
       else throw std::invalid_argument(k);
     } catch (const std::exception&) {
       fmt::print(stderr, "mailscan: simulate: bad option {} {}\n", k, v);

@@ -344,7 +344,8 @@ struct server {
   message_generator gen;
 
   std::atomic<std::size_t> current{0}, peak{0}, accepted{0}, logins{0}, failed_logins{0},
-      refused{0}, bytes_sent{0};
+      refused{0}, bytes_sent{0}, throttled_logins{0};
+  std::chrono::steady_clock::time_point started_at{};
   std::atomic<std::uint32_t> uidvalidity_counter{0};
   mutable std::mutex commands_mu;
   std::map<std::string, std::size_t> commands;
@@ -394,6 +395,11 @@ struct server {
   bool disconnect_mid_fetch(std::size_t u) const { return fault(u, 2, opt.faults.disconnect_mid_fetch); }
   bool slow(std::size_t u) const { return fault(u, 3, opt.faults.slow); }
   bool uidvalidity_reset(std::size_t u) const { return fault(u, 4, opt.faults.uidvalidity_reset); }
+  bool throttled(std::size_t u) const {
+    return fault(u, 5, opt.faults.throttle) &&
+           (opt.faults.throttle_s <= 0 ||
+            std::chrono::steady_clock::now() - started_at < std::chrono::seconds(opt.faults.throttle_s));
+  }
 
   // ---- folder model (io thread only) ----
   std::uint32_t base_count(folder_id f) const {
@@ -859,6 +865,10 @@ class connection : public std::enable_shared_from_this<connection> {
 
   void finish_login(const std::string& tag, std::string_view user, std::string_view pass) {
     const auto u = parse_user(user, srv_.opt.mailboxes);
+    if (u && srv_.throttled(*u)) {  // shedding load: refused before the password is checked
+      srv_.throttled_logins++;
+      return tagged(tag, srv_.opt.faults.throttle_answer);
+    }
     if (!u || pass != "sim" || srv_.wrong_password(*u)) return fail_login(tag);
     user_ = *u;
     slow_ = srv_.slow(user_);
@@ -1502,6 +1512,7 @@ std::uint16_t simulator::start() {
   const auto port = s.acceptor.local_endpoint(ec).port();
   s.start_accept();
   s.started = true;
+  s.started_at = std::chrono::steady_clock::now();
   s.thread = std::thread([&s] {
     try {
       s.ioc.run();
@@ -1543,6 +1554,7 @@ sim_stats simulator::stats() const {
   st.connections = s.current.load();
   st.accepted = s.accepted.load();
   st.failed_logins = s.failed_logins.load();
+  st.throttled_logins = s.throttled_logins.load();
   st.bytes_sent = s.bytes_sent.load();
   timespec ts{};
   const bool running = s.started && !s.finished.load() && clock_gettime(s.cpu_clock, &ts) == 0;
@@ -1565,8 +1577,24 @@ std::string simulator::report_json() const {
   for (const auto& [k, v] : st.commands) j["commands"][k] = v;
   j["accepted"] = st.accepted;
   j["failed_logins"] = st.failed_logins;
+  j["throttled_logins"] = st.throttled_logins;
   j["bytes_sent"] = st.bytes_sent;
   j["cpu_seconds"] = st.cpu_seconds;
+  // Which users carry each fault (benchmarks tell the healthy mailboxes apart by it).
+  const auto& f = impl_->opt.faults;
+  if (f.wrong_password > 0 || f.disconnect_mid_fetch > 0 || f.slow > 0 || f.uidvalidity_reset > 0 || f.throttle > 0) {
+    auto& fu = j["fault_users"] = nlohmann::json::object();
+    for (std::size_t u = 0; u < impl_->opt.mailboxes; ++u) {
+      auto add = [&](const char* k, bool on) {
+        if (on) fu[k].push_back(u);
+      };
+      add("wrong_password", impl_->wrong_password(u));
+      add("disconnect", impl_->disconnect_mid_fetch(u));
+      add("slow", impl_->slow(u));
+      add("uidvalidity", impl_->uidvalidity_reset(u));
+      add("throttle", impl_->fault(u, 5, f.throttle));
+    }
+  }
   j["mailboxes"] = impl_->opt.mailboxes;
   j["messages"] = impl_->opt.messages;
   j["seed"] = impl_->opt.seed;
@@ -1585,6 +1613,7 @@ std::string simulator::message(std::size_t user, std::uint32_t uid) const {
 bool simulator::has_wrong_password(std::size_t u) const { return impl_->wrong_password(u); }
 bool simulator::has_disconnect_mid_fetch(std::size_t u) const { return impl_->disconnect_mid_fetch(u); }
 bool simulator::is_slow(std::size_t u) const { return impl_->slow(u); }
+bool simulator::is_throttled(std::size_t u) const { return impl_->throttled(u); }
 bool simulator::has_uidvalidity_reset(std::size_t u) const { return impl_->uidvalidity_reset(u); }
 
 namespace {

@@ -25,6 +25,11 @@ struct fault_plan {
   double slow = 0;                  // every response after login is delayed by slow_ms
   double uidvalidity_reset = 0;     // UIDVALIDITY changes on every SELECT/EXAMINE/STATUS
   int slow_ms = 2000;
+  // Load governor tests: LOGIN/AUTHENTICATE answer `throttle_answer` (a server shedding load)
+  // for this fraction of users, during the first throttle_s seconds after start (0 = always).
+  double throttle = 0;
+  int throttle_s = 0;
+  std::string throttle_answer = "NO [LIMIT] Too many concurrent connections, retry after 5 seconds";
 };
 
 struct sim_options {
@@ -53,6 +58,7 @@ struct sim_stats {
   std::size_t connections = 0;  // currently open (not counting refused ones)
   std::size_t accepted = 0;     // total ever accepted (not counting refused ones)
   std::size_t failed_logins = 0;
+  std::size_t throttled_logins = 0;  // LOGINs answered with the throttle fault
   std::size_t bytes_sent = 0;
   double cpu_seconds = 0;  // CPU time of the simulator's io thread so far
 };
@@ -79,6 +85,7 @@ class simulator {
   bool has_disconnect_mid_fetch(std::size_t user) const;
   bool is_slow(std::size_t user) const;
   bool has_uidvalidity_reset(std::size_t user) const;
+  bool is_throttled(std::size_t user) const;  // has the throttle fault (while it lasts)
 
  private:
   struct impl;

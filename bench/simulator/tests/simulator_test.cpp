@@ -527,6 +527,32 @@ TEST_CASE("fault: slow user responses are delayed", "[unit]") {
   REQUIRE(std::chrono::steady_clock::now() - t0 >= 300ms);
 }
 
+TEST_CASE("fault: throttled users' LOGIN is refused while the throttling lasts, then accepted", "[unit]") {
+  auto o = small(4, 5);
+  o.faults.throttle = 1.0;
+  o.faults.throttle_s = 1;
+  o.faults.throttle_answer = "NO [UNAVAILABLE] Server Unavailable. 15";
+  simulator sim(o);
+  const auto port = sim.start();
+  REQUIRE(sim.is_throttled(0));
+  {
+    client c(port);
+    REQUIRE(c.line());
+    REQUIRE(c.command("l", "LOGIN sim0 wrong").back().starts_with("l NO [UNAVAILABLE] Server Unavailable. 15"));
+  }
+  REQUIRE(sim.stats().throttled_logins == 1);
+  REQUIRE(sim.stats().failed_logins == 0);  // refused before the password was looked at
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (sim.is_throttled(0) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);  // (the fault is defined by wall time since start)
+  REQUIRE_FALSE(sim.is_throttled(0));
+  client c(port);
+  REQUIRE(c.line());
+  REQUIRE(c.command("l", "LOGIN sim0 sim").back().starts_with("l OK"));
+  REQUIRE(sim.report_json().find("\"throttled_logins\":1") != std::string::npos);
+  REQUIRE(sim.report_json().find("\"throttle\":[0,1,2,3]") != std::string::npos);
+}
+
 TEST_CASE("fault: UIDVALIDITY changes on every SELECT", "[unit]") {
   auto o = small(3, 5);
   o.faults.uidvalidity_reset = 1.0;

@@ -90,7 +90,7 @@ struct fixture {
     }
     auto v = view;
     s.spawn_mailbox = [v](caf::event_based_actor* self, actors::mailbox_settings ms) {
-      return self->spawn<caf::monitored>(stand_in, ms.cfg.user, caf::actor_cast<caf::actor>(self), v);
+      return self->spawn<caf::monitored>(stand_in, ms.cfg->user, caf::actor_cast<caf::actor>(self), v);
     };
     scheduler = sys->spawn(actors::scheduler_actor, std::move(s));
     caf::anon_send(scheduler, run_atom::value);
@@ -173,7 +173,7 @@ TEST_CASE("kept sessions: when keep_sessions is full the busiest mailbox is the 
   fixture f{3, 4, 1, "box2"};
   f.run_for(4000);
   REQUIRE(f.state().kept.size() == 1);
-  CHECK(f.state().mailboxes[f.state().kept.front()].cfg.user == "box2");
+  CHECK(f.state().mailboxes[f.state().kept.front()].cfg->user == "box2");
   // box2 took the place once and kept it: one login, every later pass on its session.
   CHECK(f.view->logins["box2"] == 1);
   CHECK(f.view->passes["box2"] - f.view->kept["box2"] == 0);

@@ -279,6 +279,10 @@ TEST_CASE("engine metrics: scans, errors by reason, leases, queues, write latenc
   m.scan_finished("login_failed", 0, 0, 0);
   m.leases("127.0.0.1:993", 3, 5, 4);
   m.leases("127.0.0.1:143", 1, 0, 4);
+  m.slow_mailbox(+1, false);
+  m.slow_mailbox(+1, true);
+  m.slow_mailbox(-1, false);
+  m.host_paused();
   m.write_done(0.0007, 2, true);
   m.write_done(0.03, 1, true);
   m.write_done(9, 1, false);
@@ -304,7 +308,9 @@ TEST_CASE("engine metrics: scans, errors by reason, leases, queues, write latenc
                     "mailscan_writer_queue_depth 1\n", "# TYPE mailscan_write_seconds histogram\n",
                     "mailscan_write_seconds_bucket{le=\"0.001\"} 1\n", "mailscan_write_seconds_bucket{le=\"0.05\"} 2\n",
                     "mailscan_write_seconds_bucket{le=\"2.5\"} 2\n", "mailscan_write_seconds_bucket{le=\"+Inf\"} 3\n",
-                    "mailscan_write_seconds_count 3\n", "mailscan_write_failures_total 1\n"})
+                    "mailscan_write_seconds_count 3\n", "mailscan_write_failures_total 1\n",
+                    "mailscan_slow_mailboxes 1\n", "mailscan_slow_lane_yields_total 1\n",
+                    "mailscan_host_pauses_total 1\n"})
     CHECK(text.find(line) != std::string::npos);
   // One HELP/TYPE per family.
   CHECK(text.find("# TYPE mailscan_write_seconds_sum") == std::string::npos);
