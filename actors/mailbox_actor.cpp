@@ -522,6 +522,7 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
     o.checkpoints[folder] = imap::folder_checkpoint{cp.uidvalidity, cp.last_uid, cp.highest_modseq};
   o.batch_size = st.s.engine.batch_size;
   o.compress = cfg.compress;
+  o.fetch_text = st.s.fetch_text;
   return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
 }
 

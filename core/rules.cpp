@@ -675,6 +675,32 @@ bool has_server_actions(const std::vector<rule_config>& rules, std::string_view 
   return false;
 }
 
+namespace {
+
+bool reads_body(const condition_config& c) {
+  if (c.group.empty())
+    return c.field == "body";
+  return std::any_of(c.children.begin(), c.children.end(), reads_body);
+}
+
+} // namespace
+
+std::optional<std::string> text_needed_by(const engine_config& engine, const std::vector<rule_config>& rules,
+                                          std::string_view user) {
+  if (engine.fetch_text == fetch_text_mode::always)
+    return "[engine] fetch_text = \"always\"";
+  for (const auto& r : rules) {
+    if (!r.active || (!r.users.empty() && std::find(r.users.begin(), r.users.end(), user) == r.users.end()))
+      continue;
+    if (reads_body(r.root))
+      return fmt::format("rule '{}' has a body condition", r.name);
+    for (const auto& a : r.actions)
+      if (a.type == "create_or_update_ticket")
+        return fmt::format("rule '{}' creates or updates tickets (comments are the reply text)", r.name);
+  }
+  return std::nullopt;
+}
+
 // --- CRM linking -------------------------------------------------------------------------
 
 namespace {

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -110,6 +111,13 @@ expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_confi
 // Whether an active rule for `user` may move, delete or mark mail read: the mailbox then
 // opens its folders read-write (SELECT) and runs those actions after each durable batch.
 bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user);
+
+// Why the mailbox of `user` must download message text (the IMAP text-part FETCH), or nullopt
+// when the header path (headers + BODYSTRUCTURE only) gives every rule what it reads: a body
+// condition or a ticket action (its comment is the reply text) of an active rule in scope,
+// or [engine] fetch_text = "always". Decided once per config load (spawn and reload).
+std::optional<std::string> text_needed_by(const engine_config& engine, const std::vector<rule_config>& rules,
+                                          std::string_view user);
 
 // The rules that fire for `msg` seen by `user` in `folder`, in configured order. Thread-safe
 // (const) and never throws.
