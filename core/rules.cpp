@@ -748,6 +748,7 @@ expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_pt
   if (!rules)
     return unexpected{rules.error()};
   l.rules = std::make_shared<const compiled_rules>(std::move(rules.value()));
+  l.reply_marker = cfg.engine.reply_marker;
   return l;
 }
 
@@ -770,6 +771,16 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
     }
     if (!l.rules)
       return r;
+    // Only ticket comments read it: extracted for those messages alone.
+    std::optional<std::string> reply;
+    auto reply_above = [&]() -> const std::string& {
+      if (!msg.reply_above.empty() || msg.body_text.empty())
+        return msg.reply_above;
+      if (!reply)
+        reply = mime::extract_reply_above(
+          msg.body_text, l.reply_marker.empty() ? mime::parse_options{}.reply_marker : l.reply_marker);
+      return *reply;
+    };
     for (auto& hit : evaluate(*l.rules, msg, ctx.user, ctx.folder)) {
       const std::string rule{hit.name};
       for (auto& c : hit.because)
@@ -805,14 +816,14 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
           if (number) {
             add_once(r.tickets, *number);
             r.reasons.push_back({"ticket", *number, fmt::format("rule '{}': number in subject", rule)});
-            r.reasons.push_back({"comment", *number, msg.reply_above});
+            r.reasons.push_back({"comment", *number, reply_above()});
           } else if (std::string root = thread_root_key(msg); !root.empty() && root != r.key) {
             // A reply without a number in the subject: the ticket its thread's first message
             // has (looked up by the store), updated with a comment.
             auto n = root_ticket(a, root);
             add_once(r.tickets, n);
             r.reasons.push_back({"ticket", n, fmt::format("rule '{}': reply in the thread of {}", rule, root)});
-            r.reasons.push_back({"comment", n, msg.reply_above});
+            r.reasons.push_back({"comment", n, reply_above()});
           } else {
             auto n = new_ticket(a);
             add_once(r.tickets, n);

@@ -149,6 +149,9 @@ struct crm_linker {
   std::shared_ptr<const directory> dir;
   std::shared_ptr<const reference_matcher> refs;  // null = known items by token only
   std::shared_ptr<const compiled_rules> rules;    // null = no rules
+  // [engine] reply_marker (empty = the parser's): a ticket comment is the text above it,
+  // extracted here when the message was parsed without it (mime::parse_options::reply_above).
+  std::string reply_marker;
 };
 
 // Builds the reference matcher and compiles the rules of `cfg` (errors name the rule or
