@@ -96,14 +96,6 @@ std::string fetch_path(const std::string& conf) {
   return nlohmann::json::parse(r.out).at("mailboxes").at(0).at("fetch").get<std::string>();
 }
 
-std::string logs_of(const fs::path& dir) {
-  std::string all;
-  for (auto& f : fs::directory_iterator(dir / "logs")) {
-    std::ifstream in(f.path());
-    all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  return all;
-}
 
 } // namespace
 
@@ -140,8 +132,8 @@ TEST_CASE("header path: tracks the same messages, contacts, accounts, items and 
   CHECK(after_header.fetch_body_count == 0);  // no text part was read from the server
   CHECK(after_text.fetch_body_count - after_header.fetch_body_count >= 24);  // per FETCH item
   REQUIRE(test::run_mailscan({"run", "--config", body_conf, "--once"}).code == 0);
-  CHECK(logs_of(header_dir).find("header_path=1 text_path=0") != std::string::npos);
-  CHECK(logs_of(text_dir).find("header_path=0 text_path=1 ([engine] fetch_text") != std::string::npos);
+  CHECK(test::engine_logs(header_dir).find("header_path=1 text_path=0") != std::string::npos);
+  CHECK(test::engine_logs(text_dir).find("header_path=0 text_path=1 ([engine] fetch_text") != std::string::npos);
 
   const auto h = tracked(header_conf), t = tracked(text_conf), b = tracked(body_conf);
   REQUIRE(h.size() == 24);

@@ -114,14 +114,7 @@ bool eventually(Pred p, std::chrono::seconds limit = std::chrono::seconds(30)) {
   return p();
 }
 
-std::string logs_of(const fs::path& dir) {
-  std::string all;
-  std::error_code ec;
-  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
-    if (f.is_regular_file())
-      all += read_all(f.path());
-  return all;
-}
+std::string logs_of(const fs::path& dir) { return test::engine_logs(dir); }
 
 // No secret in any text the operator (or a test log) can see.
 void check_no_secrets(const oauth_env& e, const test::oauth_token_server& srv, const std::vector<std::string>& texts) {

@@ -1,6 +1,8 @@
 #include "tests/support/mailscan_cli.hpp"
 
 #include <fcntl.h>
+#include <fstream>
+#include <iterator>
 #include <poll.h>
 #include <spawn.h>
 #include <stdexcept>
@@ -97,6 +99,17 @@ pid_t spawn_mailscan(const std::vector<std::string>& args, const fs::path& log) 
   auto pid = spawn(args, &fa);
   posix_spawn_file_actions_destroy(&fa);
   return pid;
+}
+
+std::string engine_logs(const fs::path& dir) {
+  std::string all;
+  std::error_code ec;
+  for (auto& f : fs::recursive_directory_iterator(dir / "logs", ec))
+    if (f.is_regular_file()) {
+      std::ifstream in(f.path(), std::ios::binary);
+      all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+  return all;
 }
 
 } // namespace mscan::test

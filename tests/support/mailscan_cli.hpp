@@ -25,5 +25,7 @@ cli_result run_mailscan(const std::vector<std::string>& args);
 pid_t spawn_mailscan(const std::vector<std::string>& args, const std::filesystem::path& log);
 // Waits for a spawned process: its exit status, or 128 + the signal that ended it.
 int wait_exit(pid_t pid);
+// Everything the engine logged under DIR/logs (the configs' log_dir = "logs"), file by file.
+std::string engine_logs(const std::filesystem::path& dir);
 
 } // namespace mscan::test
