@@ -664,18 +664,12 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
   return out;
 }
 
-bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user) {
-  for (const auto& r : rules) {
-    if (!r.active || (!r.users.empty() && std::find(r.users.begin(), r.users.end(), user) == r.users.end()))
-      continue;
-    for (const auto& a : r.actions)
-      if (a.type == "move" || a.type == "delete" || a.type == "mark_read")
-        return true;
-  }
-  return false;
-}
-
 namespace {
+
+// An active rule that applies to `user` (no users listed = everyone's).
+bool applies_to(const rule_config& r, std::string_view user) {
+  return r.active && (r.users.empty() || std::find(r.users.begin(), r.users.end(), user) != r.users.end());
+}
 
 bool reads_body(const condition_config& c) {
   if (c.group.empty())
@@ -685,12 +679,23 @@ bool reads_body(const condition_config& c) {
 
 } // namespace
 
+bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user) {
+  for (const auto& r : rules) {
+    if (!applies_to(r, user))
+      continue;
+    for (const auto& a : r.actions)
+      if (a.type == "move" || a.type == "delete" || a.type == "mark_read")
+        return true;
+  }
+  return false;
+}
+
 std::optional<std::string> text_needed_by(const engine_config& engine, const std::vector<rule_config>& rules,
                                           std::string_view user) {
   if (engine.fetch_text == fetch_text_mode::always)
     return "[engine] fetch_text = \"always\"";
   for (const auto& r : rules) {
-    if (!r.active || (!r.users.empty() && std::find(r.users.begin(), r.users.end(), user) == r.users.end()))
+    if (!applies_to(r, user))
       continue;
     if (reads_body(r.root))
       return fmt::format("rule '{}' has a body condition", r.name);
