@@ -7,6 +7,7 @@
 #include "actors/scheduler_actor.hpp"
 #include "actors/token_actor.hpp"
 #include "core/oauth_token.hpp"
+#include "core/rules.hpp"
 #include "actors/writer_actor.hpp"
 
 #include <fmt/format.h>
@@ -93,8 +94,16 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       for (unsigned i = 0; i < n; ++i)
         matchers.push_back(sys.spawn(matcher_actor, *ms, writer));
     }
+    // Which fetch path the mailboxes take (core::text_needed_by): the first reason is enough
+    // to tell an operator why text is downloaded.
+    std::size_t text_path = 0;
+    std::string text_why;
+    for (auto& m : cfg.mailboxes)
+      if (auto why = core::text_needed_by(cfg.engine, cfg.rules, m.user); why && ++text_path == 1)
+        text_why = fmt::format(" ({})", *why);
     log->write(core::log_level::info, probe ? "diagnose_started" : "run_started", "", "", "",
-               fmt::format("mailboxes={} once={}", cfg.mailboxes.size(), opts.once));
+               fmt::format("mailboxes={} once={} header_path={} text_path={}{}", cfg.mailboxes.size(), opts.once,
+                           cfg.mailboxes.size() - text_path, text_path, text_why));
     // One token actor per credential in use, shared by all of its mailboxes.
     std::map<std::string, caf::actor> token_sources;
     for (auto& c : cfg.oauth_credentials) {

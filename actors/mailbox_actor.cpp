@@ -785,6 +785,7 @@ std::unique_ptr<protocol_session> make_imap_session(const mailbox_state& st,
   o.batch_size = st.s.engine->batch_size;
   o.compress = cfg.compress;
   o.park = st.s.engine->keep_sessions > 0 && !st.s.probe;
+  o.fetch_text = st.s.fetch_text;
   return std::make_unique<session_adapter<imap::scan_session>>(std::move(o));
 }
 

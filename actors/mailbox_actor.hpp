@@ -29,6 +29,7 @@ struct mailbox_settings {
   bool probe = false;  // diagnostics only: open the folders, fetch and write nothing
   caf::actor health;   // applies each pass to the stored mailbox state (scan mode)
   bool server_actions = false;  // rules may move/delete/mark read (core::has_server_actions)
+  bool fetch_text = true;       // false = the header path (core::text_needed_by says none)
   caf::actor token_source;  // the credential's token actor (oauth_credential), else none
   // Ask the scheduler for a slow-lane slot when the server is slow (slow_response_ms); off
   // where the "scheduler" is a cluster node, which has no lanes.

@@ -26,7 +26,9 @@ expected<matcher_settings, std::string> matcher_settings_for(const core::config&
 
 caf::behavior matcher_actor(caf::event_based_actor* self, matcher_settings settings, caf::actor writer) {
   auto linker = std::make_shared<core::crm_linker>(core::crm_linker{settings.dir, settings.refs, settings.rules});
+  linker->reply_marker = settings.parse.reply_marker;
   auto parse = settings.parse;
+  parse.reply_above = false;  // link_message extracts it for ticket comments only
   return {
     [=](match_atom, fetched_batch& in) {
       matched_batch out;

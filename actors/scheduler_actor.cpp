@@ -179,6 +179,7 @@ void spawn_one(self_t self, std::size_t idx) {
   ms.probe = st.s.probe;
   ms.health = st.s.health;
   ms.server_actions = !st.s.probe && core::has_server_actions(st.s.cfg.rules, e.cfg->user);
+  ms.fetch_text = core::text_needed_by(st.s.cfg.engine, st.s.cfg.rules, e.cfg->user).has_value();
   if (auto t = st.s.token_sources.find(e.cfg->oauth_credential); t != st.s.token_sources.end())
     ms.token_source = t->second;
   if (!st.s.matchers.empty())
@@ -527,13 +528,16 @@ bool same_settings(const core::mailbox_config& a, const core::mailbox_config& b)
 
 void apply_reload(self_t self, const core::config& next) {
   auto& st = self->state;
-  st.s.cfg.engine = next.engine;
+  auto old_engine = std::exchange(st.s.cfg.engine, next.engine);
   st.engine = std::make_shared<const core::engine_config>(next.engine);  // for actors spawned from now on
   // A mailbox whose rules gain or lose server-side actions is respawned like a changed one
-  // (it opens folders read-write only when it may act).
+  // (it opens folders read-write only when it may act); so is one whose rules start or stop
+  // reading message text (header path).
   auto old_rules = std::exchange(st.s.cfg.rules, next.rules);
   auto acts_changed = [&](const std::string& user) {
-    return core::has_server_actions(old_rules, user) != core::has_server_actions(next.rules, user);
+    return core::has_server_actions(old_rules, user) != core::has_server_actions(next.rules, user) ||
+           core::text_needed_by(old_engine, old_rules, user).has_value() !=
+             core::text_needed_by(next.engine, next.rules, user).has_value();
   };
   std::size_t added = 0, removed = 0, changed = 0;
   for (auto& m : next.mailboxes) {

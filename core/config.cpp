@@ -850,6 +850,12 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     for (auto& d : r.str_list("freemail_domains"))
       e.freemail_domains.push_back(lower(trim(d)));
     e.reply_marker = r.str("reply_marker").value_or("");
+    if (auto ft = r.str("fetch_text")) {
+      if (*ft == "always")
+        e.fetch_text = fetch_text_mode::always;
+      else if (*ft != "auto")
+        r.error_at(r.node("fetch_text"), "fetch_text", "expected \"auto\" or \"always\"");
+    }
     if (auto f = r.str("mailboxes_file"))
       e.mailboxes_file = resolve(base, *f);
     if (auto f = r.str("directory_file"))

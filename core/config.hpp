@@ -17,6 +17,10 @@ enum class auth_kind { password, xoauth2 };
 enum class scan_mode { all, unread };
 enum class mail_protocol { imap, pop3 };  // [[mailbox]] type; IMAP is the default and the advice
 
+// auto: message text is downloaded only when a rule reads it (core::text_needed_by);
+// always: every message's text parts, whatever the rules.
+enum class fetch_text_mode { automatic, always };
+
 struct engine_config {
   std::filesystem::path data_dir = "data";
   std::filesystem::path log_dir = "logs";
@@ -70,6 +74,7 @@ struct engine_config {
   std::vector<std::string> freemail_domains;
   // The marker above which a reply's new text is (ticket comments); empty = the parser's.
   std::string reply_marker;
+  fetch_text_mode fetch_text = fetch_text_mode::automatic;
   std::filesystem::path mailboxes_file;
   std::filesystem::path directory_file;
   // The key that opens sealed secrets (refresh tokens, client secrets): 64 hex digits in this

@@ -664,15 +664,46 @@ std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message&
   return out;
 }
 
+namespace {
+
+// An active rule that applies to `user` (no users listed = everyone's).
+bool applies_to(const rule_config& r, std::string_view user) {
+  return r.active && (r.users.empty() || std::find(r.users.begin(), r.users.end(), user) != r.users.end());
+}
+
+bool reads_body(const condition_config& c) {
+  if (c.group.empty())
+    return c.field == "body";
+  return std::any_of(c.children.begin(), c.children.end(), reads_body);
+}
+
+} // namespace
+
 bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user) {
   for (const auto& r : rules) {
-    if (!r.active || (!r.users.empty() && std::find(r.users.begin(), r.users.end(), user) == r.users.end()))
+    if (!applies_to(r, user))
       continue;
     for (const auto& a : r.actions)
       if (a.type == "move" || a.type == "delete" || a.type == "mark_read")
         return true;
   }
   return false;
+}
+
+std::optional<std::string> text_needed_by(const engine_config& engine, const std::vector<rule_config>& rules,
+                                          std::string_view user) {
+  if (engine.fetch_text == fetch_text_mode::always)
+    return "[engine] fetch_text = \"always\"";
+  for (const auto& r : rules) {
+    if (!applies_to(r, user))
+      continue;
+    if (reads_body(r.root))
+      return fmt::format("rule '{}' has a body condition", r.name);
+    for (const auto& a : r.actions)
+      if (a.type == "create_or_update_ticket")
+        return fmt::format("rule '{}' creates or updates tickets (comments are the reply text)", r.name);
+  }
+  return std::nullopt;
 }
 
 // --- CRM linking -------------------------------------------------------------------------
@@ -722,6 +753,7 @@ expected<crm_linker, rules_error> build_linker(const config& cfg, std::shared_pt
   if (!rules)
     return unexpected{rules.error()};
   l.rules = std::make_shared<const compiled_rules>(std::move(rules.value()));
+  l.reply_marker = cfg.engine.reply_marker;
   return l;
 }
 
@@ -744,6 +776,16 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
     }
     if (!l.rules)
       return r;
+    // Only ticket comments read it: extracted for those messages alone.
+    std::optional<std::string> reply;
+    auto reply_above = [&]() -> const std::string& {
+      if (!msg.reply_above.empty() || msg.body_text.empty())
+        return msg.reply_above;
+      if (!reply)
+        reply = mime::extract_reply_above(
+          msg.body_text, l.reply_marker.empty() ? mime::parse_options{}.reply_marker : l.reply_marker);
+      return *reply;
+    };
     for (auto& hit : evaluate(*l.rules, msg, ctx.user, ctx.folder)) {
       const std::string rule{hit.name};
       for (auto& c : hit.because)
@@ -779,14 +821,14 @@ storage::message_record link_message(const crm_linker& l, const mime::message& m
           if (number) {
             add_once(r.tickets, *number);
             r.reasons.push_back({"ticket", *number, fmt::format("rule '{}': number in subject", rule)});
-            r.reasons.push_back({"comment", *number, msg.reply_above});
+            r.reasons.push_back({"comment", *number, reply_above()});
           } else if (std::string root = thread_root_key(msg); !root.empty() && root != r.key) {
             // A reply without a number in the subject: the ticket its thread's first message
             // has (looked up by the store), updated with a comment.
             auto n = root_ticket(a, root);
             add_once(r.tickets, n);
             r.reasons.push_back({"ticket", n, fmt::format("rule '{}': reply in the thread of {}", rule, root)});
-            r.reasons.push_back({"comment", n, msg.reply_above});
+            r.reasons.push_back({"comment", n, reply_above()});
           } else {
             auto n = new_ticket(a);
             add_once(r.tickets, n);

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -111,6 +112,13 @@ expected<compiled_rules, rules_error> compile_rules(const std::vector<rule_confi
 // opens its folders read-write (SELECT) and runs those actions after each durable batch.
 bool has_server_actions(const std::vector<rule_config>& rules, std::string_view user);
 
+// Why the mailbox of `user` must download message text (the IMAP text-part FETCH), or nullopt
+// when the header path (headers + BODYSTRUCTURE only) gives every rule what it reads: a body
+// condition or a ticket action (its comment is the reply text) of an active rule in scope,
+// or [engine] fetch_text = "always". Decided once per config load (spawn and reload).
+std::optional<std::string> text_needed_by(const engine_config& engine, const std::vector<rule_config>& rules,
+                                          std::string_view user);
+
 // The rules that fire for `msg` seen by `user` in `folder`, in configured order. Thread-safe
 // (const) and never throws.
 std::vector<rule_hit> evaluate(const compiled_rules& rules, const mime::message& msg,
@@ -141,6 +149,9 @@ struct crm_linker {
   std::shared_ptr<const directory> dir;
   std::shared_ptr<const reference_matcher> refs;  // null = known items by token only
   std::shared_ptr<const compiled_rules> rules;    // null = no rules
+  // [engine] reply_marker (empty = the parser's): a ticket comment is the text above it,
+  // extracted here when the message was parsed without it (mime::parse_options::reply_above).
+  std::string reply_marker;
 };
 
 // Builds the reference matcher and compiles the rules of `cfg` (errors name the rule or

@@ -34,6 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.read_write = mark;
   o.idle = (data[2] & 1) != 0;
   o.send_id = (data[2] & 2) == 0;
+  o.fetch_text = (data[2] & 32) == 0;  // the header path: no text-part FETCH
   const int stop = (data[2] >> 2) & 3;
   if (data[2] & 16) {
     o.checkpoints["INBOX"] = {5, 7, 9};

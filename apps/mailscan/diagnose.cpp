@@ -3,6 +3,7 @@
 #include "apps/mailscan/oauth_cmd.hpp"
 
 #include "core/mailbox_health.hpp"
+#include "core/rules.hpp"
 #include "storage/store.hpp"
 
 #include <fmt/format.h>
@@ -299,10 +300,19 @@ int run_test_mailbox(const std::string& config_file, const std::string& user, bo
   auto ds = diagnose_all(one, probe, nullptr);
   if (!ds)
     return error_line("test-mailbox", ds.error(), exit_failed);
-  if (json)
-    std::cout << diagnoses_json(*ds, true).dump(2) << "\n";
-  else
+  // The fetch path a scan of this mailbox takes (decided from the config, not the server).
+  const auto why = core::text_needed_by(cfg->engine, cfg->rules, user);
+  const std::string path = why ? "headers and text" : "headers only";
+  const std::string reason = why ? *why : "no rule reads the message text";
+  if (json) {
+    auto j = diagnoses_json(*ds, true);
+    j["mailboxes"][0]["fetch"] = why ? "text" : "headers";
+    j["mailboxes"][0]["fetch_reason"] = reason;
+    std::cout << j.dump(2) << "\n";
+  } else {
     print_mailbox_detail(std::cout, ds->front());
+    std::cout << fmt::format("fetch:        {} ({})\n", path, reason);
+  }
   return diagnose_exit_code(*ds);
 }
 

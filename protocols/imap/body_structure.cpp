@@ -425,7 +425,7 @@ std::string fetch_plan::items(std::size_t cap) const {
   return out;
 }
 
-fetch_plan plan_fetch(const body_part& root, std::string_view header) {
+fetch_plan plan_fetch(const body_part& root, std::string_view header, bool text) {
   fetch_plan plan;
   // The header must announce the tree the server describes, or the parser would read
   // the synthetic body differently.
@@ -457,7 +457,7 @@ fetch_plan plan_fetch(const body_part& root, std::string_view header) {
   // the margin under which a plain part may still decode to nothing.
   constexpr std::uint64_t nearly_empty = 8;
   std::uint64_t text_bytes = 0;
-  for (int level = 0; level < 2 && text_bytes < nearly_empty; ++level) {
+  for (int level = 0; text && level < 2 && text_bytes < nearly_empty; ++level) {
     for (const auto& l : leaves)
       if (l.level == level && l.r == role::plain) {
         chosen.push_back(&l);
@@ -472,9 +472,9 @@ fetch_plan plan_fetch(const body_part& root, std::string_view header) {
       }
   }
   for (const auto& l : leaves)
-    if (l.r == role::calendar || l.r == role::dsn) chosen.push_back(&l);
+    if (text && (l.r == role::calendar || l.r == role::dsn)) chosen.push_back(&l);
   for (const auto& l : leaves) {
-    if (l.r == role::message) plan.sections.push_back(l.part->section + ".HEADER");
+    if (text && l.r == role::message) plan.sections.push_back(l.part->section + ".HEADER");
     bool fetched = false;
     for (const auto* c : chosen) fetched = fetched || c == &l;
     if (fetched) {
@@ -483,7 +483,8 @@ fetch_plan plan_fetch(const body_part& root, std::string_view header) {
       plan.capped.push_back(body_spec(l));
       continue;
     }
-    if (l.r != role::attachment && l.r != role::message) continue;
+    if (l.r != role::attachment && l.r != role::message && (text || (l.r != role::calendar && l.r != role::dsn)))
+      continue;
     if (l.r == role::attachment && l.part->size == 0 && l.part->file_name().empty() &&
         l.part->disposition != "attachment")
       continue;  // the parser ignores empty unnamed parts

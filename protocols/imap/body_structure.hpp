@@ -72,7 +72,9 @@ struct fetch_plan {
 
 // `header`: the message's header block (BODY[HEADER]); when its Content-Type disagrees with
 // the structure (multipart or not), the plan is the whole message, capped.
-fetch_plan plan_fetch(const body_part& root, std::string_view header);
+// text = false (the header path): no text section at all; calendar and delivery-status parts
+// are listed as attachment stubs, attached messages get stub headers.
+fetch_plan plan_fetch(const body_part& root, std::string_view header, bool text = true);
 
 // Builds the synthetic message. `sections` maps a section spec (as in the plan) to its bytes.
 // `truncated` is set when a fetched text part is longer than `cap`.

@@ -835,7 +835,7 @@ void scan_session::fetch_parts() {
       st.plan.sections = {""};
       st.plan.capped = {""};
     } else {
-      st.plan = plan_fetch(*st.root, st.header);
+      st.plan = plan_fetch(*st.root, st.header, opts_.fetch_text);
     }
     auto items = st.plan.items(opts_.max_message_bytes);
     if (!items.empty()) by_items[std::move(items)].push_back(batch_[i]);

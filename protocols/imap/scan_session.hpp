@@ -101,6 +101,11 @@ struct session_options {
   std::size_t max_message_bytes = 2 * 1024 * 1024; // larger: header + first part of body only
                                                    // (structure: the cap of each text part)
   fetch_strategy fetch = fetch_strategy::structure;
+  // structure only. false = the header path: nothing configured reads message text, so the
+  // batch ends after the headers + BODYSTRUCTURE FETCH (text parts arrive as empty stubs;
+  // attachments are listed from the structure). Only a message whose header and structure
+  // disagree is still fetched whole (capped), as the structure cannot describe it.
+  bool fetch_text = true;
   bool read_write = false;   // SELECT (not EXAMINE) for queue_action(); unread_only implies it
   // RFC 2971 ID sent (pipelined before the login) when offered: client name and version
   // only, never anything about the user or the host.

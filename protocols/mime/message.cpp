@@ -700,7 +700,7 @@ message parse_message(std::string_view raw, const parse_options& opts) {
     }
     if (body_lossy && chosen)
       w.warn("body text: unknown charset or invalid bytes for charset '" + chosen->charset.substr(0, 40) + "'; decoded lossy");
-    msg.reply_above = extract_reply_above(msg.body_text, opts.reply_marker);
+    if (opts.reply_above) msg.reply_above = extract_reply_above(msg.body_text, opts.reply_marker);
 
     if (!failed_hdr.empty() && !msg.bounce) {
       bounce_info b;

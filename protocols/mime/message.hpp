@@ -39,6 +39,9 @@ struct parse_options {
   bool strip_subaddress = false;
   std::string reply_marker = "## Please reply above this line ##";
   std::size_t max_headers = 1000, max_depth = 32, max_parts = 1000;
+  // false: reply_above stays empty (the caller extracts it only for the messages that need it,
+  // e.g. ticket comments: core::link_message).
+  bool reply_above = true;
 };
 
 struct message {

@@ -12,7 +12,10 @@
 namespace mscan::net {
 
 // nullptr with `err` set when the CA file cannot be loaded (or TLS 1.2 cannot be enforced).
+// system_trust = false leaves the system store out (parsing it costs ~15 ms of CPU): the
+// caller adds it with add_system_trust() before the first handshake.
 std::shared_ptr<boost::asio::ssl::context> make_client_tls_context(bool verify, const std::string& ca_file,
-                                                                  std::string& err);
+                                                                  std::string& err, bool system_trust = true);
+void add_system_trust(boost::asio::ssl::context& c);
 
 } // namespace mscan::net

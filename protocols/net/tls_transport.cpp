@@ -47,14 +47,24 @@ struct io_runtime::impl {
   asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
   std::vector<std::thread> threads;
   std::mutex mtx;
-  std::map<std::pair<bool, std::string>, std::shared_ptr<ssl::context>> tls_contexts;
+  struct tls_entry { std::shared_ptr<ssl::context> ctx; bool trusted = false; };
+  std::map<std::pair<bool, std::string>, tls_entry> tls_contexts;
 
   // TLS contexts are costly (the system trust store is parsed once per context): share one
-  // per (verify, ca_file) across every connection.
+  // per (verify, ca_file) across every connection. Every connection's stream needs one, even
+  // a plain one that never upgrades, so the trust store is only parsed by trust_for(), at the
+  // first handshake: a plaintext-only run never pays for it.
   std::shared_ptr<ssl::context> context_for(bool verify, const std::string& ca_file, std::string& err);
+  void trust_for(const ssl::context& c);
 };
 
-std::shared_ptr<ssl::context> make_client_tls_context(bool verify, const std::string& ca_file, std::string& err) {
+void add_system_trust(ssl::context& c) {
+  boost::system::error_code ec;
+  c.set_default_verify_paths(ec);
+}
+
+std::shared_ptr<ssl::context> make_client_tls_context(bool verify, const std::string& ca_file, std::string& err,
+                                                      bool system_trust) {
   auto c = std::make_shared<ssl::context>(ssl::context::tls_client);
   boost::system::error_code ec;
   c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
@@ -64,7 +74,8 @@ std::shared_ptr<ssl::context> make_client_tls_context(bool verify, const std::st
     err = "cannot restrict TLS to version 1.2 or newer";
     return nullptr;
   }
-  c->set_default_verify_paths(ec);
+  if (system_trust)
+    add_system_trust(*c);
   if (!ca_file.empty()) {
     c->load_verify_file(ca_file, ec);
     if (ec) {
@@ -81,12 +92,21 @@ std::shared_ptr<ssl::context> io_runtime::impl::context_for(bool verify, const s
   std::lock_guard lock{mtx};
   auto key = std::make_pair(verify, ca_file);
   if (auto it = tls_contexts.find(key); it != tls_contexts.end())
-    return it->second;
-  auto c = make_client_tls_context(verify, ca_file, err);
+    return it->second.ctx;
+  auto c = make_client_tls_context(verify, ca_file, err, false);
   if (!c)
     return nullptr;
-  tls_contexts.emplace(key, c);
+  tls_contexts.emplace(key, tls_entry{c, false});
   return c;
+}
+
+void io_runtime::impl::trust_for(const ssl::context& c) {
+  std::lock_guard lock{mtx};
+  for (auto& [key, e] : tls_contexts)
+    if (e.ctx.get() == &c && !e.trusted) {
+      add_system_trust(*e.ctx);
+      e.trusted = true;
+    }
 }
 
 io_runtime::io_runtime(std::size_t threads) : impl_(std::make_unique<impl>()) {
@@ -213,6 +233,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
       boost::system::error_code ignored;
       stream_->next_layer().cancel(ignored);
     }
+    rt_.get().trust_for(*ctx_);
     auto* ssl_handle = stream_->native_handle();
     if (!is_ip_literal(opts_.host))
       SSL_set_tlsext_host_name(ssl_handle, opts_.host.c_str());

@@ -60,13 +60,13 @@ TEST_CASE("crash safety: SIGKILL at 20+ points while mail arrives, then every me
   // Every round also delivers new mail (appended while the previous run may have been
   // scanning), so each run has real work to be killed in.
   std::mt19937 rng{20261124};
-  std::uniform_int_distribution<int> delay_ms{5, 250};
+  std::uniform_int_distribution<int> delay_ms{5, 150};  // the header path scans a round in ~200 ms
   int killed = 0, appended = 0;
   for (int round = 0; killed < 20 && round < 60; ++round) {
     for (int u = 0; u < users; ++u)
-      for (int i = 0; i < 100; ++i)
-        dc.seed(fmt::format("u{}", u), "INBOX", synthetic_message(u, 10000 + round * 100 + i));
-    appended += users * 100;
+      for (int i = 0; i < 150; ++i)
+        dc.seed(fmt::format("u{}", u), "INBOX", synthetic_message(u, 10000 + round * 150 + i));
+    appended += users * 150;
     auto pid = test::spawn_mailscan({"run", "--config", conf.string(), "--once"}, dir / "runs.log");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));  // the kill point itself
     ::kill(pid, SIGKILL);

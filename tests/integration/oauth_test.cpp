@@ -359,8 +359,9 @@ TEST_CASE("oauth: Gmail's daily download quota pauses that mailbox only, not its
   dc.seed("quota", "INBOX", big);
   dc.seed("other", "INBOX", message("other", 1));
   auto dir = test::unique_test_dir("oauth-quota");
+  // fetch_text = "always": with no rule reading text the header path would not download it.
   std::string c = "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ninfo_logging = true\ndays_back = 0\n"
-                  "poll_interval_s = 1\nmax_backoff_s = 2\n\n";
+                  "poll_interval_s = 1\nmax_backoff_s = 2\nfetch_text = \"always\"\n\n";
   // The gmail preset (quota 2,500 MB, xoauth2) with host, auth and quota overridden for the test.
   c += fmt::format("[[mailbox]]\nuser = \"quota\"\nprovider = \"gmail\"\nhost = \"127.0.0.1\"\nport = {0}\n"
                    "security = \"none\"\nauth = \"password\"\npassword = \"pw-q\"\nmax_download_mb_per_day = 1\n\n"

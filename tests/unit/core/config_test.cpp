@@ -124,3 +124,15 @@ TEST_CASE("a missing secret is Not Set, never a load error, and never printed", 
   auto e = error_of("[[mailbox]]\nuser = \"a\"\npassword = \"hunter2\"\nport = \"x\"\n");
   CHECK(e.find("hunter2") == std::string::npos);
 }
+
+TEST_CASE("[engine] fetch_text is auto (the rules decide) or always", "[unit][config]") {
+  auto def = parse("[engine]\n");
+  REQUIRE(def.has_value());
+  CHECK(def.value().engine.fetch_text == fetch_text_mode::automatic);
+  auto always = parse("[engine]\nfetch_text = \"always\"\n");
+  REQUIRE(always.has_value());
+  CHECK(always.value().engine.fetch_text == fetch_text_mode::always);
+  CHECK(parse("[engine]\nfetch_text = \"auto\"\n").value().engine.fetch_text == fetch_text_mode::automatic);
+  CHECK(error_of("[engine]\nfetch_text = \"never\"\n").find("key 'fetch_text': expected \"auto\" or \"always\"") !=
+        std::string::npos);
+}

@@ -254,3 +254,24 @@ TEST_CASE("a mailbox opens folders read-write only when an active rule for it ca
   CHECK_FALSE(core::has_server_actions({rule("delete", {"ann"})}, "support"));
   CHECK_FALSE(core::has_server_actions({rule("delete", {}, false)}, "support"));
 }
+
+TEST_CASE("rule actions: a message parsed without reply_above still gets its comment (the matcher's way)",
+          "[unit][crm]") {
+  fixture f;
+  f.linker.reply_marker = "-- reply above --";  // build_linker's copy of [engine] reply_marker
+  const auto raw = mail("bob@acme.example", "support@corp.example", "Re: [TT17] Printer",
+                        "Still broken.\r\n-- reply above --\r\nold text\r\n", "In-Reply-To: <t17@corp.example>\r\n");
+  mime::parse_options o;
+  o.reply_marker = "-- reply above --";
+  o.reply_above = false;
+  auto msg = mime::parse_message(raw, o);
+  CHECK(msg.reply_above.empty());
+  core::fetch_context ctx{"support", "INBOX", 1, 1, raw.size(), 0};
+  auto r = core::link_message(f.linker, msg, ctx);
+  auto c = reason(r, "comment", "TT17");
+  REQUIRE(c);
+  o.reply_above = true;
+  CHECK(c->cause == mime::parse_message(raw, o).reply_above);
+  CHECK(c->cause.find("Still broken.") != std::string::npos);
+  CHECK(c->cause.find("old text") == std::string::npos);
+}

@@ -538,3 +538,86 @@ TEST_CASE("structure fetch: a real dovecot transcript, replayed byte by byte", "
   CHECK(p.attachments[0].decoded_size == 70000u * 57u);
   CHECK(p.raw.size() < 2000);
 }
+
+// --- The header path (session_options::fetch_text = false) ---------------------------------
+
+namespace {
+std::size_t fetch_commands(const mime_server& server) {
+  std::size_t n = 0;
+  for (const auto& c : server.commands) n += c.find("UID FETCH") != std::string::npos;
+  return n;
+}
+} // namespace
+
+TEST_CASE("header path: one FETCH per batch, no text part, attachments from the structure", "[unit]") {
+  const std::string msg =
+      "From: Ann Example <ann@example.com>\r\nTo: bob@example.org\r\nSubject: the contract\r\n"
+      "Message-ID: <pdf-1@example.com>\r\nDate: Tue, 1 Jul 2025 10:00:00 +0000\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+      "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease sign the attached contract.\r\n"
+      "--b1\r\nContent-Type: application/pdf; name=\"contract.pdf\"\r\n"
+      "Content-Disposition: attachment; filename=\"contract.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+      base64_lines(64 << 10) + "--b1--\r\n";
+  for (std::size_t chunk : {0u, 1u, 7u}) {
+    INFO("chunk " << chunk);
+    mime_server server({msg, msg, msg});
+    auto o = options();
+    o.fetch_text = false;
+    const auto r = run(server, o, chunk);
+    REQUIRE(r.failure == "");
+    REQUIRE(r.complete);
+    REQUIRE(r.messages.size() == 3);
+    CHECK(fetch_commands(server) == 1);
+    for (const auto& c : server.commands) CHECK(c.find("BODY.PEEK[1]") == std::string::npos);
+    CHECK(server.fetch_bytes < 4096);
+    for (const auto& m : r.messages) {
+      CHECK_FALSE(m.truncated);
+      CHECK(m.size == msg.size());
+      REQUIRE(m.attachments.size() == 1);
+      CHECK(m.attachments[0].name == "contract.pdf");
+      const auto full = mscan::mime::parse_message(msg);
+      const auto synth = mscan::mime::parse_message(m.raw);
+      CHECK(synth.subject == full.subject);
+      CHECK(synth.message_id == full.message_id);
+      CHECK(emails(synth.from) == emails(full.from));
+      CHECK(attachment_names(synth) == attachment_names(full));
+      CHECK(synth.body_text.empty());
+    }
+  }
+}
+
+TEST_CASE("header path: every corpus message has the headers and attachments of the text path", "[unit]") {
+  const auto corpus = load_corpus();
+  std::vector<std::string> msgs;
+  for (const auto& [name, raw] : corpus) msgs.push_back(raw);
+  mime_server text_server(msgs), header_server(msgs);
+  const auto text = run(text_server, options());
+  auto o = options();
+  o.fetch_text = false;
+  const auto headers = run(header_server, o);
+  REQUIRE(headers.failure == "");
+  REQUIRE(headers.complete);
+  REQUIRE(headers.messages.size() == text.messages.size());
+  INFO("FETCH bytes: header path " << header_server.fetch_bytes << ", text path " << text_server.fetch_bytes);
+  CHECK(header_server.fetch_bytes < text_server.fetch_bytes);  // the corpus is mostly small text messages
+  for (std::size_t i = 0; i < corpus.size(); ++i) {
+    INFO(corpus[i].first);
+    const auto& h = headers.messages[i];
+    const auto& t = text.messages[i];
+    CHECK(h.uid == t.uid);
+    CHECK(h.size == t.size);
+    CHECK(h.flags == t.flags);
+    const auto hp = mscan::mime::parse_message(h.raw);
+    const auto tp = mscan::mime::parse_message(t.raw);
+    CHECK(hp.subject == tp.subject);
+    CHECK(hp.message_id == tp.message_id);
+    CHECK(hp.date == tp.date);
+    CHECK(emails(hp.from) == emails(tp.from));
+    CHECK(emails(hp.to) == emails(tp.to));
+    CHECK(emails(hp.cc) == emails(tp.cc));
+    CHECK(hp.in_reply_to == tp.in_reply_to);
+    CHECK(hp.references == tp.references);
+    // has_attachment and the attachment list: from the structure on both paths.
+    CHECK(hp.attachments.empty() == tp.attachments.empty());
+  }
+}

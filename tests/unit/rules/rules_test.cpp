@@ -574,3 +574,35 @@ conditions = [ { field = "body", op = "regex", value = "a{2,1}" } ]
   CHECK(hits[0].tickets[1].find(m.subject) == std::optional<std::string>("TT17"));
   CHECK(core::evaluate(rs, m, "alice", "INBOX").empty());
 }
+
+TEST_CASE("rules: which configs need message text (header path otherwise)", "[unit]") {
+  core::engine_config e;
+  std::vector<rule_config> rules;
+  CHECK_FALSE(core::text_needed_by(e, rules, "a@corp.example"));
+  // Header fields, has_attachment and server actions: the header path suffices.
+  rules.push_back(rule("headers", {leaf("subject", "contains", "urgent"), leaf("has_attachment", "equals", "true"),
+                                   group("any", {leaf("from", "ends_with", "@acme.example")})}));
+  CHECK_FALSE(core::text_needed_by(e, rules, "a@corp.example"));
+  // A body condition deep in a group, for one user only.
+  auto body = rule("body", {group("any", {leaf("folder", "equals", "INBOX"), leaf("body", "contains", "fire")})});
+  body.users = {"b@corp.example"};
+  rules.push_back(body);
+  CHECK_FALSE(core::text_needed_by(e, rules, "a@corp.example"));
+  auto why = core::text_needed_by(e, rules, "b@corp.example");
+  REQUIRE(why);
+  CHECK(why->find("rule 'body'") != std::string::npos);
+  // Inactive: not needed.
+  rules.back().active = false;
+  CHECK_FALSE(core::text_needed_by(e, rules, "b@corp.example"));
+  // A ticket action needs the reply text for its comment.
+  auto ticket = rule("tickets", {leaf("subject", "contains", "help")});
+  ticket.actions = {core::action_config{}};
+  ticket.actions[0].type = "create_or_update_ticket";
+  rules.push_back(ticket);
+  REQUIRE(core::text_needed_by(e, rules, "a@corp.example"));
+  CHECK(core::text_needed_by(e, rules, "a@corp.example")->find("tickets") != std::string::npos);
+  rules.pop_back();
+  // The operator's override.
+  e.fetch_text = core::fetch_text_mode::always;
+  CHECK(core::text_needed_by(e, rules, "a@corp.example"));
+}
