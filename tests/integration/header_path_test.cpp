@@ -59,25 +59,14 @@ username = "alice"
 password = "pw"
 folders = "INBOX"
 
-[[account]]
-name = "Acme Ltd"
-domains = ["acme.example"]
-
-[[contact]]
-email = "bob@acme.example"
-name = "Bob"
-account = "Acme Ltd"
-
-[[item]]
-kind = "opportunity"
-reference = "OPP-1042"
+{}
 
 [[rule]]
 name = "New senders"
 conditions = [ {} ]
 actions = [ {{ type = "create_contact" }} ]
 )",
-                                     engine_extra, dc.imap_port(), rule_conditions);
+                                     engine_extra, dc.imap_port(), test::acme_directory_toml, rule_conditions);
   return conf.string();
 }
 

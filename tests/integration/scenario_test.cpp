@@ -76,18 +76,7 @@ username = "support"
 password = "pw-s"
 folders = "INBOX"
 
-[[account]]
-name = "Acme Ltd"
-domains = ["acme.example"]
-
-[[contact]]
-email = "bob@acme.example"
-name = "Bob"
-account = "Acme Ltd"
-
-[[item]]
-kind = "opportunity"
-reference = "OPP-1042"
+{}
 
 [[item_pattern]]
 kind = "opportunity"
@@ -104,7 +93,7 @@ actions = [
   {{ type = "move", folder = "Processed" }},
 ]
 )",
-                                dc.imap_port());
+                                dc.imap_port(), test::acme_directory_toml);
   std::ofstream(dir / "mailscan.toml") << cfg;
   auto conf = (dir / "mailscan.toml").string();
 

@@ -28,6 +28,22 @@ pid_t spawn_mailscan(const std::vector<std::string>& args, const std::filesystem
 // Waits for a spawned process: its exit status, or 128 + the signal that ended it.
 int wait_exit(pid_t pid);
 
+// The CRM directory most end-to-end tests match against (TOML): the account Acme Ltd
+// (acme.example), its contact Bob and the opportunity OPP-1042.
+inline constexpr std::string_view acme_directory_toml = R"([[account]]
+name = "Acme Ltd"
+domains = ["acme.example"]
+
+[[contact]]
+email = "bob@acme.example"
+name = "Bob"
+account = "Acme Ltd"
+
+[[item]]
+kind = "opportunity"
+reference = "OPP-1042"
+)";
+
 // A whole file ("" when it cannot be read).
 std::string read_whole_file(const std::filesystem::path& p);
 // Every engine log file under DIR/logs, concatenated.
