@@ -73,12 +73,6 @@ imap::session_options alice_inbox() {
   return so;
 }
 
-std::size_t tracked(const std::string& conf) {
-  auto r = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
-  REQUIRE(r.code == 0);
-  return nlohmann::json::parse(r.out).at("messages").size();
-}
-
 // run --once, then wait until dovecot logged the end of that many sessions (the rawlog is
 // complete only then).
 void poll_once(const test::dovecot_fixture& dc, const std::string& conf, std::size_t sessions) {
@@ -107,7 +101,7 @@ TEST_CASE("imap: an unchanged second poll opens no folder — STATUS (or LIST-ST
   poll_once(dc, conf, 1);
   const auto first = counts(dc);
   CHECK(first.select == folders_scanned);
-  CHECK(tracked(conf) == (std::string_view(folders) == "*" && std::string_view(scan) == "all" ? 4u : 3u));
+  CHECK(test::tracked_count(conf) == (std::string_view(folders) == "*" && std::string_view(scan) == "all" ? 4u : 3u));
 
   poll_once(dc, conf, 2);
   const auto second = counts(dc) - first;
@@ -124,7 +118,7 @@ TEST_CASE("imap: an unchanged second poll opens no folder — STATUS (or LIST-ST
   poll_once(dc, conf, 3);
   const auto third = counts(dc) - first - second;
   CHECK(third.select == 1);
-  CHECK(tracked(conf) == (std::string_view(folders) == "*" && std::string_view(scan) == "all" ? 5u : 4u));
+  CHECK(test::tracked_count(conf) == (std::string_view(folders) == "*" && std::string_view(scan) == "all" ? 5u : 4u));
   fs::remove_all(dir);
 }
 
@@ -226,7 +220,7 @@ TEST_CASE("imap: COMPRESS=DEFLATE round trip — every message arrives intact, f
   auto run = test::run_mailscan({"run", "--config", conf, "--once"});
   INFO(run.err);
   REQUIRE(run.code == 0);
-  CHECK(tracked(conf) == sent.size());
+  CHECK(test::tracked_count(conf) == sent.size());
   REQUIRE(dc.wait_for_log("mscan_stats", 3));
   CHECK(dc.count_in_rawlog(" COMPRESS DEFLATE") == 2);  // the driver's first session and the engine's
   fs::remove_all(dir);

@@ -34,14 +34,6 @@ std::size_t count(const std::string& text, std::string_view what) {
   return n;
 }
 
-std::size_t tracked(const std::string& conf) {
-  auto q = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
-  if (q.code != 0)
-    return 0;
-  auto j = nlohmann::json::parse(q.out, nullptr, false);
-  return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
-}
-
 struct kept_env {
   test::dovecot_fixture dc;
   fs::path dir;
@@ -97,7 +89,7 @@ TEST_CASE("kept sessions: later polls of a kept mailbox log in once and cost one
   });
   // New mail is found by the STATUS check of a kept session and fetched on it.
   e.dc.seed("alice", "INBOX", message("alice", 3));
-  bool fetched = eventually([&] { return tracked(e.conf) == 7; });
+  bool fetched = eventually([&] { return test::tracked_count(e.conf) == 7; });
   auto logs = e.logs();
   int code = e.stop();
   INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
@@ -134,7 +126,7 @@ TEST_CASE("kept sessions: a kept slot goes at once to a mailbox that waits for i
   INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\nlogs: " << logs.substr(0, 6000));
   CHECK(both);
   CHECK(code == 0);
-  CHECK(tracked(e.conf) == 2);
+  CHECK(test::tracked_count(e.conf) == 2);
   CHECK(count(logs, "scan_failed") == 0);
   // Never two sessions at once: every login ended (LOGOUT) before the next one began.
   CHECK(e.dc.wait_for_log("Disconnected: Logged out", e.logins("alice") + e.logins("bob")));
@@ -145,16 +137,16 @@ TEST_CASE("kept sessions: IDLE tracks new mail long before poll_interval", "[int
   kept_env e{"kept-idle", {"alice"}, "poll_interval_s = 600\nkeep_sessions = 1\nidle = true"};
   e.dc.seed("alice", "INBOX", message("alice", 0));
   e.start();
-  REQUIRE(eventually([&] { return tracked(e.conf) == 1; }));
+  REQUIRE(eventually([&] { return test::tracked_count(e.conf) == 1; }));
   // Wait until the session idles (dovecot: the IDLE command is running).
   REQUIRE(eventually([&] { return count(e.logs(), "event=scan_ok user=alice") >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let IDLE start (not a sync point)
   auto t0 = std::chrono::steady_clock::now();
   e.dc.seed("alice", "INBOX", message("alice", 1));
-  bool pushed = eventually([&] { return tracked(e.conf) == 2; }, std::chrono::seconds(30));
+  bool pushed = eventually([&] { return test::tracked_count(e.conf) == 2; }, std::chrono::seconds(30));
   auto took = std::chrono::steady_clock::now() - t0;
   e.dc.seed("alice", "INBOX", message("alice", 2));
-  bool again = eventually([&] { return tracked(e.conf) == 3; }, std::chrono::seconds(30));
+  bool again = eventually([&] { return test::tracked_count(e.conf) == 3; }, std::chrono::seconds(30));
   int code = e.stop();
   INFO("run log: " << test::read_whole_file(e.dir / "run.log").substr(0, 3000) << "\ndovecot: " << e.dc.log_tail(40));
   CHECK(pushed);
@@ -178,7 +170,7 @@ TEST_CASE("kept sessions: a kept connection the server closes is replaced by a n
   });
   auto logins = e.logins("alice");
   e.dc.seed("alice", "INBOX", message("alice", 1));
-  bool fetched = eventually([&] { return tracked(e.conf) == 2; });
+  bool fetched = eventually([&] { return test::tracked_count(e.conf) == 2; });
   bool kept_again = eventually([&] { return count(e.logs(), "session=kept") >= 3; });
   int code = e.stop();
   auto logs = e.logs();

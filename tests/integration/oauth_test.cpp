@@ -92,14 +92,6 @@ nlohmann::json mailboxes_of(const std::string& json_text) {
   return list;
 }
 
-std::size_t tracked(const std::string& conf) {
-  auto q = test::run_mailscan({"query", "--config", conf, "messages", "--json"});
-  if (q.code != 0)
-    return 0;
-  auto j = nlohmann::json::parse(q.out, nullptr, false);
-  return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
-}
-
 
 
 // No secret in any text the operator (or a test log) can see.
@@ -168,7 +160,7 @@ TEST_CASE("oauth: one service principal for 100 mailboxes costs one token reques
   CHECK(s.srv.token_requests() == 1);  // not 100
   CHECK(s.srv.tokens_issued() == 1);
   CHECK(s.srv.introspections() >= 100);  // every login was validated by dovecot
-  CHECK(tracked(conf) == 100);
+  CHECK(test::tracked_count(conf) == 100);
 
   auto status = test::run_mailscan({"status", "--config", conf, "--json"});
   REQUIRE(status.code == 0);
@@ -196,7 +188,7 @@ TEST_CASE("oauth: an access token that expires mid-run is refreshed once and sca
   auto log = e.dir / "run.log";
   auto pid = test::spawn_mailscan({"run", "--config", conf}, log);
   REQUIRE(pid > 0);
-  bool first = eventually([&] { return tracked(conf) == 15; });
+  bool first = eventually([&] { return test::tracked_count(conf) == 15; });
   CHECK(first);
   CHECK(s.srv.token_requests() == 3);  // 2 refused + 1 issued
   // The provider expires the token early (revocation, policy): the next logins are refused.
@@ -204,7 +196,7 @@ TEST_CASE("oauth: an access token that expires mid-run is refreshed once and sca
   for (int i = 0; i < 3; ++i)
     for (int n = 5; n < 10; ++n)
       s.dc.seed(fmt::format("box{}@{}", i, domain), "INBOX", message(fmt::format("box{}", i), n));
-  bool second = eventually([&] { return tracked(conf) == 30; });
+  bool second = eventually([&] { return test::tracked_count(conf) == 30; });
   ::kill(pid, SIGTERM);
   int code = test::wait_exit(pid);
   INFO("run log: " << read_all(log).substr(0, 3000) << "\ndovecot: " << s.dc.log_tail(30));
@@ -277,7 +269,7 @@ TEST_CASE("oauth: a revoked refresh token is credentials_changed without a retry
     return true;
   };
   // Every mailbox logs in again by itself (each after its back-off).
-  bool resumed = eventually([&] { return tracked(conf) == 4 && all_ok(); });
+  bool resumed = eventually([&] { return test::tracked_count(conf) == 4 && all_ok(); });
   ::kill(pid, SIGTERM);
   int code = test::wait_exit(pid);
   INFO("run log: " << read_all(log).substr(0, 3000));
@@ -373,17 +365,17 @@ TEST_CASE("oauth: Gmail's daily download quota pauses that mailbox only, not its
   auto log = dir / "run.log";
   auto pid = test::spawn_mailscan({"run", "--config", conf}, log);
   REQUIRE(pid > 0);
-  CHECK(eventually([&] { return tracked(conf) == 2; }));
+  CHECK(eventually([&] { return test::tracked_count(conf) == 2; }));
   CHECK(eventually([&] { return logs_of(dir).find("daily download quota of 1 MB") != std::string::npos; }));
   dc.seed("quota", "INBOX", message("quota", 2));
   dc.seed("other", "INBOX", message("other", 2));
-  bool other_continues = eventually([&] { return tracked(conf) == 3; });
+  bool other_continues = eventually([&] { return test::tracked_count(conf) == 3; });
   auto st = test::run_mailscan({"status", "--config", conf, "--json"});
   ::kill(pid, SIGTERM);
   test::wait_exit(pid);
   INFO("run log: " << read_all(log) << "\nlogs: " << logs_of(dir).substr(0, 3000));
   CHECK(other_continues);
-  CHECK(tracked(conf) == 3);  // the quota mailbox waits for the next UTC day
+  CHECK(test::tracked_count(conf) == 3);  // the quota mailbox waits for the next UTC day
   CHECK(logs_of(dir).find("host_throttled") == std::string::npos);
   for (auto& m : mailboxes_of(st.out))
     if (m.at("user") == "quota")
@@ -446,7 +438,7 @@ TEST_CASE("oauth: short-lived access tokens are refreshed before they expire", "
   INFO("run log: " << read_all(log).substr(0, 2000));
   CHECK(refreshed);
   CHECK(code == 0);
-  CHECK(tracked(conf) == 2);
+  CHECK(test::tracked_count(conf) == 2);
   auto logs = logs_of(e.dir);
   // Never a login with an expired token: no refusal, no retry, no failed pass.
   CHECK(logs.find("oauth_login_retry") == std::string::npos);

@@ -48,13 +48,6 @@ std::size_t count_messages(const fs::path& conf, std::size_t* sightings = nullpt
 
 // For polling while an engine runs: the store may not exist yet, or a read-only open may race
 // with the engine's own file rotation. Either is "not yet", never a test failure.
-std::size_t count_messages_now(const fs::path& conf) {
-  auto r = test::run_mailscan({"query", "--config", conf.string(), "messages", "--json"});
-  if (r.code != 0 || r.out.empty())
-    return 0;
-  return nlohmann::json::parse(r.out).at("messages").size();
-}
-
 } // namespace
 
 TEST_CASE("scheduler: 60 mailboxes never exceed the per-host connection bound", "[integration][scheduler]") {
@@ -160,7 +153,7 @@ TEST_CASE("scheduler: SIGHUP applies a new config live (new mailbox, new directo
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     return pred();
   };
-  REQUIRE(wait_for([&] { return count_messages_now(conf) == 10; }));
+  REQUIRE(wait_for([&] { return test::tracked_count(conf) == 10; }));
 
   // A second mailbox and an account owning every simulated customer domain.
   std::string domains;
@@ -171,7 +164,7 @@ TEST_CASE("scheduler: SIGHUP applies a new config live (new mailbox, new directo
     "password = \"sim\"\nfolders = \"INBOX\"\n\n[[account]]\nname = \"Customers\"\ndomains = [{}]\n",
     port, domains);
   ::kill(pid, SIGHUP);
-  REQUIRE(wait_for([&] { return count_messages_now(conf) == 20; }));
+  REQUIRE(wait_for([&] { return test::tracked_count(conf) == 20; }));
   CHECK(count_messages(conf) == 20);
   ::kill(pid, SIGTERM);
   CHECK(test::wait_exit(pid) == 0);

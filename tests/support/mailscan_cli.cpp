@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 extern char** environ;
 
 namespace mscan::test {
@@ -38,6 +40,14 @@ std::string engine_logs(const fs::path& dir) {
     if (f.is_regular_file())
       all += read_whole_file(f.path());
   return all;
+}
+
+std::size_t tracked_count(const fs::path& conf) {
+  auto r = run_mailscan({"query", "--config", conf.string(), "messages", "--json"});
+  if (r.code != 0)
+    return 0;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_object() && j.contains("messages") ? j["messages"].size() : 0;
 }
 
 std::string mailscan_path() { return std::string{MAILSCAN_BINARY_DIR} + "/apps/mailscan/mailscan"; }

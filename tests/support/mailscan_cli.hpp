@@ -44,6 +44,10 @@ kind = "opportunity"
 reference = "OPP-1042"
 )";
 
+// How many messages `query messages --json` lists for this config; 0 while there is no store
+// yet or the query fails (tests poll it with eventually()).
+std::size_t tracked_count(const std::filesystem::path& conf);
+
 // A whole file ("" when it cannot be read).
 std::string read_whole_file(const std::filesystem::path& p);
 // Every engine log file under DIR/logs, concatenated.
