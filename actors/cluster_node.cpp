@@ -1,4 +1,5 @@
 #include "actors/cluster_node.hpp"
+#include "actors/inflight_budget.hpp"
 
 #include "actors/cluster_common.hpp"
 #include "actors/mailbox_actor.hpp"
@@ -38,6 +39,7 @@ struct node_state {
   std::shared_ptr<node_outcome> out;
   net::io_runtime* io = nullptr;
   std::shared_ptr<const core::config> cfg;
+  std::shared_ptr<inflight_budget> budget;  // this node's mailboxes share it (max_inflight_mb)
   std::filesystem::file_time_type cfg_mtime{};
   std::shared_ptr<core::event_log> log;
   std::vector<caf::actor> matchers;
@@ -124,7 +126,8 @@ void lease(node_t self, const std::string& user, caf::actor proxy) {
     ms.health = st.coord;
     ms.log = st.log;
     ms.server_actions = core::has_server_actions(st.cfg->rules, user);
-    ms.report_slow = false;  // the coordinator's scheduler sees only this node's stand-in
+    ms.report_slow = false;
+    ms.budget = st.budget;  // the coordinator's scheduler sees only this node's stand-in
     ms.fetch_text = core::text_needed_by(st.cfg->engine, st.cfg->rules, user).has_value();
     slot.actor = spawn_mailbox_actor(self, std::move(ms));
     self->link_to(slot.actor);  // dies with the node actor (and its connection with it)
@@ -146,6 +149,7 @@ void welcome(node_t self, const std::string& config_file, std::uint32_t heartbea
     return;
   }
   st.cfg = std::make_shared<const core::config>(std::move(cfg.value()));
+  st.budget = std::make_shared<inflight_budget>(std::uint64_t{st.cfg->engine.max_inflight_mb} << 20);
   std::error_code ec;
   st.cfg_mtime = std::filesystem::last_write_time(st.cfg->file, ec);
   st.log = std::make_shared<core::event_log>(st.cfg->engine);

@@ -1,4 +1,6 @@
 #include "actors/mailbox_actor.hpp"
+
+#include "actors/inflight_budget.hpp"
 #include "common/text.hpp"
 
 #include "core/mailbox_health.hpp"
@@ -149,6 +151,8 @@ struct mailbox_state {
   bool reused = false;  // this pass runs on a kept connection (no LOGIN)
   std::uint64_t next_seq = 0;
   std::size_t inflight = 0;
+  inflight_budget::holder budget;  // this mailbox's share of the engine-wide in-flight bytes
+  bool waiting_budget = false;      // paused for room in it (budget_atom wakes)
   std::vector<raw_message> batch;
   bool server_done = false;  // the IMAP part of the pass is over (complete or failed)
   // LOGOUT sent: waiting for the server to close its side, so that the lease (and with it
@@ -327,6 +331,10 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
     for (auto& m : st.batch)
       uids.push_back(m.uid);
   }
+  std::uint64_t bytes = 0;
+  for (auto& m : st.batch)
+    bytes += m.raw.size() + sizeof(m);
+  st.budget.take(b.seq, bytes);
   b.messages = std::move(st.batch);
   b.checkpoints = std::move(cps);
   if (st.session)
@@ -334,6 +342,19 @@ void send_batch(mailbox_actor_t* self, std::vector<storage::checkpoint_update> c
   st.batch.clear();
   ++st.inflight;
   self->send(st.s.matcher, match_atom::value, std::move(b));
+}
+
+// Per-mailbox credit and the engine-wide budget: may the session fetch its next batch? With
+// no room in the budget the mailbox waits for budget_atom (or its own next acknowledgement).
+bool may_fetch(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (st.inflight >= st.s.engine->max_inflight_batches)
+    return false;
+  if (st.budget.has_room())
+    return true;
+  if (!st.waiting_budget)
+    st.waiting_budget = st.budget.wait(caf::actor_cast<caf::actor>(self));
+  return !st.waiting_budget;  // room appeared meanwhile
 }
 
 // Server bytes into the session, inflated first once COMPRESS is on.
@@ -504,7 +525,7 @@ void pump(mailbox_actor_t* self) {
           bool after_ack = st.s.cfg->scan == core::scan_mode::unread || st.s.server_actions;
           if (after_ack)
             st.resume_on_ack = st.next_seq - 1;
-          else if (st.inflight < st.s.engine->max_inflight_batches)
+          else if (may_fetch(self))
             st.session->resume();
         } else if constexpr (std::is_same_v<T, imap::folder_complete>) {
           if (st.s.probe)
@@ -957,6 +978,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
   auto sched = caf::actor_cast<caf::actor>(scheduler);
   return scheduler->spawn<caf::monitored>([s = std::move(s), sched](mailbox_actor_t* self) -> caf::behavior {
     self->state.s = s;
+    self->state.budget.attach(s.budget);
     self->state.scheduler = sched;
     auto stale = [self](std::uint64_t gen) { return gen != self->state.generation || !self->state.session; };
     // Network events belong to the connection, which a kept session carries over passes.
@@ -1096,6 +1118,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         auto& st = self->state;
         if (st.inflight > 0)
           --st.inflight;
+        st.budget.release(seq);
         if (auto it = st.seen_after_ack.find(seq); it != st.seen_after_ack.end()) {
           if (st.session && st.session->awaiting_resume())
             st.session->mark_seen(std::move(it->second));
@@ -1107,8 +1130,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.result.new_sightings += new_sightings;
         if (st.resume_on_ack == seq)
           st.resume_on_ack.reset();
-        if (st.session && st.session->awaiting_resume() && !st.resume_on_ack &&
-            st.inflight < st.s.engine->max_inflight_batches) {
+        if (st.session && st.session->awaiting_resume() && !st.resume_on_ack && may_fetch(self)) {
           st.session->resume();
           pump(self);
         }
@@ -1123,11 +1145,20 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.seen_after_ack.erase(seq);  // not tracked: not marked
         if (st.inflight > 0)
           --st.inflight;
+        st.budget.release(seq);
         // Nothing of this batch was applied and its checkpoint did not move: stop the pass;
         // the next pass starts again from the last durable checkpoint.
         fail_pass(self, reason, "storage: " + detail);
       },
       [=](unpark_atom) { end_kept(self); },
+      [=](budget_atom) {
+        auto& st = self->state;
+        st.waiting_budget = false;
+        if (st.session && st.session->awaiting_resume() && !st.resume_on_ack && may_fetch(self)) {
+          st.session->resume();
+          pump(self);
+        }
+      },
       [=](idle_atom, std::uint64_t gen) {
         // RFC 2177: a kept session re-issues IDLE before the server's 30-minute autologout.
         auto& st = self->state;

@@ -17,6 +17,8 @@
 
 namespace mscan::actors {
 
+class inflight_budget;
+
 struct mailbox_settings {
   // Shared, never copied per mailbox (memory per idle mailbox): the scheduler's entry holds
   // the same mailbox config, and every mailbox the same engine settings.
@@ -34,6 +36,8 @@ struct mailbox_settings {
   // Ask the scheduler for a slow-lane slot when the server is slow (slow_response_ms); off
   // where the "scheduler" is a cluster node, which has no lanes.
   bool report_slow = true;
+  // The engine-wide in-flight byte budget the scheduler's mailboxes share; null = none.
+  std::shared_ptr<inflight_budget> budget;
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

@@ -239,4 +239,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, wake_atom, "wake")
   CAF_ADD_ATOM(mscan, mscan::atoms, idle_atom, "idlerefr")
   CAF_ADD_ATOM(mscan, mscan::atoms, slow_atom, "slow")
+  // The engine-wide in-flight byte budget has room again (actors/inflight_budget.hpp).
+  CAF_ADD_ATOM(mscan, mscan::atoms, budget_atom, "budget")
 CAF_END_TYPE_ID_BLOCK(mscan)

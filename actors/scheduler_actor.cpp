@@ -1,4 +1,5 @@
 #include "actors/scheduler_actor.hpp"
+#include "actors/inflight_budget.hpp"
 
 #include "actors/mailbox_actor.hpp"
 #include "core/rules.hpp"
@@ -173,6 +174,7 @@ void spawn_one(self_t self, std::size_t idx) {
   mailbox_settings ms;
   ms.cfg = e.cfg;
   ms.engine = st.engine;
+  ms.budget = st.budget;
   ms.io = st.s.io;
   ms.writer = st.s.writer;
   ms.log = st.s.log;
@@ -601,6 +603,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
   auto& st = self->state;
   st.s = std::move(s);
   st.engine = std::make_shared<const core::engine_config>(st.s.cfg.engine);
+  st.budget = std::make_shared<inflight_budget>(std::uint64_t{st.s.cfg.engine.max_inflight_mb} << 20);
   if (auto src = std::exchange(st.s.mailbox_source, nullptr)) {
     st.mailboxes.reserve(src->mailboxes.size());
     for (auto& m : src->mailboxes)

@@ -111,6 +111,8 @@ struct scheduler_state {
   // The engine settings every mailbox actor shares (replaced on reload; each actor keeps the
   // one it was spawned with).
   std::shared_ptr<const core::engine_config> engine;
+  // The in-flight byte budget every mailbox of this scheduler shares (max_inflight_mb).
+  std::shared_ptr<inflight_budget> budget;
   std::vector<entry> mailboxes;
   std::size_t in_use = 0;
   // Per-host queues: granting costs O(hosts + grants), never O(waiting mailboxes) — with

@@ -827,6 +827,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
       r.integer<std::uint32_t>("notify_after_failures", 1, 1000000).value_or(e.notify_after_failures);
     e.batch_size = r.integer<std::uint32_t>("batch_size", 1, 10000).value_or(e.batch_size);
     e.max_inflight_batches = r.integer<std::uint32_t>("max_inflight_batches", 1, 64).value_or(e.max_inflight_batches);
+    e.max_inflight_mb = r.integer<std::uint32_t>("max_inflight_mb", 0, 1048576).value_or(e.max_inflight_mb);
     e.slice_batches = r.integer<std::uint32_t>("slice_batches", 1, 1000000).value_or(e.slice_batches);
     e.slice_seconds = r.integer<std::uint32_t>("slice_seconds", 1, 86400).value_or(e.slice_seconds);
     e.connect_timeout_s = r.integer<std::uint32_t>("connect_timeout_s", 1, 3600).value_or(e.connect_timeout_s);

@@ -37,6 +37,10 @@ struct engine_config {
   std::uint32_t notify_after_failures = 10;
   std::uint32_t batch_size = 100;          // messages per UID FETCH batch
   std::uint32_t max_inflight_batches = 2;  // per mailbox: credit between mailbox and writer
+  // Engine-wide: fetched MiB not yet durable, all mailboxes together (0 = no such bound; the
+  // per-mailbox credit still holds). Past it, mailboxes fetch nothing more until the writer
+  // catches up: memory stays flat however slow the disk (actors/inflight_budget.hpp).
+  std::uint32_t max_inflight_mb = 64;
   // Fairness: after this many batches or seconds on one lease, a mailbox that others wait
   // for (same host, or every connection in use) logs out at the next batch boundary and
   // queues again behind them.

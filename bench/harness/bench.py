@@ -716,7 +716,8 @@ def scenario_incremental_kept(args, bins, work, env, pw_env):
 
 def scenario_backpressure(args, bins, work, env):
     n, m = args.bp_mailboxes, args.bp_messages
-    res = {"mailboxes": n, "messages_per_mailbox": m, "attempts": []}
+    res = {"mailboxes": n, "messages_per_mailbox": m, "attempts": [],
+           "max_inflight_mb": args.bp_inflight_mb if args.bp_inflight_mb is not None else "default (64)"}
     # The writer group-commits, so a small per-commit delay may just make batches bigger: raise
     # the delay until the pass is at least ~5x slower (aiming at 10x), at most four tries.
     plan = [("unslowed", 0)] + [("slowed", args.write_delay_ms * k) for k in (1, 5, 25, 100)]
@@ -728,8 +729,9 @@ def scenario_backpressure(args, bins, work, env):
         data = os.path.join(work, f"bp-{name}-data")
         try:
             cfg = os.path.join(work, f"bp-{name}.toml")
+            extra = f"max_inflight_mb = {args.bp_inflight_mb}\n" if args.bp_inflight_mb is not None else ""
             write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
-                                args.max_connections, args.per_host, write_delay_ms=delay)
+                                args.max_connections, args.per_host, write_delay_ms=delay, engine_extra=extra)
             r = engine_run(bins, cfg, env)
         finally:
             sim.finish()
@@ -996,7 +998,8 @@ def markdown(rep):
     if "backpressure" in s:
         b = s["backpressure"]
         L += ["", f"## 4. Backpressure ({b['mailboxes']} x {b['messages_per_mailbox']} on the simulator, "
-              f"slowed writer: write_delay_ms = {b['write_delay_ms']} per group commit)", "",
+              f"slowed writer: write_delay_ms = {b['write_delay_ms']} per group commit; "
+              f"max_inflight_mb = {b.get('max_inflight_mb', 'default')})", "",
               "| writer | pass s | peak RSS MiB | fetched |", "|---|---:|---:|---:|",
               f"| unslowed | {b['unslowed']['pass_s']} | {b['unslowed']['peak_rss_mib']} | {fmt(b['unslowed']['fetched'])} |",
               f"| slowed | {b['slowed']['pass_s']} | {b['slowed']['peak_rss_mib']} | {fmt(b['slowed']['fetched'])} |", "",
@@ -1078,6 +1081,8 @@ def main():
     ap.add_argument("--bp-mailboxes", type=int)
     ap.add_argument("--bp-messages", type=int, default=200)
     ap.add_argument("--write-delay-ms", type=int, default=20)
+    ap.add_argument("--bp-inflight-mb", type=int, default=None,
+                    help="[engine] max_inflight_mb of both backpressure runs (default: the engine's)")
     ap.add_argument("--fault-mailboxes", type=int)
     ap.add_argument("--fault-messages", type=int, default=20)
     ap.add_argument("--governor-mailboxes", type=int, help="per host (default 200, quick 50)")
