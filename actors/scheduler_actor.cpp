@@ -7,6 +7,8 @@
 
 #include <functional>
 #include <random>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 namespace mscan::actors {
@@ -401,6 +403,28 @@ void end_of_pass_speed(self_t self, std::size_t idx, const scan_result& res) {
                     "a whole pass without a slow answer: out of the slow lane");
 }
 
+// At start: the mailboxes stored as slow by an earlier process queue in the lane at once
+// (their mark still decays after a whole fast pass). O(mailboxes + slow users).
+void mark_stored_slow(self_t self) {
+  auto& st = self->state;
+  auto slow = std::exchange(st.s.slow_users, {});
+  if (slow.empty() || st.s.cfg.engine.slow_response_ms == 0)
+    return;
+  std::unordered_set<std::string_view> users(slow.begin(), slow.end());
+  std::size_t marked = 0;
+  for (auto& e : st.mailboxes) {
+    if (!users.count(e.cfg->user))
+      continue;
+    e.slow = true;
+    ++marked;
+    if (st.s.metrics)
+      st.s.metrics->slow_mailbox(+1, false);
+  }
+  if (st.s.log && marked > 0)
+    st.s.log->write(core::log_level::info, "slow_lane_restored", "", "", "",
+                    fmt::format("{} mailbox(es) stored as slow start in their host's slow lane", marked));
+}
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
@@ -621,6 +645,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
   st.s.cfg.contacts = {};
   st.s.cfg.items = {};
   st.s.cfg.item_patterns = {};
+  mark_stored_slow(self);
   for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
     spawn_one(self, i);
   st.remaining = st.mailboxes.size();

@@ -58,6 +58,9 @@ struct scheduler_settings {
   // The config whose mailboxes the scheduler runs, shared with the health actor: entries and
   // mailbox actors point into it instead of holding copies (memory per mailbox).
   config_ptr mailbox_source;
+  // Users stored as slow (storage::mailbox_state::slow): leased in the slow lane from their
+  // first lease, so a new process does not first lend them healthy slots to find out again.
+  std::vector<std::string> slow_users;
 };
 
 // Accepts: (run_atom)  -> run_summary: with `once`, after every mailbox finished one pass;
