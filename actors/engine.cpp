@@ -123,6 +123,10 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
                             health, probe ? nullptr : opts.metrics};
       ss.mailbox_source = shared_cfg;
       ss.token_sources = token_sources;
+      if (!probe)
+        for (auto& st : db->mailbox_states())
+          if (st.slow || st.consecutive_failures > 0)
+            ss.stored.push_back({std::move(st.user), st.slow, st.consecutive_failures});
       if (opts.cluster) {
         if (auto err = opts.cluster->start(sys, writer, health, log, ss); !err.empty()) {
           self->send_exit(writer, caf::exit_reason::user_shutdown);

@@ -46,7 +46,7 @@ caf::behavior health_actor(caf::event_based_actor* self, std::shared_ptr<storage
       auto now = std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count();
-      auto res = core::record_pass(*db, notifier.get(), *m, core::pass_outcome{r.ok, r.reason, r.detail, now},
+      auto res = core::record_pass(*db, notifier.get(), *m, core::pass_outcome{r.ok, r.reason, r.detail, now, r.slow, r.more},
                                    cfg->engine.notify_after_failures);
       (void)res;  // a failed state write shows up as the next batch's write error
       send_outbox(now, false);

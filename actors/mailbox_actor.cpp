@@ -184,6 +184,7 @@ struct mailbox_state {
   std::chrono::steady_clock::time_point reply_wait_since{};
   std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
   bool slow_reported = false;
+  bool slow_pass = false;  // some lease of this pass reported slow (scan_result::slow)
   storage::mailbox_state stored;
   // OAuth: the access token of this pass (from token_source), and whether the server's
   // refusal of one has already been answered with a refresh and a second login.
@@ -432,7 +433,7 @@ void reply_clock_check(mailbox_actor_t* self, bool answered) {
   auto limit = st.s.engine->slow_response_ms;
   if (limit == 0 || !st.s.report_slow || st.slow_reported || waited.count() < std::int64_t{limit})
     return;
-  st.slow_reported = true;
+  st.slow_reported = st.slow_pass = true;
   auto gen = st.generation;
   self->request(st.scheduler, caf::infinite, slow_atom::value, static_cast<std::uint32_t>(waited.count()))
     .then(
@@ -637,6 +638,7 @@ void finish_if_drained(mailbox_actor_t* self) {
     res.folder_names = {};
     res.folder_counts = {};
   }
+  res.slow = st.slow_pass;
   st.failure.reset();
   st.stored = {};
   if (!res.more)
@@ -1001,6 +1003,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           st.result.folder_counts.clear();
         } else {
           st.result = failed_result(st.s.cfg->user, {}, {});
+          st.slow_pass = false;
         }
         st.continuing = false;
         st.slice_batches = 0;

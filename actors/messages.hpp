@@ -94,6 +94,9 @@ struct scan_result {
   // throttled by a per-mailbox limit (a provider's download quota): pause this mailbox only,
   // not every mailbox on its host.
   bool throttle_mailbox_only = false;
+  // The server was slower than slow_response_ms to answer in this pass (any slice of it):
+  // the health actor stores the slow-lane mark (storage::mailbox_state::slow).
+  bool slow = false;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -131,7 +134,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s, x.server_id, x.more, x.throttle_mailbox_only);
+           x.retry_after_s, x.server_id, x.more, x.throttle_mailbox_only, x.slow);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {

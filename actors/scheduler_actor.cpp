@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <random>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 namespace mscan::actors {
@@ -403,6 +405,38 @@ void end_of_pass_speed(self_t self, std::size_t idx, const scan_result& res) {
                     "a whole pass without a slow answer: out of the slow lane");
 }
 
+// At start: the mailboxes stored as slow by an earlier process queue in the lane at once
+// (their mark still decays after a whole fast pass); the failing ones keep their failure
+// count, so their next failure backs off further. O(mailboxes + stored).
+void restore_stored(self_t self) {
+  auto& st = self->state;
+  auto stored = std::exchange(st.s.stored, {});
+  if (stored.empty())
+    return;
+  std::unordered_map<std::string_view, const scheduler_settings::stored_mailbox*> by_user;
+  for (auto& m : stored)
+    by_user.emplace(m.user, &m);
+  std::size_t slow = 0, failing = 0;
+  for (auto& e : st.mailboxes) {
+    auto it = by_user.find(e.cfg->user);
+    if (it == by_user.end())
+      continue;
+    e.failures = it->second->failures;
+    failing += e.failures > 0;
+    if (!it->second->slow || st.s.cfg.engine.slow_response_ms == 0)
+      continue;
+    e.slow = true;
+    ++slow;
+    if (st.s.metrics)
+      st.s.metrics->slow_mailbox(+1, false);
+  }
+  if (st.s.log && slow + failing > 0)
+    st.s.log->write(core::log_level::info, "stored_state_restored", "", "", "",
+                    fmt::format("slow={} failing={}: the slow ones start in their host's slow lane, the failing "
+                                "ones keep their back-off",
+                                slow, failing));
+}
+
 void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
@@ -624,6 +658,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
   st.s.cfg.contacts = {};
   st.s.cfg.items = {};
   st.s.cfg.item_patterns = {};
+  restore_stored(self);
   for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
     spawn_one(self, i);
   st.remaining = st.mailboxes.size();
@@ -661,8 +696,12 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
         return st.done;
       }
       if (st.s.once) {
-        for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
-          make_due(self, i);
+        // Those that failed in the last process queue behind the others: a wrong password
+        // or a broken server does not take a healthy mailbox's slot at the start.
+        for (bool failing : {false, true})
+          for (std::size_t i = 0; i < st.mailboxes.size(); ++i)
+            if ((st.mailboxes[i].failures > 0) == failing)
+              make_due(self, i);
       } else {
         // Spread the first polls over one interval: no thundering herd at start-up.
         auto n = st.mailboxes.size();

@@ -58,6 +58,16 @@ struct scheduler_settings {
   // The config whose mailboxes the scheduler runs, shared with the health actor: entries and
   // mailbox actors point into it instead of holding copies (memory per mailbox).
   config_ptr mailbox_source;
+  // What the store knows of mailboxes from earlier processes (storage::mailbox_state), only
+  // for those slow or failing: a slow one is leased in the slow lane from its first lease (a
+  // new process does not lend it a healthy slot to find out again); a failing one goes on
+  // with its back-off where it was instead of starting over at one poll interval.
+  struct stored_mailbox {
+    std::string user;
+    bool slow = false;
+    std::uint32_t failures = 0;
+  };
+  std::vector<stored_mailbox> stored;
 };
 
 // Accepts: (run_atom)  -> run_summary: with `once`, after every mailbox finished one pass;

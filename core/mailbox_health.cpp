@@ -100,6 +100,10 @@ health_decision next_state(const storage::mailbox_state& prev, const pass_outcom
   d.state = prev;
   d.state.user = m.user;
   auto& s = d.state;
+  if (pass.slow)
+    s.slow = true;
+  else if (pass.ok && !pass.slice)
+    s.slow = false;
 
   if (m.disable_mail_scan) {
     s.state = "disabled";

@@ -30,6 +30,10 @@ struct pass_outcome {
   bool ok = false;
   std::string reason{}, detail{};  // reason code (INTERFACE.md) when !ok
   std::int64_t finished_at = 0;    // unix seconds
+  // The slow-lane mark (storage::mailbox_state::slow): a slow answer sets it; a whole
+  // (not a yielded slice) ok pass without one clears it.
+  bool slow = false;
+  bool slice = false;
 };
 
 enum class notify_kind { none, failing, recovered, credentials_changed };

@@ -286,6 +286,7 @@ std::string encode(const mailbox_state& s) {
   put_varint(out, s.messages_tracked);
   put_string(out, s.credential_hash);
   put_u8(out, s.notified ? 1 : 0);
+  put_u8(out, s.slow ? 1 : 0);
   return out;
 }
 
@@ -305,6 +306,8 @@ expected<mailbox_state, error> decode_mailbox_state(std::string_view user, std::
     s.credential_hash = r.string();
     s.notified = r.u8() != 0;
   }
+  if (value.size() > 0 && static_cast<std::uint8_t>(value[0]) >= 3)  // versions 1 and 2: not slow
+    s.slow = r.u8() != 0;
   if (!r.ok()) return unexpected{corrupt("mailbox state value is truncated or malformed")};
   if (!r.at_end()) return unexpected{corrupt("mailbox state value has trailing bytes")};
   return s;

@@ -62,7 +62,7 @@ inline constexpr std::uint8_t message_value_version = 1;
 inline constexpr std::uint8_t checkpoint_value_version = 1;
 inline constexpr std::uint8_t notification_value_version = 1;
 inline constexpr std::uint8_t outbox_value_version = 1;
-inline constexpr std::uint8_t mailbox_state_value_version = 2;  // 2: + credential_hash, notified
+inline constexpr std::uint8_t mailbox_state_value_version = 3;  // 2: + credential_hash, notified; 3: + slow
 inline constexpr std::uint8_t rule_stat_value_version = 1;
 
 // The record's key is not part of the value (it is the RocksDB key); decode gets it back.

@@ -106,6 +106,10 @@ struct mailbox_state {
   // the secret; and whether the current failure episode has already been notified.
   std::string credential_hash{};
   bool notified = false;
+  // Value version 3: the server was slow to answer in a recent pass (the scheduler's slow
+  // lane, actors/scheduler_actor.hpp): a new process leases it in the lane from the start.
+  // Set by a pass with a slow answer, cleared by a whole ok pass without one.
+  bool slow = false;
   friend bool operator==(const mailbox_state&, const mailbox_state&) = default;
 };
 

@@ -751,59 +751,73 @@ def scenario_backpressure(args, bins, work, env):
 
 
 def scenario_faults(args, bins, work, env):
+    """Two `run --once` passes on one store per case (fault-free, storm), each against the same
+    simulator: pass 1 is a fresh store (every fault is new to the engine); pass 2 is the steady
+    state (the store knows which mailboxes are slow, storage::mailbox_state::slow, and the
+    healthy ones have no new mail). Each pass is compared with the fault-free run's same pass."""
     n, m = args.fault_mailboxes, args.fault_messages
     faults = {"wrong-password": 0.03, "disconnect": 0.03, "slow": 0.02, "uidvalidity": 0.02}
-    res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults}
+    res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults,
+           "passes": "pass1 = first `run --once` on a fresh store; pass2 = a second `run --once` on that store"}
     healthy_lease, healthy_done, faulty = {}, {}, set()
-    for name, plan in (("fault_free", None), ("storm", faults)):
-        log(f"fault storm: {n} x {m}, {name}")
-        sim = Simulator(bins, work, f"faults-{name}", n, m, 1000, faults=plan)
-        data = os.path.join(work, f"faults-{name}-data")
-        try:
+    runs = [(name, p) for name in ("fault_free", "storm") for p in (1, 2)]
+    sims = {}
+    try:
+        for name, plan in (("fault_free", None), ("storm", faults)):
+            sims[name] = Simulator(bins, work, f"faults-{name}", n, m, 1000, faults=plan)
+            data = os.path.join(work, f"faults-{name}-data")
             cfg = os.path.join(work, f"faults-{name}.toml")
-            write_engine_config(cfg, data, sim.port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
+            write_engine_config(cfg, data, sims[name].port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
                                 args.max_connections, args.per_host, info_logging=True)
-            r = engine_run(bins, cfg, env)
-        finally:
-            rep = sim.finish()
-        events = log_events(data + "-logs")
-        done = completion_times(None, events)
-        ok_times = sorted(t for t, ev in done.values() if ev == "scan_ok")
-        if plan:  # the storm's faulty users (the fault-free run measures the same healthy ones)
-            faulty = {f"sim{u}" for users in rep.get("fault_users", {}).values() for u in users}
-        leases = lease_ms(events)
-        healthy_lease[name] = leases
-        healthy_done[name] = done
-        healthy = int(n * 0.9)  # the fault plan hits ~10%: the first 90% to finish OK are "the others"
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(data + "-logs", ignore_errors=True)
-        res[name] = {"ok_p50_s": percentile(ok_times, 0.5) and round(percentile(ok_times, 0.5), 3),
-                     "healthy_90pct_done_s": round(ok_times[healthy - 1], 3) if len(ok_times) >= healthy > 0 else None,
-                     "logged_mailboxes": len(done),
-                     "pass_s": round(r["wall_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
-                     "failed": r["failed_mailboxes"], "error_reasons": r.get("error_reasons", {}),
-                     "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1), "rc": r["rc"],
-                     "sim_peak_connections": rep.get("peak_connections"), "sim_failed_logins": rep.get("failed_logins"),
-                     "slow_marked": sum(1 for e in events if e[1] == "mailbox_slow"),
-                     "slow_lane_yields": sum(1 for e in events if e[1] == "lease_yielded" and "slow lane" in e[4])}
-    # Per-scan latency (lease -> done) of the healthy mailboxes: those with no fault in the storm.
+            for pass_no in (1, 2):
+                key = f"{name}_pass{pass_no}"
+                log(f"fault storm: {n} x {m}, {name}, pass {pass_no}")
+                r = engine_run(bins, cfg, env)
+                events = log_events(data + "-logs")
+                shutil.rmtree(data + "-logs", ignore_errors=True)  # each pass reads its own log
+                done = completion_times(None, events)
+                ok_times = sorted(t for t, ev in done.values() if ev == "scan_ok")
+                healthy_lease[key] = lease_ms(events)
+                healthy_done[key] = done
+                healthy = int(n * 0.9)  # the fault plan hits ~10%: the first 90% to finish OK are "the others"
+                res[key] = {"ok_p50_s": percentile(ok_times, 0.5) and round(percentile(ok_times, 0.5), 3),
+                            "healthy_90pct_done_s": round(ok_times[healthy - 1], 3) if len(ok_times) >= healthy > 0 else None,
+                            "logged_mailboxes": len(done),
+                            "pass_s": round(r["wall_s"], 2), "fetched": r["fetched"], "ok": r["ok_mailboxes"],
+                            "failed": r["failed_mailboxes"], "error_reasons": r.get("error_reasons", {}),
+                            "peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1), "rc": r["rc"],
+                            "slow_restored": sum(int(e[4].split("slow=", 1)[1].split()[0]) for e in events
+                                                 if e[1] == "stored_state_restored" and "slow=" in e[4]),
+                            "slow_marked": sum(1 for e in events if e[1] == "mailbox_slow"),
+                            "slow_lane_yields": sum(1 for e in events if e[1] == "lease_yielded" and "slow lane" in e[4])}
+            shutil.rmtree(data, ignore_errors=True)
+    finally:
+        reps = {name: sim.finish() for name, sim in sims.items()}
+    # The storm's faulty users (the fault-free run measures the same healthy ones).
+    faulty = {f"sim{u}" for users in reps.get("storm", {}).get("fault_users", {}).values() for u in users}
     for name in ("fault_free", "storm"):
-        xs = [v for u, v in healthy_lease[name].items() if u not in faulty]
-        res[name]["healthy_lease_ms"] = percentiles(xs)
-        res[name]["healthy_scans"] = len(xs)
-        ts = [t for u, (t, ev) in healthy_done[name].items() if u not in faulty and ev == "scan_ok"]
-        res[name]["healthy_done_s"] = {k: v and round(v, 3) for k, v in percentiles(ts).items()}
-    ff, st = res["fault_free"], res["storm"]
-    res["figures"] = {
-        "pass_time_ratio": ratio(st["pass_s"], ff["pass_s"]),
-        "healthy_90pct_ratio": ratio(st["healthy_90pct_done_s"] or 0, ff["healthy_90pct_done_s"] or 0),
-        "healthy_done_p90_ratio": ratio(st["healthy_done_s"]["p90"] or 0, ff["healthy_done_s"]["p90"] or 0),
-        "healthy_lease_p50_ratio": ratio(st["healthy_lease_ms"]["p50"] or 0, ff["healthy_lease_ms"]["p50"] or 0),
-        "healthy_lease_p90_ratio": ratio(st["healthy_lease_ms"]["p90"] or 0, ff["healthy_lease_ms"]["p90"] or 0),
-        "healthy_mailboxes_ok": st["ok"],
-        "msgs_per_s_fault_free": round(ff["fetched"] / ff["pass_s"]) if ff["pass_s"] else 0,
-        "msgs_per_s_storm": round(st["fetched"] / st["pass_s"]) if st["pass_s"] else 0,
-    }
+        res[name] = {"sim_peak_connections": reps.get(name, {}).get("peak_connections"),
+                     "sim_failed_logins": reps.get(name, {}).get("failed_logins")}
+    # Per-scan latency (lease -> done) of the healthy mailboxes: those with no fault in the storm.
+    for key in (f"{name}_pass{p}" for name, p in runs):
+        xs = [v for u, v in healthy_lease[key].items() if u not in faulty]
+        res[key]["healthy_lease_ms"] = percentiles(xs)
+        res[key]["healthy_scans"] = len(xs)
+        ts = [t for u, (t, ev) in healthy_done[key].items() if u not in faulty and ev == "scan_ok"]
+        res[key]["healthy_done_s"] = {k: v and round(v, 3) for k, v in percentiles(ts).items()}
+    res["figures"] = {}
+    for p in (1, 2):
+        ff, st = res[f"fault_free_pass{p}"], res[f"storm_pass{p}"]
+        res["figures"][f"pass{p}"] = {
+            "pass_time_ratio": ratio(st["pass_s"], ff["pass_s"]),
+            "healthy_90pct_ratio": ratio(st["healthy_90pct_done_s"] or 0, ff["healthy_90pct_done_s"] or 0),
+            "healthy_done_p90_ratio": ratio(st["healthy_done_s"]["p90"] or 0, ff["healthy_done_s"]["p90"] or 0),
+            "healthy_lease_p50_ratio": ratio(st["healthy_lease_ms"]["p50"] or 0, ff["healthy_lease_ms"]["p50"] or 0),
+            "healthy_lease_p90_ratio": ratio(st["healthy_lease_ms"]["p90"] or 0, ff["healthy_lease_ms"]["p90"] or 0),
+            "healthy_mailboxes_ok": st["ok"],
+            "msgs_per_s_fault_free": round(ff["fetched"] / ff["pass_s"]) if ff["pass_s"] else 0,
+            "msgs_per_s_storm": round(st["fetched"] / st["pass_s"]) if st["pass_s"] else 0,
+        }
     return res
 
 
@@ -1011,29 +1025,30 @@ def markdown(rep):
     if "faults" in s:
         fa = s["faults"]
         L += ["", f"## 5. Fault storm ({fa['mailboxes']} x {fa['messages_per_mailbox']} on the simulator; "
-              f"fractions {fa['fault_fractions']})", "",
+              f"fractions {fa['fault_fractions']}; two `run --once` passes per store: pass 1 on a fresh store, "
+              f"pass 2 the steady state)", "",
               "| run | 90% of mailboxes done OK, s | median OK mailbox done, s | whole pass s | ok | failed "
               "| fetched | reasons |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-        for name in ("fault_free", "storm"):
-            r = fa[name]
-            L.append(f"| {name} | {fmt(r['healthy_90pct_done_s'])} | {fmt(r['ok_p50_s'])} | {r['pass_s']} | {r['ok']} "
+        keys = [f"{name}_pass{p}" for p in (1, 2) for name in ("fault_free", "storm")]
+        for key in keys:
+            r = fa[key]
+            L.append(f"| {key} | {fmt(r['healthy_90pct_done_s'])} | {fmt(r['ok_p50_s'])} | {r['pass_s']} | {r['ok']} "
                      f"| {r['failed']} | {fmt(r['fetched'])} | {r['error_reasons']} |")
-        L += ["", "Healthy mailboxes only (no fault in the storm's plan), the same users in both runs:", "",
+        L += ["", "Healthy mailboxes only (no fault in the storm's plan), the same users in every run:", "",
               "| run | done after start p50 / p90 / p99, s | scan latency (lease → done) p50 / p90 / p99, ms "
-              "| marked slow | slow-lane yields |", "|---|---|---|---:|---:|"]
-        for name in ("fault_free", "storm"):
-            r = fa[name]
+              "| restored slow | marked slow | slow-lane yields |", "|---|---|---|---:|---:|---:|"]
+        for key in keys:
+            r = fa[key]
             d, l = r.get("healthy_done_s", {}), r.get("healthy_lease_ms", {})
-            L.append(f"| {name} | {fmt(d.get('p50'))} / {fmt(d.get('p90'))} / {fmt(d.get('p99'))} "
+            L.append(f"| {key} | {fmt(d.get('p50'))} / {fmt(d.get('p90'))} / {fmt(d.get('p99'))} "
                      f"| {fmt(l.get('p50'))} / {fmt(l.get('p90'))} / {fmt(l.get('p99'))} "
-                     f"| {r.get('slow_marked', 0)} | {r.get('slow_lane_yields', 0)} |")
-        f = fa["figures"]
-        L += ["", f"Healthy mailboxes, storm / fault-free: done p90 **{fmt(f.get('healthy_done_p90_ratio'))}**, "
-              f"scan latency p50 {fmt(f.get('healthy_lease_p50_ratio'))}, p90 {fmt(f.get('healthy_lease_p90_ratio'))}."]
-        L += ["", f"The others' pass time (90% of mailboxes finished OK, from the engine log's scan events), "
-              f"storm / fault-free: **{fmt(fa['figures']['healthy_90pct_ratio'])}**; whole pass (includes the "
-              f"faulty mailboxes themselves, the slow ones answer every command after 2 s): "
-              f"{fa['figures']['pass_time_ratio']}."]
+                     f"| {r.get('slow_restored', 0)} | {r.get('slow_marked', 0)} | {r.get('slow_lane_yields', 0)} |")
+        for p in (1, 2):
+            f = fa["figures"][f"pass{p}"]
+            L += ["", f"Pass {p}, storm / fault-free: the others' 90%-done time **{fmt(f.get('healthy_90pct_ratio'))}**, "
+                  f"healthy done p90 {fmt(f.get('healthy_done_p90_ratio'))}, healthy scan latency p50 "
+                  f"{fmt(f.get('healthy_lease_p50_ratio'))}, p90 {fmt(f.get('healthy_lease_p90_ratio'))}; whole pass "
+                  f"(includes the faulty mailboxes themselves) {fmt(f.get('pass_time_ratio'))}."]
     if "governor" in s:
         g = s["governor"]
         L += ["", f"## 6. Load governor (2 simulator hosts x {g['mailboxes_per_host']} x {g['messages_per_mailbox']}, "

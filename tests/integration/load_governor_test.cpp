@@ -123,6 +123,84 @@ TEST_CASE("scheduler: slow mailboxes share one slow-lane slot, and the healthy o
   CHECK(last_healthy < slow_times[1]);
 }
 
+TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane; a fast pass clears the mark",
+          "[integration][scheduler][slow_lane]") {
+  sim::sim_options so;
+  so.mailboxes = 40;  // (the simulator picks the slow ones from its seed: 2 are enough)
+  so.messages = 2;
+  so.latency_ms = 5;
+  so.faults.slow = 0.15;
+  so.faults.slow_ms = 500;
+  sim::simulator slow_sim{so};
+  auto slow_port = slow_sim.start();
+  REQUIRE(slow_port != 0);
+  std::vector<std::size_t> slow, healthy;
+  for (std::size_t u = 0; u < so.mailboxes; ++u)
+    (slow_sim.is_slow(u) ? slow : healthy).push_back(u);
+  REQUIRE(slow.size() >= 2);
+  slow.resize(2);
+  healthy.resize(std::min<std::size_t>(healthy.size(), 8));
+  auto dir = test::unique_test_dir("slow-stored");
+  // One store across the runs; each run logs into its own directory.
+  auto run = [&](std::uint16_t port, const std::string& logs) {
+    std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"{}\"\ndays_back = 30\n"
+                                  "info_logging = true\nmax_connections = 4\nmax_connections_per_host = 4\n"
+                                  "slow_response_ms = 250\n\n",
+                                  logs);
+    for (auto u : slow)
+      cfg += mailbox_block(fmt::format("sim{}", u), u, port);
+    for (auto u : healthy)
+      cfg += mailbox_block(fmt::format("sim{}", u), u, port);
+    std::ofstream(dir / "mailscan.toml") << cfg;
+    auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    return read_log(dir / logs);
+  };
+  auto count = [](const std::vector<log_line>& lines, std::string_view event, const std::string& user) {
+    return std::count_if(lines.begin(), lines.end(), [&](auto& l) { return l.event == event && l.user == user; });
+  };
+  auto restored = [](const std::vector<log_line>& lines) {  // some mailbox starts in the lane
+    return std::any_of(lines.begin(), lines.end(), [](auto& l) {
+      return l.event == "stored_state_restored" && l.detail.rfind("slow=0 ", 0) != 0;
+    });
+  };
+
+  auto first = run(slow_port, "logs1");  // found out slow, as before: marked and stored
+  for (auto u : slow)
+    CHECK(count(first, "mailbox_slow", fmt::format("sim{}", u)) == 1);
+  CHECK_FALSE(restored(first));
+
+  // The next process knows them: in the lane from their first lease, so they never hold a
+  // healthy slot (no new mark, no "slow lane is full" yield) and still finish their pass.
+  auto second = run(slow_port, "logs2");
+  CHECK(restored(second));
+  for (auto u : slow) {
+    auto user = fmt::format("sim{}", u);
+    INFO(user);
+    CHECK(count(second, "mailbox_slow", user) == 0);
+    CHECK(count(second, "lease_yielded", user) == 0);
+    CHECK(count(second, "scan_ok", user) == 1);
+  }
+
+  // The server is fast again (the same mailboxes on a simulator without the fault): one whole
+  // fast pass clears the stored mark, and the run after starts with nobody in the lane.
+  sim::sim_options fast = so;
+  fast.faults.slow = 0;
+  sim::simulator fast_sim{fast};
+  auto fast_port = fast_sim.start();
+  REQUIRE(fast_port != 0);
+  auto third = run(fast_port, "logs3");
+  CHECK(restored(third));
+  for (auto u : slow)
+    CHECK(count(third, "mailbox_fast_again", fmt::format("sim{}", u)) == 1);
+  auto fourth = run(fast_port, "logs4");
+  // (A loaded machine may make a mailbox look slow in the third run: then it is restored.)
+  bool any_slow_in_third = std::any_of(third.begin(), third.end(), [](auto& l) { return l.event == "mailbox_slow"; });
+  if (!any_slow_in_third)
+    CHECK_FALSE(restored(fourth));
+}
+
 TEST_CASE("scheduler: a host answering LIMIT is paused on its own, and the other host scans on",
           "[integration][scheduler][governor]") {
   sim::sim_options a;

@@ -184,3 +184,24 @@ TEST_CASE("every reason code has a concrete next step", "[unit][ops]") {
   CHECK(core::next_step("certificate_invalid").find("ca_file") != std::string::npos);
   CHECK(core::next_step("folder_not_found", "folder \"Sent Items\"").find("Sent Items") != std::string::npos);
 }
+
+TEST_CASE("the slow-lane mark: set by a slow pass, kept by failures and slices, cleared by a whole fast pass",
+          "[unit][ops][slow_lane]") {
+  auto m = alice();
+  storage::mailbox_state s;
+  auto slow_ok = ok_pass();
+  slow_ok.slow = true;
+  s = core::next_state(s, slow_ok, m, 3).state;
+  CHECK(s.slow);
+  s = core::next_state(s, fail("timeout"), m, 3).state;  // a failed pass says nothing of speed
+  CHECK(s.slow);
+  auto slice = ok_pass();
+  slice.slice = true;  // a yielded slice is not a whole pass
+  s = core::next_state(s, slice, m, 3).state;
+  CHECK(s.slow);
+  s = core::next_state(s, ok_pass(), m, 3).state;
+  CHECK_FALSE(s.slow);
+  auto slow_fail = fail("timeout");
+  slow_fail.slow = true;
+  CHECK(core::next_state(s, slow_fail, m, 3).state.slow);
+}

@@ -1,5 +1,6 @@
-// mailbox_state value version 2 (credential_hash, notified): round trip, truncation, and a
-// version-1 value written by an older build still reads (new fields at their defaults).
+// mailbox_state value versions 2 (credential_hash, notified) and 3 (slow): round trip,
+// truncation, and values written by older builds (versions 1 and 2) still read (new fields at
+// their defaults).
 #include "storage/codec.hpp"
 
 #include <catch2/catch.hpp>
@@ -8,7 +9,7 @@
 
 using namespace mscan::storage;
 
-TEST_CASE("mailbox_state v2 round-trips credential_hash and notified", "[unit][storage]") {
+TEST_CASE("mailbox_state round-trips credential_hash, notified and slow", "[unit][storage]") {
   mailbox_state s;
   s.user = "alice";
   s.state = "credentials_changed";
@@ -19,8 +20,9 @@ TEST_CASE("mailbox_state v2 round-trips credential_hash and notified", "[unit][s
   s.messages_tracked = std::numeric_limits<std::uint64_t>::max();
   s.credential_hash = std::string("00ff$ab\0cd", 10);
   s.notified = true;
+  s.slow = true;
   const auto v = codec::encode(s);
-  REQUIRE(static_cast<std::uint8_t>(v[0]) == 2);
+  REQUIRE(static_cast<std::uint8_t>(v[0]) == 3);
   auto back = codec::decode_mailbox_state("alice", v);
   REQUIRE(back);
   CHECK(*back == s);
@@ -52,6 +54,26 @@ TEST_CASE("mailbox_state v1 values (older builds) still decode", "[unit][storage
   CHECK(back->messages_tracked == 42);
   CHECK(back->credential_hash.empty());
   CHECK_FALSE(back->notified);
+  CHECK_FALSE(back->slow);
+}
+
+TEST_CASE("mailbox_state v2 values (before the slow mark) still decode, not slow", "[unit][storage]") {
+  mailbox_state s;
+  s.user = "carol";
+  s.state = "ok";
+  s.credential_hash = "salt$hash";
+  s.notified = true;
+  s.slow = true;
+  auto v3 = codec::encode(s);
+  // A v2 value is the v3 one without its last byte (the slow mark), under version byte 2.
+  auto v2 = v3.substr(0, v3.size() - 1);
+  v2[0] = 2;
+  auto back = codec::decode_mailbox_state("carol", v2);
+  REQUIRE(back);
+  CHECK(back->credential_hash == "salt$hash");
+  CHECK(back->notified);
+  CHECK_FALSE(back->slow);
+  CHECK_FALSE(codec::decode_mailbox_state("carol", v2 + "x"));
 }
 
 #include "storage/keys.hpp"
