@@ -123,7 +123,7 @@ TEST_CASE("scheduler: slow mailboxes share one slow-lane slot, and the healthy o
   CHECK(last_healthy < slow_times[1]);
 }
 
-TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane; a fast pass clears the mark",
+TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane, and a fast pass clears the mark",
           "[integration][scheduler][slow_lane]") {
   sim::sim_options so;
   so.mailboxes = 40;  // (the simulator picks the slow ones from its seed: 2 are enough)
