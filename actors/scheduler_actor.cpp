@@ -328,7 +328,7 @@ bool may_keep(self_t self, std::size_t idx, std::uint64_t new_messages) {
   auto& e = st.mailboxes[idx];
   e.busy = e.busy / 2 + static_cast<float>(new_messages) + (new_messages > 0 ? 1.0f : 0.0f);
   const auto limit = st.s.cfg.engine.keep_sessions;
-  if (limit == 0 || st.s.once || st.stopping || !e.scanning || e.removed || e.pending_cfg || e.kept || e.slow ||
+  if (limit == 0 || st.s.once || st.stopping || !e.scanning || e.removed || e.pending_cfg || e.kept ||
       others_wait(self, idx))
     return false;
   if (st.kept.size() >= limit) {
