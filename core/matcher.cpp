@@ -13,7 +13,12 @@ void add_unique(std::vector<std::string>& v, const std::string& s) {
     v.push_back(s);
 }
 
-bool token_char(unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; }
+// ASCII only, as documented in matcher.hpp: std::isalnum is a locale-dependent libc call per
+// subject byte.
+bool token_char(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+         c == '_';
+}
 
 std::string_view domain_of(std::string_view email) {
   auto at = email.rfind('@');

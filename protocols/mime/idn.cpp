@@ -104,6 +104,18 @@ bool punycode_decode(std::string_view in, std::u32string& out) {
   return true;
 }
 
+// Appends s case-folded. Addresses are nearly always ASCII: those skip the per-label
+// code-point string (an allocation per label, two to four per address).
+void append_folded(std::string& out, std::string_view s) {
+  bool ascii = true;
+  for (char c : s) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii) {
+    for (char c : s) out.push_back(ascii_lower(c));
+    return;
+  }
+  for (char32_t c : to_code_points(s)) append_utf8(out, fold(c));
+}
+
 } // namespace
 
 std::string normalize_for_matching(std::string_view email, bool strip_subaddress) {
@@ -111,7 +123,7 @@ std::string normalize_for_matching(std::string_view email, bool strip_subaddress
   std::string_view local = at == std::string_view::npos ? email : email.substr(0, at);
   std::string out;
   out.reserve(email.size() + 8);
-  for (char32_t c : to_code_points(local)) append_utf8(out, fold(c));
+  append_folded(out, local);
   if (strip_subaddress) {
     auto plus = out.find('+');
     if (plus != std::string::npos && plus > 0) out.resize(plus);
@@ -126,7 +138,7 @@ std::string normalize_for_matching(std::string_view email, bool strip_subaddress
     if (label.size() > 4 && istarts_with(label, "xn--") && punycode_decode(label.substr(4), decoded)) {
       for (char32_t c : decoded) append_utf8(out, fold(c));
     } else {
-      for (char32_t c : to_code_points(label)) append_utf8(out, fold(c));
+      append_folded(out, label);
     }
     if (dot == std::string_view::npos) break;
     out.push_back('.');

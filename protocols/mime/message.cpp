@@ -552,7 +552,9 @@ std::vector<std::string> parse_msg_ids(std::string_view v, std::size_t limit) {
     if (c == '<') {
       std::size_t e = v.find('>', i + 1);
       std::string_view inner = v.substr(i + 1, (e == std::string_view::npos ? v.size() : e) - i - 1);
-      std::string id = "<";
+      std::string id;
+      id.reserve(inner.size() + 2); // one allocation per id, not a regrowth per byte
+      id.push_back('<');
       int depth = 0;
       for (char ch : inner) {
         if (ch == '(') ++depth;

@@ -196,7 +196,22 @@ constexpr std::string_view subject_prefixes[] = {
 };
 
 // Length of a reply/forward prefix at the start of s ("Re:", "RE[2]:", "Fwd :", "回复："), or 0.
+// Lower-cased first bytes of subject_prefixes: most subjects start with none of them.
+constexpr auto prefix_first_bytes = [] {
+  std::array<bool, 256> t{};
+  for (std::string_view p : subject_prefixes) {
+    unsigned char c = static_cast<unsigned char>(p.front());
+    t[(c >= 'A' && c <= 'Z') ? c + 32 : c] = true;
+  }
+  return t;
+}();
+
 std::size_t prefix_len(std::string_view s) {
+  // Cheap rejections before ~40 case-insensitive compares: every prefix is followed by ':'
+  // (ASCII or the fullwidth U+FF1A, whose UTF-8 starts with 0xEF).
+  if (s.empty() || !prefix_first_bytes[static_cast<unsigned char>(ascii_lower(s.front()))] ||
+      s.find_first_of(":\xEF") == std::string_view::npos)
+    return 0;
   for (std::string_view p : subject_prefixes) {
     if (s.size() < p.size() || !iequals(s.substr(0, p.size()), p)) continue;
     std::size_t i = p.size();
