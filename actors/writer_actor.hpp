@@ -23,6 +23,9 @@ struct writer_settings {
   std::uint64_t min_free_bytes = 0; // below this, batches are refused as disk_full
   std::uint32_t write_delay_ms = 0; // benchmark knob: a slow disk
   std::shared_ptr<engine_metrics> metrics{};  // optional: write latency, findings
+  // Records per group commit (whole batches; one batch even if larger): bounds the commit's
+  // transient memory when a slow disk lets batches queue up.
+  std::size_t max_group_records = 1000;
 };
 
 caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage::store> db,
