@@ -1,7 +1,8 @@
 #pragma once
 // The writer: the only actor touching RocksDB. Runs detached (blocking fsyncs never stall the
 // scheduler's threads). Group commit: every batch that arrived while the previous write was
-// in progress goes into the next single WriteBatch; each batch is acknowledged only once it is
+// in progress goes into the next single WriteBatch (whole batches up to max_group_records;
+// the rest into the one after); each batch is acknowledged only once it is
 // durable (sync WAL), or refused when the write failed (disk full, I/O error) — in which case
 // nothing of it was applied and the mailbox's checkpoint did not move.
 #include "actors/engine_metrics.hpp"
