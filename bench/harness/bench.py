@@ -239,33 +239,38 @@ def engine_run(bins, config, env):
     return r
 
 
+def log_lines(log_dir):
+    """Every line of the engine's daily logs in log_dir, oldest file first."""
+    try:
+        names = sorted(os.listdir(log_dir))
+    except OSError:
+        return
+    for name in names:
+        with open(os.path.join(log_dir, name), errors="replace") as f:
+            yield from f
+
+
 def log_events(log_dir):
     """The engine log's events (info_logging) from `run_started` on: [(seconds since it, event,
     user, host, detail)]."""
     t0 = None
     out = []
-    try:
-        names = sorted(os.listdir(log_dir))
-    except OSError:
-        return out
-    for name in names:
-        with open(os.path.join(log_dir, name), errors="replace") as f:
-            for line in f:
-                parts = line.split(" ", 6)
-                if len(parts) < 7:
-                    continue
-                try:
-                    ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
-                except ValueError:
-                    continue
-                fields = dict(p.split("=", 1) for p in parts[2:6] if "=" in p)
-                ev = fields.get("event", "")
-                if ev == "run_started" and t0 is None:
-                    t0 = ts
-                if t0 is not None:
-                    detail = parts[6].rstrip("\n")
-                    detail = detail[len("detail="):] if detail.startswith("detail=") else detail
-                    out.append((ts - t0, ev, fields.get("user", "-"), fields.get("host", "-"), detail.strip('"')))
+    for line in log_lines(log_dir):
+        parts = line.split(" ", 6)
+        if len(parts) < 7:
+            continue
+        try:
+            ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
+        except ValueError:
+            continue
+        fields = dict(p.split("=", 1) for p in parts[2:6] if "=" in p)
+        ev = fields.get("event", "")
+        if ev == "run_started" and t0 is None:
+            t0 = ts
+        if t0 is not None:
+            detail = parts[6].rstrip("\n")
+            detail = detail[len("detail="):] if detail.startswith("detail=") else detail
+            out.append((ts - t0, ev, fields.get("user", "-"), fields.get("host", "-"), detail.strip('"')))
     return out
 
 
@@ -575,22 +580,16 @@ def scenario_incremental_sim(args, bins, work, env):
 def scan_events(log_dir):
     """(timestamp, user, kept) of every scan_ok in the engine's log (info_logging)."""
     out = []
-    try:
-        names = sorted(os.listdir(log_dir))
-    except OSError:
-        return out
-    for name in names:
-        with open(os.path.join(log_dir, name), errors="replace") as f:
-            for line in f:
-                if "event=scan_ok" not in line:
-                    continue
-                parts = line.split()
-                try:
-                    ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
-                except (ValueError, IndexError):
-                    continue
-                user = next((p[5:] for p in parts if p.startswith("user=")), "-")
-                out.append((ts, user, "session=kept" in line))
+    for line in log_lines(log_dir):
+        if "event=scan_ok" not in line:
+            continue
+        parts = line.split()
+        try:
+            ts = datetime.datetime.fromisoformat(parts[0]).timestamp()
+        except (ValueError, IndexError):
+            continue
+        user = next((p[5:] for p in parts if p.startswith("user=")), "-")
+        out.append((ts, user, "session=kept" in line))
     return out
 
 
