@@ -88,6 +88,11 @@ void engine_metrics::host_paused() {
   ++s_.host_pauses;
 }
 
+void engine_metrics::kept_session_lost() {
+  std::lock_guard lock(mu_);
+  ++s_.kept_sessions_lost;
+}
+
 void engine_metrics::write_done(double seconds, std::size_t pending_batches, bool ok) {
   std::lock_guard lock(mu_);
   s_.writer_pending_batches = pending_batches;

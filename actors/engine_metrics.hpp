@@ -43,6 +43,7 @@ struct engine_stats {
   std::int64_t slow_mailboxes = 0;      // marked slow now (the scheduler's slow lane)
   std::uint64_t slow_lane_yields = 0;   // leases given back because the slow lane was full
   std::uint64_t host_pauses = 0;        // hosts paused after a throttling answer (load governor)
+  std::uint64_t kept_sessions_lost = 0;  // kept connections the server broke (next poll logs in)
   std::size_t writer_pending_batches = 0;       // at the latest group commit
   std::uint64_t writes = 0;
   double write_seconds_sum = 0;
@@ -66,6 +67,7 @@ class engine_metrics {
   // delta: +1 a mailbox was marked slow, -1 it is fast again; yielded: the lane was full.
   void slow_mailbox(int delta, bool yielded);
   void host_paused();
+  void kept_session_lost();
   void write_done(double seconds, std::size_t pending_batches, bool ok);
   void found(std::vector<message_finding> fs);
   engine_stats snapshot() const;

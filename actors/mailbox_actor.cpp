@@ -1,5 +1,6 @@
 #include "actors/mailbox_actor.hpp"
 
+#include "actors/engine_metrics.hpp"
 #include "actors/inflight_budget.hpp"
 #include "common/text.hpp"
 
@@ -702,6 +703,8 @@ void lose_kept(mailbox_actor_t* self, const std::string& reason, const std::stri
   auto& st = self->state;
   log_kept(self, core::log_level::warning, "kept_session_lost",
            fmt::format("reason={} {}; the next poll logs in again", reason, detail));
+  if (st.s.metrics)
+    st.s.metrics->kept_session_lost();
   if (st.conn) {
     st.conn->close(false);
     st.conn.reset();

@@ -18,6 +18,7 @@
 namespace mscan::actors {
 
 class inflight_budget;
+class engine_metrics;
 
 struct mailbox_settings {
   // Shared, never copied per mailbox (memory per idle mailbox): the scheduler's entry holds
@@ -38,6 +39,7 @@ struct mailbox_settings {
   bool report_slow = true;
   // The engine-wide in-flight byte budget the scheduler's mailboxes share; null = none.
   std::shared_ptr<inflight_budget> budget;
+  std::shared_ptr<engine_metrics> metrics;  // optional: counts kept sessions lost
 };
 
 // Accepts: (lease_atom) from the scheduler: run one pass, then reply-by-send

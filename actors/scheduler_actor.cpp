@@ -177,6 +177,7 @@ void spawn_one(self_t self, std::size_t idx) {
   ms.cfg = e.cfg;
   ms.engine = st.engine;
   ms.budget = st.budget;
+  ms.metrics = st.s.metrics;
   ms.io = st.s.io;
   ms.writer = st.s.writer;
   ms.log = st.s.log;

@@ -215,6 +215,8 @@ std::vector<metric_sample> engine_samples(const actors::engine_stats& s) {
       static_cast<double>(s.slow_lane_yields));
   add("mailscan_host_pauses_total", "Hosts paused after a throttling answer (load governor).", "counter",
       static_cast<double>(s.host_pauses));
+  add("mailscan_kept_sessions_lost_total", "Kept connections the server broke; the next poll logs in again.",
+      "counter", static_cast<double>(s.kept_sessions_lost));
   add("mailscan_writer_queue_depth", "Batches in the latest group commit.", "gauge",
       static_cast<double>(s.writer_pending_batches));
   std::uint64_t cumulative = 0;

@@ -283,6 +283,7 @@ TEST_CASE("engine metrics: scans, errors by reason, leases, queues, write latenc
   m.slow_mailbox(+1, true);
   m.slow_mailbox(-1, false);
   m.host_paused();
+  m.kept_session_lost();
   m.write_done(0.0007, 2, true);
   m.write_done(0.03, 1, true);
   m.write_done(9, 1, false);
@@ -310,7 +311,7 @@ TEST_CASE("engine metrics: scans, errors by reason, leases, queues, write latenc
                     "mailscan_write_seconds_bucket{le=\"2.5\"} 2\n", "mailscan_write_seconds_bucket{le=\"+Inf\"} 3\n",
                     "mailscan_write_seconds_count 3\n", "mailscan_write_failures_total 1\n",
                     "mailscan_slow_mailboxes 1\n", "mailscan_slow_lane_yields_total 1\n",
-                    "mailscan_host_pauses_total 1\n"})
+                    "mailscan_host_pauses_total 1\n", "mailscan_kept_sessions_lost_total 1\n"})
     CHECK(text.find(line) != std::string::npos);
   // One HELP/TYPE per family.
   CHECK(text.find("# TYPE mailscan_write_seconds_sum") == std::string::npos);
