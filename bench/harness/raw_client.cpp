@@ -2,11 +2,14 @@
 // per mailbox a fresh connection, LOGIN, then either
 //   fetch:   SELECT INBOX, UID FETCH 1:* BODY.PEEK[]          (full bodies)
 //   headers: SELECT INBOX, UID FETCH 1:* BODY.PEEK[HEADER]
+//   structure: SELECT INBOX, UID FETCH 1:* with the engine's header-path items (UID FLAGS
+//            INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]): what the server spends
+//            on that request, BODYSTRUCTURE making it parse every body
 //   status:  STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)      (a no-new-mail poll)
 // then LOGOUT. `--connections C` threads take mailboxes from a shared counter, so at most C
 // sessions are open at once (the engine's max_connections). Prints one JSON object.
 //   mailscan_bench_raw --port P --prefix u --count N [--first 0] [--connections 8]
-//                      [--mode fetch|headers|status]     password: env MSCAN_BENCH_PASSWORD
+//                      [--mode fetch|headers|structure|status]  password: env MSCAN_BENCH_PASSWORD
 // Loopback only (127.0.0.1). Exit 0 when every mailbox succeeded, 1 otherwise, 2 on usage.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -134,7 +137,10 @@ bool one_mailbox(std::uint16_t port, const std::string& user, const std::string&
     ok = cmd("b", "STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)");
   } else if (ok) {
     ok = cmd("b", "SELECT INBOX") &&
-         cmd("c", mode == "headers" ? "UID FETCH 1:* (BODY.PEEK[HEADER])" : "UID FETCH 1:* (BODY.PEEK[])");
+         cmd("c", mode == "headers"     ? "UID FETCH 1:* (BODY.PEEK[HEADER])"
+                  : mode == "structure" ? "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE "
+                                          "BODY.PEEK[HEADER])"
+                                        : "UID FETCH 1:* (BODY.PEEK[])");
   }
   if (ok) cmd("z", "LOGOUT");  // the answer does not matter
   t.commands += cmds;
@@ -172,10 +178,10 @@ int main(int argc, char** argv) {
   }
   const char* pw_env = std::getenv("MSCAN_BENCH_PASSWORD");
   if (port == 0 || count == 0 || connections == 0 || !pw_env ||
-      (mode != "fetch" && mode != "headers" && mode != "status")) {
+      (mode != "fetch" && mode != "headers" && mode != "structure" && mode != "status")) {
     std::fprintf(stderr,
                  "usage: MSCAN_BENCH_PASSWORD=... mailscan_bench_raw --port P --count N [--prefix u] "
-                 "[--first 0] [--connections 8] [--mode fetch|headers|status]\n");
+                 "[--first 0] [--connections 8] [--mode fetch|headers|structure|status]\n");
     return 2;
   }
   const std::string pw = pw_env;
