@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(cmake g++ ninja-build pkg-config openssl
       libcaf-dev librocksdb-dev libboost-dev libssl-dev libfmt-dev catch2
       libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libre2-dev libspdlog-dev libhowardhinnant-date-dev
-      dovecot-imapd dovecot-pop3d clang libclang-rt-14-dev ccache chromium zlib1g-dev postfix)
+      dovecot-imapd dovecot-pop3d clang libclang-rt-14-dev ccache chromium zlib1g-dev postfix
+      libgoogle-perftools-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
