@@ -780,6 +780,7 @@ def scenario_faults(args, bins, work, env):
     n, m = args.fault_mailboxes, args.fault_messages
     faults = {"wrong-password": 0.03, "disconnect": 0.03, "slow": 0.02, "uidvalidity": 0.02}
     res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults,
+           "slow_response_ms": args.slow_response_ms if args.slow_response_ms is not None else "default (1000)",
            "passes": "pass1 = first `run --once` on a fresh store; pass2 = a second `run --once` on that store"}
     healthy_lease, healthy_done, faulty = {}, {}, set()
     runs = [(name, p) for name in ("fault_free", "storm") for p in (1, 2)]
@@ -790,7 +791,9 @@ def scenario_faults(args, bins, work, env):
             data = os.path.join(work, f"faults-{name}-data")
             cfg = os.path.join(work, f"faults-{name}.toml")
             write_engine_config(cfg, data, sims[name].port, [f"sim{i}" for i in range(n)], "MSCAN_SIM_PASSWORD",
-                                args.max_connections, args.per_host, info_logging=True)
+                                args.max_connections, args.per_host, info_logging=True,
+                                engine_extra="" if args.slow_response_ms is None
+                                else f"slow_response_ms = {args.slow_response_ms}\n")
             for pass_no in (1, 2):
                 key = f"{name}_pass{pass_no}"
                 log(f"fault storm: {n} x {m}, {name}, pass {pass_no}")
@@ -1056,7 +1059,8 @@ def markdown(rep):
     if "faults" in s:
         fa = s["faults"]
         L += ["", f"## 5. Fault storm ({fa['mailboxes']} x {fa['messages_per_mailbox']} on the simulator; "
-              f"fractions {fa['fault_fractions']}; two `run --once` passes per store: pass 1 on a fresh store, "
+              f"fractions {fa['fault_fractions']}; slow_response_ms {fa.get('slow_response_ms', 'default')}; "
+              f"two `run --once` passes per store: pass 1 on a fresh store, "
               f"pass 2 the steady state)", "",
               "| run | 90% of mailboxes done OK, s | median OK mailbox done, s | whole pass s | ok | failed "
               "| fetched | reasons |", "|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -1130,6 +1134,8 @@ def main():
     ap.add_argument("--bp-inflight-mb", type=int, default=None,
                     help="[engine] max_inflight_mb of both backpressure runs (default: the engine's)")
     ap.add_argument("--fault-mailboxes", type=int)
+    ap.add_argument("--slow-response-ms", type=int, help="fault storm: [engine] slow_response_ms "
+                    "(default: the engine's, 1000); a lower one finds the slow mailboxes sooner")
     ap.add_argument("--fault-messages", type=int, default=20)
     ap.add_argument("--governor-mailboxes", type=int, help="per host (default 200, quick 50)")
     ap.add_argument("--governor-messages", type=int, default=20)
