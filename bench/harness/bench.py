@@ -417,11 +417,13 @@ def scenario_dovecot(args, bins, work, env, pw_env):
         shutil.rmtree(dv_dir, ignore_errors=True)
     # figures
     eng_mps = eng["fetched"] / eng["wall_s"] if eng["wall_s"] else 0
-    raw_mps = raw["messages"] / raw["seconds"] if raw["seconds"] else 0
+    def raw_mps_of(r):
+        return r["messages"] / r["seconds"] if r["seconds"] else 0
+    raw_mps = raw_mps_of(raw)
     hdr = res["raw_headers"]
-    hdr_mps = hdr["messages"] / hdr["seconds"] if hdr["seconds"] else 0
+    hdr_mps = raw_mps_of(hdr)
     rs = res["raw_structure"]
-    rs_mps = rs["messages"] / rs["seconds"] if rs["seconds"] else 0
+    rs_mps = raw_mps_of(rs)
     mb = res["mbsync"]
     mb_mps = mb.get("messages", 0) / mb["wall_s"] if mb.get("wall_s") else 0
     st = res["raw_status"]
@@ -780,7 +782,7 @@ def scenario_faults(args, bins, work, env):
     n, m = args.fault_mailboxes, args.fault_messages
     faults = {"wrong-password": 0.03, "disconnect": 0.03, "slow": 0.02, "uidvalidity": 0.02}
     res = {"mailboxes": n, "messages_per_mailbox": m, "fault_fractions": faults,
-           "slow_response_ms": args.slow_response_ms if args.slow_response_ms is not None else "default (1000)",
+           "slow_response_ms": args.slow_response_ms if args.slow_response_ms is not None else "the engine's default",
            "passes": "pass1 = first `run --once` on a fresh store; pass2 = a second `run --once` on that store"}
     healthy_lease, healthy_done, faulty = {}, {}, set()
     runs = [(name, p) for name in ("fault_free", "storm") for p in (1, 2)]

@@ -11,6 +11,8 @@
 //   mailscan_bench_raw --port P --prefix u --count N [--first 0] [--connections 8]
 //                      [--mode fetch|headers|structure|status]  password: env MSCAN_BENCH_PASSWORD
 // Loopback only (127.0.0.1). Exit 0 when every mailbox succeeded, 1 otherwise, 2 on usage.
+#include "protocols/imap/scan_session.hpp"  // structure_fetch_items only (header-only use)
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -137,10 +139,9 @@ bool one_mailbox(std::uint16_t port, const std::string& user, const std::string&
     ok = cmd("b", "STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)");
   } else if (ok) {
     ok = cmd("b", "SELECT INBOX") &&
-         cmd("c", mode == "headers"     ? "UID FETCH 1:* (BODY.PEEK[HEADER])"
-                  : mode == "structure" ? "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE "
-                                          "BODY.PEEK[HEADER])"
-                                        : "UID FETCH 1:* (BODY.PEEK[])");
+         cmd("c", mode == "headers"     ? std::string{"UID FETCH 1:* (BODY.PEEK[HEADER])"}
+                  : mode == "structure" ? "UID FETCH 1:* (" + std::string{mscan::imap::structure_fetch_items} + ")"
+                                        : std::string{"UID FETCH 1:* (BODY.PEEK[])"});
   }
   if (ok) cmd("z", "LOGOUT");  // the answer does not matter
   t.commands += cmds;

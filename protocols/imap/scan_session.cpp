@@ -725,7 +725,7 @@ void scan_session::next_batch() {
   if (opts_.fetch == fetch_strategy::structure) {
     fetch_stage_ = 1;
     staged_.assign(batch_.size(), staged_message{});
-    std::string items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]" + extra + ")";
+    std::string items = fmt::format("({}{})", structure_fetch_items, extra);
     send(writer_.begin("UID FETCH").atom(sequence_set(batch_)).atom(items).finish(), cmd_kind::fetch);
     fetches_left_ = 1;
     return;

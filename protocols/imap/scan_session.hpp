@@ -89,6 +89,10 @@ enum class auth_method { password, xoauth2 };
 // cross the network; message_fetched::raw is a synthetic message with stub attachments).
 // whole_message: the message itself (BODY.PEEK[], capped at max_message_bytes).
 enum class fetch_strategy { structure, whole_message };
+// The structure strategy's first UID FETCH items (before the optional extensions' items); the
+// bench's raw baseline sends the same request (bench/harness/raw_client.cpp, --mode structure).
+inline constexpr std::string_view structure_fetch_items =
+    "UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]";
 struct session_options {
   std::string username; std::string secret;          // password or bearer token
   auth_method auth = auth_method::password;
