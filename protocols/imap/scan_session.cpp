@@ -502,6 +502,10 @@ void scan_session::handle(response& r) {
       break;
     }
   } else if (auto* f = std::get_if<fetch_data>(&r)) {
+    if (phase_ == phase::date_probe) {
+      if (f->internaldate && !probe_date_) probe_date_ = parse_internaldate(*f->internaldate);
+      return;
+    }
     handle_fetch(*f);
   }
   // FLAGS, EXPUNGE, VANISHED, RECENT, STATUS, ...: nothing the scan depends on.
@@ -654,6 +658,8 @@ void scan_session::open_folder() {
   large_uids_.clear();
   batch_pos_ = 0;
   highest_uid_ = 0;
+  probe_date_.reset();
+  window_on_client_ = false;
   if (check_unchanged()) return;
   const auto& f = folders_[folder_index_];
   // SELECT (read-write) when scanning unread mail, so that \Seen can be set later on this
@@ -676,7 +682,44 @@ void scan_session::folder_selected() {
     finish_folder();
     return;
   }
+  if (opts_.since_unix > 0 && !(cp && !changed && cp->last_uid > 0)) {
+    // UID SEARCH SINCE makes the server look up the date of every message in the folder
+    // (dovecot: ~6.5 us of its CPU per message, a tenth of what serving the whole header
+    // scan costs). A folder whose first message is already inside the window rarely holds
+    // anything older: one message's date tells, and SEARCH ALL costs the server nothing.
+    phase_ = phase::date_probe;
+    send(writer_.begin("FETCH").atom("1").atom("(INTERNALDATE)").finish(), cmd_kind::date_probe);
+    return;
+  }
   start_search();
+}
+
+// The first day of the window as SEARCH SINCE means it: dates compared without time and
+// zone, so a message is in when its own calendar date is not before that day.
+namespace {
+std::int64_t window_start(std::int64_t since_unix) {
+  auto day = since_unix / 86400;
+  if (since_unix < 0 && since_unix % 86400 != 0) --day;
+  return day * 86400;
+}
+constexpr std::int64_t max_zone_offset_s = 14 * 3600;  // UTC+14:00 (RFC 3501 zone range)
+}  // namespace
+
+void scan_session::date_probe_answered(bool ok) {
+  // In the window by a whole day past any zone offset: the server's own date comparison
+  // could not have left message 1 out. Anything else (no answer, unparsable, older, a
+  // refusal) searches by date on the server as before.
+  window_on_client_ = ok && probe_date_ &&
+                      *probe_date_ >= window_start(opts_.since_unix) + max_zone_offset_s;
+  start_search();
+}
+
+// Left out by the client-side window: a date the server would not have matched with SINCE.
+// Lenient by the widest zone offset (a message is kept rather than lost), and a message
+// without a usable INTERNALDATE is kept.
+bool scan_session::before_window(std::int64_t internaldate) const {
+  return window_on_client_ && internaldate != 0 &&
+         internaldate < window_start(opts_.since_unix) - max_zone_offset_s;
 }
 
 void scan_session::start_search() {
@@ -686,7 +729,7 @@ void scan_session::start_search() {
   std::string criteria;
   if (resume_from_checkpoint) {
     criteria = fmt::format("UID {}:*", static_cast<std::uint64_t>(cp->last_uid) + 1);
-  } else if (opts_.since_unix > 0) {
+  } else if (opts_.since_unix > 0 && !window_on_client_) {
     criteria = "SINCE " + format_search_date(opts_.since_unix);
   }
   if (opts_.unread_only) criteria += criteria.empty() ? "UNSEEN" : " UNSEEN";
@@ -781,6 +824,10 @@ void scan_session::handle_fetch(fetch_data& f) {
   m.uid = *f.uid;
   m.size = f.rfc822_size.value_or(m.raw.size());
   m.internaldate = f.internaldate ? parse_internaldate(*f.internaldate).value_or(0) : 0;
+  if (before_window(m.internaldate)) {
+    delivered_[index] = true;  // answered, and outside days_back: not tracked
+    return;
+  }
   if (f.flags) m.flags = std::move(*f.flags);
   m.gm_msgid = f.gm_msgid.value_or(0);
   m.modseq = f.modseq.value_or(0);
@@ -828,7 +875,7 @@ void scan_session::fetch_parts() {
   std::map<std::string, std::vector<std::uint32_t>> by_items;
   for (std::size_t i = 0; i < staged_.size(); ++i) {
     auto& st = staged_[i];
-    if (!st.have_meta || st.sections.count("")) continue;
+    if (!st.have_meta || st.sections.count("") || before_window(st.m.internaldate)) continue;
     if (!st.root) {
       // No usable BODYSTRUCTURE: the whole message, capped.
       st.root = body_part{};
@@ -861,6 +908,7 @@ void scan_session::complete_batch() {
     for (std::size_t i = 0; i < staged_.size(); ++i) {
       auto& st = staged_[i];
       if (!st.have_meta) continue;  // expunged meanwhile
+      if (before_window(st.m.internaldate)) continue;
       message_fetched m = std::move(st.m);
       m.folder = folders_[folder_index_].name;
       m.uidvalidity = uidvalidity_;
@@ -961,6 +1009,10 @@ void scan_session::handle_tagged(const status_response& s) {
         return;
       }
       folder_selected();
+      return;
+    case cmd_kind::date_probe:
+      if (!ok && fail_if_throttled(s)) return;
+      date_probe_answered(ok);
       return;
     case cmd_kind::search_all:
     case cmd_kind::search_large:

@@ -227,10 +227,10 @@ class scan_session {
 
  private:
   enum class phase { greeting, capability, starttls, tls_handshake, authenticate, enable, list,
-                     select, search, fetch, await_resume, actions, done,
+                     select, date_probe, search, fetch, await_resume, actions, done,
                      status, idle_select, idle_wait, idling, idle_done, compress, parked };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
-                        search_all, search_large, fetch, fetch_parts, action, logout,
+                        date_probe, search_all, search_large, fetch, fetch_parts, action, logout,
                         id, status, idle_select, idle, compress, unselect };
   enum class action_step { store_seen, store_deleted, move, copy, create, expunge };
   struct running_action {
@@ -269,6 +269,8 @@ class scan_session {
   void open_folder();
   void folder_selected();
   void start_search();
+  void date_probe_answered(bool ok);
+  bool before_window(std::int64_t internaldate) const;
   void next_batch();
   void finish_folder();
   void after_batch();                          // next batch or folder_complete
@@ -332,6 +334,11 @@ class scan_session {
   std::optional<running_action> running_;
   std::string mailbox_id_;
   std::uint32_t highest_uid_ = 0;          // highest UID covered in this folder
+  // First scan with days_back: INTERNALDATE of message 1 (the oldest by arrival). When it is
+  // inside the window the folder is searched ALL (no per-message date lookups on the server)
+  // and the odd older message is left out here instead (before_window()).
+  std::optional<std::int64_t> probe_date_;
+  bool window_on_client_ = false;
   // scan_session_ext.cpp state.
   std::map<std::string, status_data> listed_status_;  // LIST-STATUS answers by wire name
   // STATUS answers by folder index (nullopt: refused, open the folder); the indices of the

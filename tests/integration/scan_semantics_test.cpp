@@ -78,6 +78,27 @@ TEST_CASE("scan: the first scan of a folder reads only the days_back window, lat
   CHECK(query(conf).messages == 8);
 }
 
+TEST_CASE("scan: a folder whose first message is in the window keeps the window on the client",
+          "[integration][scan]") {
+  // Message 1 is recent, so the folder is searched ALL (no per-message date lookups on the
+  // server); mail appended later with old dates must still be left out, as SINCE would.
+  test::dovecot_fixture dc{{{{"alice", "pw"}}}};
+  auto now = std::chrono::system_clock::now();
+  for (int i = 0; i < 5; ++i)
+    dc.seed("alice", "INBOX", message(i, "recent"), false, now - std::chrono::hours(24));
+  for (int i = 0; i < 4; ++i)
+    dc.seed("alice", "INBOX", message(i, "old"), false, now - std::chrono::hours(24 * 60));
+  for (int i = 0; i < 2; ++i)
+    dc.seed("alice", "INBOX", message(i, "today"), false, now - std::chrono::hours(1));
+  auto dir = test::unique_test_dir("scan-window-client");
+  auto conf = config_for(dc, dir, 14, "INBOX");
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  CHECK(query(conf).messages == 7);
+  // The checkpoint passed the old ones: nothing is fetched again, nothing added.
+  REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
+  CHECK(query(conf).messages == 7);
+}
+
 TEST_CASE("scan: a UIDVALIDITY reset rescans the folder and tracks nothing twice", "[integration][scan]") {
   test::dovecot_fixture dc{{{{"alice", "pw"}}}};
   for (int i = 0; i < 20; ++i)

@@ -285,6 +285,7 @@ struct mime_server {
   std::string store_answer = "OK Store completed.";
   std::size_t fetch_bytes = 0;          // bytes of FETCH responses (untagged)
   std::vector<std::string> commands;    // every command line received
+  std::vector<std::string> internal_dates;  // by UID - 1; default 17-Jul-1996 02:44:25 -0700
 
   explicit mime_server(std::vector<std::string> msgs) : messages(std::move(msgs)) {
     for (const auto& m : messages) parsed.push_back(parse_entity(m));
@@ -322,7 +323,7 @@ struct mime_server {
       items = end == std::string_view::npos ? std::string_view{} : items.substr(end + 1);
       if (item == "UID") continue;
       if (item == "FLAGS") o += " FLAGS ()";
-      else if (item == "INTERNALDATE") o += " INTERNALDATE \"17-Jul-1996 02:44:25 -0700\"";
+      else if (item == "INTERNALDATE") o += " INTERNALDATE \"" + internal_date(uid) + "\"";
       else if (item == "RFC822.SIZE") o += " RFC822.SIZE " + std::to_string(raw.size());
       else if (item == "BODYSTRUCTURE") o += " BODYSTRUCTURE " + body_structure(root);
       else if (item == "X-GM-MSGID") o += " X-GM-MSGID " + std::to_string(1000000000000ull + uid);
@@ -346,6 +347,10 @@ struct mime_server {
     o += ")\r\n";
     fetch_bytes += o.size();
     return o;
+  }
+
+  std::string internal_date(std::uint32_t uid) const {
+    return uid <= internal_dates.size() ? internal_dates[uid - 1] : "17-Jul-1996 02:44:25 -0700";
   }
 
   // The answer to everything the client wrote.
@@ -372,6 +377,8 @@ struct mime_server {
         const std::size_t s2 = rest.find(' ');
         for (auto u : uid_set(rest.substr(0, s2))) out += fetch(u, rest.substr(s2 + 1));
         out += tag + " OK Fetch completed.\r\n";
+      } else if (rest == "FETCH 1 (INTERNALDATE)" && !messages.empty()) {
+        out += "* 1 FETCH (INTERNALDATE \"" + internal_date(1) + "\")\r\n" + tag + " OK done\r\n";
       } else if (rest.rfind("UID STORE", 0) == 0) {
         out += tag + " " + store_answer + "\r\n";
       } else if (rest.rfind("LOGOUT", 0) == 0) {

@@ -391,16 +391,66 @@ TEST_CASE("scan session: UIDVALIDITY change rescans the window, unread only", "[
   CHECK(d.client() == "a2 SELECT INBOX\r\n");
   d.server("* 2 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na2 OK [READ-WRITE] done\r\n");
   CHECK(d.take_events() == std::vector<std::string>{"opened INBOX v=5 n=0 e=2 changed=1"});
-  CHECK(d.client() == "a3 UID SEARCH SINCE 30-Nov-2026 UNSEEN\r\n"
-                      "a4 UID SEARCH SINCE 30-Nov-2026 UNSEEN LARGER 1000\r\n");
-  d.server("* SEARCH 2\r\na3 OK\r\n* SEARCH\r\na4 OK\r\n");
-  CHECK(d.client() == "a5 UID FETCH 2 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
-  d.server("* 1 FETCH (UID 2 BODY[] NIL)\r\n* 1 FETCH (UID 2 BODY[] {2}\r\nhi)\r\na5 OK\r\n");
+  // The oldest message is from before the window: the server searches by date.
+  CHECK(d.client() == "a3 FETCH 1 (INTERNALDATE)\r\n");
+  d.server("* 1 FETCH (INTERNALDATE \"29-Nov-2026 23:59:59 +0000\")\r\na3 OK\r\n");
+  CHECK(d.client() == "a4 UID SEARCH SINCE 30-Nov-2026 UNSEEN\r\n"
+                      "a5 UID SEARCH SINCE 30-Nov-2026 UNSEEN LARGER 1000\r\n");
+  d.server("* SEARCH 2\r\na4 OK\r\n* SEARCH\r\na5 OK\r\n");
+  CHECK(d.client() == "a6 UID FETCH 2 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+  d.server("* 1 FETCH (UID 2 BODY[] NIL)\r\n* 1 FETCH (UID 2 BODY[] {2}\r\nhi)\r\na6 OK\r\n");
   CHECK(d.take_events() ==
         std::vector<std::string>{"msg INBOX v=5 uid=2 size=2 date=0 flags= trunc=0 raw=hi",
                                  "batch INBOX v=5 high=2"});
   d.s.resume();
   CHECK(d.take_events() == std::vector<std::string>{"folder INBOX v=5 high=2 modseq=0", "complete"});
+}
+
+TEST_CASE("scan session: a folder young enough for days_back is searched ALL, older mail left out here", "[unit]") {
+  auto o = basic_options();
+  o.folders = {"INBOX"};
+  o.since_unix = 1795996800 + 3600;  // the window starts on 30-Nov-2026
+  o.max_message_bytes = 0;
+  driver d(o);
+  d.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
+  CHECK(d.client() == "a1 EXAMINE INBOX\r\n");
+  d.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 4] x\r\na1 OK\r\n");
+  d.take_events();
+  CHECK(d.client() == "a2 FETCH 1 (INTERNALDATE)\r\n");
+  d.server("* 1 FETCH (INTERNALDATE \"01-Dec-2026 10:00:00 +0100\")\r\na2 OK\r\n");
+  CHECK(d.client() == "a3 UID SEARCH ALL\r\n");
+  d.server("* SEARCH 1 2 3\r\na3 OK\r\n");
+  CHECK(d.client() == "a4 UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+  // UID 2 was appended with an old date: SEARCH SINCE would not have matched it. UID 3 is on
+  // the window's first day by its own zone (29-Nov 22:00 -1000 is 30-Nov 08:00 UTC), and
+  // kept: the client errs on the side of tracking.
+  d.server("* 1 FETCH (UID 1 INTERNALDATE \"01-Dec-2026 10:00:00 +0100\" BODY[] {1}\r\na)\r\n"
+           "* 2 FETCH (UID 2 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
+           "* 3 FETCH (UID 3 INTERNALDATE \"29-Nov-2026 22:00:00 -1000\" BODY[] {1}\r\nc)\r\na4 OK\r\n");
+  const auto ev = d.take_events();
+  REQUIRE(ev.size() == 3);
+  CHECK(ev[0].find("uid=1 ") != std::string::npos);
+  CHECK(ev[1].find("uid=3 ") != std::string::npos);
+  CHECK(ev[2] == "batch INBOX v=5 high=3");  // the checkpoint passes the message left out
+}
+
+TEST_CASE("scan session: days_back probe refused or without a date searches SINCE", "[unit]") {
+  for (const std::string answer : {"a2 NO [SERVERBUG] no\r\n", "a2 OK\r\n",
+                                   "* 1 FETCH (INTERNALDATE \"garbage\")\r\na2 OK\r\n",
+                                   "* 1 FETCH (INTERNALDATE \"30-Nov-2026 01:00:00 +0000\")\r\na2 OK\r\n"}) {
+    INFO(answer);
+    auto o = basic_options();
+    o.folders = {"INBOX"};
+    o.since_unix = 1795996800;
+    o.max_message_bytes = 0;
+    driver d(o);
+    d.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
+    CHECK(d.client() == "a1 EXAMINE INBOX\r\n");
+    d.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na1 OK\r\n");
+    CHECK(d.client() == "a2 FETCH 1 (INTERNALDATE)\r\n");
+    d.server(answer);
+    CHECK(d.client() == "a3 UID SEARCH SINCE 30-Nov-2026\r\n");
+  }
 }
 
 TEST_CASE("scan session: garbage and unknown tags are protocol errors", "[unit]") {

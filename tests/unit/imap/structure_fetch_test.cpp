@@ -621,3 +621,24 @@ TEST_CASE("header path: every corpus message has the headers and attachments of 
     CHECK(hp.attachments.empty() == tp.attachments.empty());
   }
 }
+
+TEST_CASE("structure fetch: days_back on the client leaves older mail out, parts and all", "[unit]") {
+  const std::string young = "From: a@x.example\r\nSubject: young\r\nContent-Type: text/plain\r\n\r\nnew text\r\n";
+  const std::string old = "From: b@x.example\r\nSubject: old\r\nContent-Type: text/plain\r\n\r\nold text\r\n";
+  mime_server server({young, old, young});
+  server.internal_dates = {"01-Dec-2026 10:00:00 +0000", "01-Jan-2001 10:00:00 +0000",
+                           "02-Dec-2026 10:00:00 +0000"};
+  auto o = options();
+  o.since_unix = 1795996800;  // 30-Nov-2026
+  const auto r = run(server, o);
+  CHECK(r.failure.empty());
+  CHECK(r.complete);
+  REQUIRE(r.messages.size() == 2);
+  CHECK(r.messages[0].uid == 1);
+  CHECK(r.messages[1].uid == 3);
+  CHECK(std::count(server.commands.begin(), server.commands.end(), "a2 FETCH 1 (INTERNALDATE)") == 1);
+  CHECK(std::count(server.commands.begin(), server.commands.end(), "a3 UID SEARCH ALL") == 1);
+  for (const auto& c : server.commands)  // the text of UID 2 is never asked for
+    if (c.find("BODY.PEEK[1]") != std::string::npos || c.find("BODY.PEEK[TEXT]") != std::string::npos)
+      CHECK(c.find(" 1,3 ") != std::string::npos);
+}
