@@ -185,6 +185,9 @@ struct mailbox_state {
   std::chrono::steady_clock::time_point reply_wait_since{};
   std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
   bool slow_reported = false;
+  bool soft_asked = false;  // this silence passed the early threshold and the scheduler was asked
+  bool awaiting_answer = false;  // a command (or the greeting) is out and nothing came back yet
+  std::int64_t quickest_reply_ms = -1;  // of this lease (scan_result::reply_ms)
   bool slow_pass = false;  // some lease of this pass reported slow (scan_result::slow)
   storage::mailbox_state stored;
   // OAuth: the access token of this pass (from token_source), and whether the server's
@@ -404,11 +407,12 @@ bool retry_with_new_token(mailbox_actor_t* self);
 // ---- Slow lane (scheduler_actor.hpp): this mailbox times its server's answers; the first one
 // slower than slow_response_ms in a lease asks the scheduler for a slow-lane slot.
 
-// The connection's timer: command timeouts need a second's precision; a server that has not
-// answered yet is found slow within a quarter of slow_response_ms (every slow mailbox holds
-// a healthy one's slot until then).
+// The connection's timer (only while a lease scans): command timeouts need a second's
+// precision; a server that has not answered yet is found slow within an eighth of
+// slow_response_ms past the early or the full threshold (every slow mailbox holds a healthy
+// one's slot until then).
 std::chrono::milliseconds tick_interval(const mailbox_state& st) {
-  auto slow = std::chrono::milliseconds(st.s.engine->slow_response_ms / 4);
+  auto slow = std::chrono::milliseconds(st.s.engine->slow_response_ms / 8);
   return slow.count() == 0 ? std::chrono::milliseconds(1000)
                            : std::clamp(slow, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
 }
@@ -418,6 +422,7 @@ std::chrono::milliseconds tick_interval(const mailbox_state& st) {
 // either way, and is not consulted while the session waits for this side: awaiting_resume.)
 void reply_clock_start(mailbox_actor_t* self) {
   self->state.reply_wait_since = std::chrono::steady_clock::now();
+  self->state.awaiting_answer = true;
 }
 
 void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
@@ -429,16 +434,37 @@ void reply_clock_check(mailbox_actor_t* self, bool answered) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
   auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
-  if (answered)
+  if (answered) {
     st.reply_wait_since = now;
+    st.soft_asked = false;
+    if (std::exchange(st.awaiting_answer, false) &&
+        (st.quickest_reply_ms < 0 || waited.count() < st.quickest_reply_ms))
+      st.quickest_reply_ms = waited.count();
+  }
   auto limit = st.s.engine->slow_response_ms;
-  if (limit == 0 || !st.s.report_slow || st.slow_reported || waited.count() < std::int64_t{limit})
+  if (limit == 0 || !st.s.report_slow || st.slow_reported)
     return;
-  st.slow_reported = st.slow_pass = true;
+  // Past a quarter of the threshold (at least 100 ms) the scheduler is asked early: while
+  // healthy mailboxes of the host wait for a connection, and this is far slower than the
+  // host's usual answers, this one counts as slow already; otherwise it keeps its connection
+  // and the full threshold applies.
+  const bool hard = waited.count() >= std::int64_t{limit};
+  const auto early = std::max<std::int64_t>(limit / 4, 100);
+  if (!hard && (st.soft_asked || early >= std::int64_t{limit} || waited.count() < early))
+    return;
+  if (hard)
+    st.slow_reported = st.slow_pass = true;
+  else
+    st.soft_asked = true;
   auto gen = st.generation;
-  self->request(st.scheduler, caf::infinite, slow_atom::value, static_cast<std::uint32_t>(waited.count()))
+  self->request(st.scheduler, caf::infinite, slow_atom::value, static_cast<std::uint32_t>(waited.count()), !hard)
     .then(
-      [=](bool keep) {
+      [=](bool keep, bool marked) {
+        auto& s2 = self->state;
+        if (gen != s2.generation)
+          return;
+        if (marked)
+          s2.slow_reported = s2.slow_pass = true;
         if (!keep)
           yield_slow_lane(self, gen);
       },
@@ -618,6 +644,7 @@ void finish_if_drained(mailbox_actor_t* self) {
     return;
   st.running = false;
   auto res = st.failure ? *st.failure : st.result;
+  res.reply_ms = st.quickest_reply_ms;
   if (!st.failure) {
     res.ok = true;
     res.user = st.s.cfg->user;
@@ -1013,7 +1040,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.slice_start = st.leased_at = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
         st.reused = false;
-        st.slow_reported = false;
+        st.slow_reported = st.soft_asked = st.awaiting_answer = false;
+        st.quickest_reply_ms = -1;
         ++st.generation;
         if (resume_kept(self))
           return;

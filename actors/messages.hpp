@@ -97,6 +97,9 @@ struct scan_result {
   // The server was slower than slow_response_ms to answer in this pass (any slice of it):
   // the health actor stores the slow-lane mark (storage::mailbox_state::slow).
   bool slow = false;
+  // The quickest answer of this lease, command to first bytes, in ms (-1: none): the host's
+  // typical speed, against which an early slow report is judged (scheduler_actor.cpp).
+  std::int64_t reply_ms = -1;
 };
 
 inline scan_result failed_result(std::string user, std::string reason, std::string detail) {
@@ -134,7 +137,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_result& x) {
   return f(caf::meta::type_name("scan_result"), x.user, x.ok, x.reason, x.detail, x.fetched,
            x.new_messages, x.new_sightings, x.capabilities, x.folder_names, x.folder_counts,
-           x.retry_after_s, x.server_id, x.more, x.throttle_mailbox_only, x.slow);
+           x.retry_after_s, x.server_id, x.more, x.throttle_mailbox_only, x.slow, x.reply_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {

@@ -353,11 +353,12 @@ void release_all_kept(self_t self) {
 
 // ---- end of kept sessions ----
 
-// ---- Slow lane. A mailbox reports its first answer slower than slow_response_ms in a lease:
+// ---- Slow lane. A mailbox reports its first answer slower than slow_response_ms in a lease
+// (or `early`, past a quarter of it, counted only while healthy mailboxes of the host wait):
 // it is marked slow and its lease moves into the lane, if the lane has room (or no healthy
 // mailbox of the host waits); otherwise it is told to give the lease back (false) and
 // queues in the lane.
-bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
+bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms, bool early) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
   if (!e.scanning || st.s.cfg.engine.slow_response_ms == 0)
@@ -372,9 +373,11 @@ bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
       st.s.metrics->slow_mailbox(+1, false);
     if (st.s.log)
       st.s.log->write(core::log_level::warning, "mailbox_slow", e.cfg->user, key, "",
-                      fmt::format("the server took {} ms to start an answer (slow_response_ms = {}): this "
+                      fmt::format("the server took {} ms to start an answer (slow_response_ms = {}{}): this "
                                   "mailbox now shares the host's slow lane of {} connection(s)",
-                                  waited_ms, st.s.cfg.engine.slow_response_ms, cap));
+                                  waited_ms, st.s.cfg.engine.slow_response_ms,
+                                  early ? "; a quarter of it counts while other mailboxes wait for the host" : "",
+                                  cap));
   }
   if (e.in_slow_lane)
     return true;
@@ -388,6 +391,22 @@ bool on_slow(self_t self, std::size_t idx, std::uint32_t waited_ms) {
   if (st.s.metrics)
     st.s.metrics->slow_mailbox(0, true);
   return false;
+}
+
+// An early report (a quarter of slow_response_ms) counts only while healthy mailboxes of the
+// host wait for a slot and the silence is far beyond the host's usual answer: the median of
+// its last leases' quickest answers (a few slow mailboxes do not move it; a host slow for
+// everyone, e.g. 300 ms a command, never trips it). Too few leases yet: not judged.
+bool early_slow_counts(const scheduler_state::host& h, std::uint32_t waited_ms) {
+  constexpr std::size_t min_samples = 8;
+  constexpr std::int64_t factor = 8;
+  if (h.queue.empty() || h.replies < min_samples)
+    return false;
+  const auto n = std::min(h.replies, h.reply_ms.size());
+  std::array<std::int64_t, 32> v{};
+  std::copy_n(h.reply_ms.begin(), n, v.begin());
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n / 2), v.begin() + static_cast<std::ptrdiff_t>(n));
+  return std::int64_t{waited_ms} >= factor * std::max<std::int64_t>(v[n / 2], 1);
 }
 
 // A whole pass ended: the slow mark decays once a pass saw no slow answer (the server is
@@ -442,6 +461,10 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
   auto& st = self->state;
   auto& e = st.mailboxes[idx];
   auto key = host_key(*e.cfg);
+  if (res.reply_ms >= 0) {
+    auto& h = st.hosts[key];
+    h.reply_ms[h.replies++ % h.reply_ms.size()] = res.reply_ms;
+  }
   if (e.scanning) {
     e.scanning = false;
     if (std::exchange(e.in_slow_lane, false))
@@ -748,9 +771,14 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       if (idx < self->state.mailboxes.size())
         make_due(self, idx);
     },
-    [=](slow_atom, std::uint32_t waited_ms) {
+    [=](slow_atom, std::uint32_t waited_ms, bool early) -> caf::result<bool, bool> {
       auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      return idx >= self->state.mailboxes.size() || on_slow(self, idx, waited_ms);
+      if (idx >= self->state.mailboxes.size())
+        return {true, false};
+      auto& e = self->state.mailboxes[idx];
+      if (early && (!e.scanning || !early_slow_counts(self->state.hosts[host_key(*e.cfg)], waited_ms)))
+        return {true, false};
+      return {on_slow(self, idx, waited_ms, early), true};
     },
     [=](reload_atom, const config_ptr& next) {
       if (next)

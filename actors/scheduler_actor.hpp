@@ -116,6 +116,10 @@ struct scheduler_state {
     double tokens = 1;
     clock::time_point refilled = clock::now();
     std::size_t releasing = 0;  // kept sessions of this host told to log out
+    // The quickest answer of its last leases (scan_result::reply_ms), a ring: the host's
+    // usual speed, so that an early slow report never fires on a host slow for everyone.
+    std::array<std::int64_t, 32> reply_ms{};
+    std::size_t replies = 0;
   };
   scheduler_settings s;
   // The engine settings every mailbox actor shares (replaced on reload; each actor keeps the

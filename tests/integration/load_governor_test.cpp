@@ -123,6 +123,39 @@ TEST_CASE("scheduler: slow mailboxes share one slow-lane slot, and the healthy o
   CHECK(last_healthy < slow_times[1]);
 }
 
+TEST_CASE("scheduler: a host slow for everyone keeps its connections: no early slow marks",
+          "[integration][scheduler][slow_lane]") {
+  // Every answer takes 150 ms: past the early threshold (a quarter of slow_response_ms, at
+  // least 100 ms) while 16 mailboxes queue for 2 connections, but that is this host's usual
+  // speed, so nobody is marked slow and nobody yields (no re-login churn).
+  sim::sim_options so;
+  so.mailboxes = 16;
+  so.messages = 2;
+  so.latency_ms = 150;
+  sim::simulator simulator{so};
+  auto port = simulator.start();
+  REQUIRE(port != 0);
+  std::string cfg = "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 30\ninfo_logging = true\n"
+                    "max_connections = 2\nmax_connections_per_host = 2\nslow_response_ms = 400\n\n";
+  for (std::size_t u = 0; u < so.mailboxes; ++u)
+    cfg += mailbox_block(fmt::format("sim{}", u), u, port);
+  auto dir = test::unique_test_dir("slow-everyone");
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
+  std::size_t marked = 0, yielded = 0, ok = 0;
+  for (auto& l : read_log(dir / "logs")) {
+    marked += l.event == "mailbox_slow";
+    yielded += l.event == "lease_yielded";
+    ok += l.event == "scan_ok";
+  }
+  CHECK(marked == 0);
+  CHECK(yielded == 0);
+  CHECK(ok == so.mailboxes);
+  CHECK(simulator.stats().logins == so.mailboxes);
+}
+
 TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane, and a fast pass clears the mark",
           "[integration][scheduler][slow_lane]") {
   sim::sim_options so;
