@@ -3,7 +3,7 @@
 // messages of about B bytes (the simulator's deterministic content, so rules find the same
 // references), INTERNALDATE = the message's Date (within the last ~11 days).
 //   MSCAN_BENCH_PASSWORD=... mailscan_bench_dovecot --mailboxes N --messages M
-//       [--message-bytes 13000] [--prefix u] [--seed 1] --dir PARENT
+//       [--message-bytes 13000] [--prefix u] [--seed 1] [--rawlog 1] --dir PARENT
 // Prints "imap PORT", "root DIR", "pid PID", then "ready", and runs until SIGINT/SIGTERM.
 // The password is never printed.
 #include <csignal>
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   std::size_t mailboxes = 0, messages = 0, bytes = 13000;
   std::uint64_t seed = 1;
   std::string prefix = "u", dir;
+  bool rawlog = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--mailboxes") mailboxes = std::stoul(v);
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
     else if (k == "--prefix") prefix = v;
     else if (k == "--seed") seed = std::stoull(v);
     else if (k == "--dir") dir = v;
+    else if (k == "--rawlog") rawlog = v == "1";
     else {
       std::cerr << "mailscan_bench_dovecot: unknown option " << k << "\n";
       return 2;
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   const char* pw = std::getenv("MSCAN_BENCH_PASSWORD");
   if (mailboxes == 0 || dir.empty() || !pw) {
     std::cerr << "usage: MSCAN_BENCH_PASSWORD=... mailscan_bench_dovecot --mailboxes N --messages M "
-                 "[--message-bytes B] [--prefix u] [--seed S] --dir PARENT\n";
+                 "[--message-bytes B] [--prefix u] [--seed S] [--rawlog 1] --dir PARENT\n";
     return 2;
   }
   if (!test::dovecot_available()) {
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < mailboxes; ++i) opts.users.push_back({prefix + std::to_string(i), pw});
     opts.parent_dir = dir;
     opts.max_connections = 4000;
+    opts.rawlog = rawlog;  // every session's bytes under the user's home (what a client sends)
     test::dovecot_fixture dv(opts);
     sim::message_generator gen;
     gen.seed = seed;
