@@ -33,6 +33,7 @@ struct protocol_session {
   virtual void resume() = 0;
   virtual std::optional<imap::session_output> poll() = 0;
   virtual bool awaiting_resume() const = 0;
+  virtual bool authenticating() const = 0;
   virtual const std::vector<std::string>& capabilities() const = 0;
   virtual void mark_seen(std::vector<std::uint32_t> uids) = 0;
   // IMAP: a rule's server-side action on messages of the selected folder.
@@ -67,6 +68,7 @@ struct session_adapter final : protocol_session {
   void resume() override { s.resume(); }
   std::optional<imap::session_output> poll() override { return s.poll(); }
   bool awaiting_resume() const override { return s.awaiting_resume(); }
+  bool authenticating() const override { return s.authenticating(); }
   const std::vector<std::string>& capabilities() const override { return s.capabilities(); }
   void mark_seen(std::vector<std::uint32_t> uids) override {
     if constexpr (std::is_same_v<Session, imap::scan_session>)
@@ -442,7 +444,7 @@ void reply_clock_check(mailbox_actor_t* self, bool answered) {
       st.quickest_reply_ms = waited.count();
   }
   auto limit = st.s.engine->slow_response_ms;
-  if (limit == 0 || !st.s.report_slow || st.slow_reported)
+  if (limit == 0 || !st.s.report_slow || st.slow_reported || (st.session && st.session->authenticating()))
     return;
   // Past a quarter of the threshold (at least 100 ms) the scheduler is asked early: while
   // healthy mailboxes of the host wait for a connection, and this is far slower than the

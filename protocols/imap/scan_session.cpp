@@ -124,6 +124,8 @@ std::optional<session_output> scan_session::poll() {
   return o;
 }
 
+bool scan_session::authenticating() const { return phase_ == phase::authenticate; }
+
 bool scan_session::awaiting_resume() const { return phase_ == phase::await_resume; }
 bool scan_session::finished() const { return phase_ == phase::done; }
 const std::vector<std::string>& scan_session::capabilities() const { return caps_; }

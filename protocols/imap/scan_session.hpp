@@ -208,6 +208,9 @@ class scan_session {
   bool ended_early() const;
   std::optional<session_output> poll();   // next output; nullopt = need bytes / waiting resume
   bool awaiting_resume() const; bool finished() const;
+  // LOGIN / AUTHENTICATE is out and not answered: servers delay a refusal on purpose
+  // (dovecot's auth_failure_delay), so that silence says nothing about the server's speed.
+  bool authenticating() const;
   // While idling (after idle_started): DONE, then scan every folder again from the checkpoints
   // this session reached (rescan), IDLE again (refresh: the 29-minute rule), or LOGOUT.
   // Ignored in any other state.

@@ -87,6 +87,8 @@ class scan_session {
   // Waiting for the owner (resume() or all_acked()): the server is not expected to speak.
   bool awaiting_resume() const { return phase_ == phase::await_resume || phase_ == phase::await_final; }
   bool finished() const { return phase_ == phase::done; }
+  // USER/PASS, APOP or AUTH is out and not answered (a refusal is delayed on purpose).
+  bool authenticating() const { return phase_ == phase::auth; }
   const std::vector<std::string>& capabilities() const { return caps_; }
   // The checkpoint changes covered by the batch_complete / folder_complete just polled (and
   // everything before it not yet taken).

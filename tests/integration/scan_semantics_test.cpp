@@ -189,3 +189,47 @@ TEST_CASE("scan: scan = unread tracks only unseen mail and marks it Seen once tr
   REQUIRE(test::run_mailscan({"run", "--config", conf, "--once"}).code == 0);
   CHECK(query(conf).messages == 17);
 }
+
+TEST_CASE("scan: a refused login's deliberate delay is not slowness: no slow mark, one attempt",
+          "[integration][scan][slow_lane]") {
+  // Dovecot answers a failed LOGIN only after ~0.5 s (its delayed-failure timer; real
+  // servers wait seconds on purpose). That silence is past slow_response_ms and past the
+  // early threshold while 4 mailboxes queue behind on the one connection: counted as
+  // slowness it would mark bob slow or, with the lane full, make him yield and log in again
+  // with the wrong password (a second failed attempt: what locks accounts out).
+  test::dovecot_options o;
+  for (int i = 0; i < 12; ++i)
+    o.users.push_back({fmt::format("u{}", i), "pw"});
+  o.users.push_back({"bob", "right"});
+  test::dovecot_fixture dc{o};
+  auto dir = test::unique_test_dir("scan-auth-delay");
+  std::string cfg = "[engine]\ndata_dir = \"data\"\nlog_dir = \"logs\"\ndays_back = 0\ninfo_logging = true\n"
+                    "max_connections = 1\nmax_connections_per_host = 1\nslow_response_ms = 300\n\n";
+  auto block = [&](const std::string& user, const std::string& pw) {
+    cfg += fmt::format("[[mailbox]]\nuser = \"{0}\"\nhost = \"127.0.0.1\"\nport = {1}\nsecurity = \"none\"\n"
+                       "username = \"{0}\"\npassword = \"{2}\"\nfolders = \"INBOX\"\n\n",
+                       user, dc.imap_port(), pw);
+  };
+  for (int i = 0; i < 8; ++i)  // enough leases for the host's usual answer time to be known
+    block(fmt::format("u{}", i), "pw");
+  block("bob", "wrong");
+  for (int i = 8; i < 12; ++i)
+    block(fmt::format("u{}", i), "pw");
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+  INFO(r.out << r.err);
+  CHECK(r.out.find("bob: ") != std::string::npos);
+  std::size_t slow = 0, yielded = 0, bob_failed = 0;
+  for (auto& f : fs::directory_iterator(dir / "logs")) {
+    std::ifstream in(f.path());
+    for (std::string line; std::getline(in, line);) {
+      slow += line.find("event=mailbox_slow") != std::string::npos;
+      yielded += line.find("event=lease_yielded") != std::string::npos;
+      bob_failed += line.find("user=bob") != std::string::npos && line.find("login_failed") != std::string::npos;
+    }
+  }
+  CHECK(slow == 0);
+  CHECK(yielded == 0);
+  CHECK(bob_failed >= 1);
+  CHECK(dc.count_in_log("auth failed") <= 1);
+}
