@@ -189,6 +189,7 @@ struct mailbox_state {
   bool slow_reported = false;
   bool soft_asked = false;  // this silence passed the early threshold and the scheduler was asked
   bool awaiting_answer = false;  // a command (or the greeting) is out and nothing came back yet
+  std::chrono::milliseconds auth_wait{0};  // the login's answer took this long (judged once accepted)
   std::int64_t quickest_reply_ms = -1;  // of this lease (scan_result::reply_ms)
   bool slow_pass = false;  // some lease of this pass reported slow (scan_result::slow)
   storage::mailbox_state stored;
@@ -430,26 +431,16 @@ void reply_clock_start(mailbox_actor_t* self) {
 void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
 void pump(mailbox_actor_t* self);
 
-// `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
-// has not answered yet (a stalled server is slow before its first byte).
-void reply_clock_check(mailbox_actor_t* self, bool answered) {
+// Judges one silence of `waited` against slow_response_ms and asks the scheduler when it
+// counts. Past a quarter of the threshold (at least 100 ms) the scheduler is asked early:
+// while healthy mailboxes of the host wait for a connection, and this is far slower than the
+// host's usual answers, this one counts as slow already; otherwise it keeps its connection
+// and the full threshold applies.
+void judge_silence(mailbox_actor_t* self, std::chrono::milliseconds waited) {
   auto& st = self->state;
-  auto now = std::chrono::steady_clock::now();
-  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
-  if (answered) {
-    st.reply_wait_since = now;
-    st.soft_asked = false;
-    if (std::exchange(st.awaiting_answer, false) &&
-        (st.quickest_reply_ms < 0 || waited.count() < st.quickest_reply_ms))
-      st.quickest_reply_ms = waited.count();
-  }
   auto limit = st.s.engine->slow_response_ms;
-  if (limit == 0 || !st.s.report_slow || st.slow_reported || (st.session && st.session->authenticating()))
+  if (limit == 0 || !st.s.report_slow || st.slow_reported)
     return;
-  // Past a quarter of the threshold (at least 100 ms) the scheduler is asked early: while
-  // healthy mailboxes of the host wait for a connection, and this is far slower than the
-  // host's usual answers, this one counts as slow already; otherwise it keeps its connection
-  // and the full threshold applies.
   const bool hard = waited.count() >= std::int64_t{limit};
   const auto early = std::max<std::int64_t>(limit / 4, 100);
   if (!hard && (st.soft_asked || early >= std::int64_t{limit} || waited.count() < early))
@@ -471,6 +462,39 @@ void reply_clock_check(mailbox_actor_t* self, bool answered) {
           yield_slow_lane(self, gen);
       },
       [](caf::error&) {});  // no lane to ask for: go on
+}
+
+// `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
+// has not answered yet (a stalled server is slow before its first byte). While LOGIN /
+// AUTHENTICATE is out nothing is judged: servers delay a refusal on purpose (dovecot's
+// auth_failure_delay), and giving the connection back then would retry a wrong password
+// (a second failed attempt: what locks accounts out). The wait is judged once the login is
+// accepted (auth_accepted_check), so a server slow for this user still goes to the lane.
+void reply_clock_check(mailbox_actor_t* self, bool answered) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
+  if (answered) {
+    st.reply_wait_since = now;
+    st.soft_asked = false;
+    if (std::exchange(st.awaiting_answer, false) &&
+        (st.quickest_reply_ms < 0 || waited.count() < st.quickest_reply_ms))
+      st.quickest_reply_ms = waited.count();
+  }
+  if (st.session && st.session->authenticating()) {
+    if (answered)
+      st.auth_wait = std::max(st.auth_wait, waited);
+    return;
+  }
+  judge_silence(self, waited);
+}
+
+// After bytes were handled: the login just went through, so its wait is judged now.
+void auth_accepted_check(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (st.auth_wait.count() == 0 || !st.session || st.session->authenticating() || st.server_done)
+    return;
+  judge_silence(self, std::exchange(st.auth_wait, std::chrono::milliseconds{0}));
 }
 
 // The host's slow lane is full: give the connection back now and queue in the slow lane. A
@@ -1044,6 +1068,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.reused = false;
         st.slow_reported = st.soft_asked = st.awaiting_answer = false;
         st.quickest_reply_ms = -1;
+        st.auth_wait = std::chrono::milliseconds{0};
         ++st.generation;
         if (resume_kept(self))
           return;
@@ -1101,6 +1126,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         reply_clock_check(self, true);
         receive_bytes(self, bytes);
         pump(self);
+        auth_accepted_check(self);
       },
       [=](net_tls_atom, std::uint64_t gen) {
         if (net_stale(gen))
