@@ -190,6 +190,9 @@ struct mailbox_state {
   bool soft_asked = false;  // this silence passed the early threshold and the scheduler was asked
   bool awaiting_answer = false;  // a command (or the greeting) is out and nothing came back yet
   std::chrono::milliseconds auth_wait{0};  // the login's answer took this long (judged once accepted)
+  // The configured credentials are the ones that last logged in (stored state): a login
+  // given up mid-way and retried cannot be a second wrong-password attempt.
+  bool credentials_proven = false;
   std::int64_t quickest_reply_ms = -1;  // of this lease (scan_result::reply_ms)
   bool slow_pass = false;  // some lease of this pass reported slow (scan_result::slow)
   storage::mailbox_state stored;
@@ -466,10 +469,11 @@ void judge_silence(mailbox_actor_t* self, std::chrono::milliseconds waited) {
 
 // `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
 // has not answered yet (a stalled server is slow before its first byte). While LOGIN /
-// AUTHENTICATE is out nothing is judged: servers delay a refusal on purpose (dovecot's
-// auth_failure_delay), and giving the connection back then would retry a wrong password
-// (a second failed attempt: what locks accounts out). The wait is judged once the login is
-// accepted (auth_accepted_check), so a server slow for this user still goes to the lane.
+// AUTHENTICATE is out nothing is judged unless these credentials have logged in before:
+// servers delay a refusal on purpose (dovecot's auth_failure_delay), and giving the
+// connection back then would retry a wrong password (a second failed attempt: what locks
+// accounts out). The wait is judged once the login is accepted (auth_accepted_check), so a
+// server slow for this user still goes to the lane.
 void reply_clock_check(mailbox_actor_t* self, bool answered) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
@@ -481,7 +485,7 @@ void reply_clock_check(mailbox_actor_t* self, bool answered) {
         (st.quickest_reply_ms < 0 || waited.count() < st.quickest_reply_ms))
       st.quickest_reply_ms = waited.count();
   }
-  if (st.session && st.session->authenticating()) {
+  if (st.session && st.session->authenticating() && !st.credentials_proven) {
     if (answered)
       st.auth_wait = std::max(st.auth_wait, waited);
     return;
@@ -695,6 +699,7 @@ void finish_if_drained(mailbox_actor_t* self) {
   res.slow = st.slow_pass;
   st.failure.reset();
   st.stored = {};
+  st.credentials_proven = false;
   if (!res.more)
     st.result = {};
   if (st.s.probe || res.reason == "stopped") {  // diagnostics and shutdowns change no state
@@ -1089,6 +1094,9 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg->user)
           .then([=](storage::mailbox_state& ms) {
             self->state.stored = std::move(ms);
+            self->state.credentials_proven =
+              self->state.stored.state != "credentials_changed" && !self->state.stored.credential_hash.empty() &&
+              core::credential_matches(self->state.stored.credential_hash, *self->state.s.cfg);
             if (!core::may_login(self->state.stored, *self->state.s.cfg)) {
               // Servers lock accounts that keep retrying a bad password: no LOGIN until the
               // config has new credentials or an operator runs `mailscan force-sync`.

@@ -156,6 +156,68 @@ TEST_CASE("scheduler: a host slow for everyone keeps its connections: no early s
   CHECK(simulator.stats().logins == so.mailboxes);
 }
 
+TEST_CASE("scheduler: credentials that logged in before let a slow login be given up mid-way",
+          "[integration][scheduler][slow_lane]") {
+  // Run 1 on a fast server stores every mailbox's credentials as good. Run 2, same port, the
+  // server is slow from LOGIN on (500 ms an answer): a mailbox whose login has been silent
+  // past slow_response_ms is judged during the login (it cannot be a wrong password retried),
+  // not only after the answer came.
+  sim::sim_options so;
+  so.mailboxes = 40;
+  so.messages = 2;
+  so.latency_ms = 5;
+  sim::sim_options slow_so = so;
+  slow_so.faults.slow = 0.15;
+  slow_so.faults.slow_ms = 500;
+  std::vector<std::size_t> slow, healthy;
+  std::uint16_t port = 0;
+  {
+    sim::simulator probe{slow_so};  // which mailboxes the seed makes slow
+    for (std::size_t u = 0; u < so.mailboxes; ++u)
+      (probe.is_slow(u) ? slow : healthy).push_back(u);
+  }
+  REQUIRE(slow.size() >= 2);
+  slow.resize(2);
+  healthy.resize(std::min<std::size_t>(healthy.size(), 10));
+  auto dir = test::unique_test_dir("slow-proven");
+  auto run = [&](std::uint16_t p, const std::string& logs) {
+    std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"{}\"\ndays_back = 30\n"
+                                  "info_logging = true\nmax_connections = 2\nmax_connections_per_host = 2\n"
+                                  "slow_response_ms = 250\n\n",
+                                  logs);
+    for (auto u : healthy)
+      cfg += mailbox_block(fmt::format("sim{}", u), u, p);
+    for (auto u : slow)
+      cfg += mailbox_block(fmt::format("sim{}", u), u, p);
+    std::ofstream(dir / "mailscan.toml") << cfg;
+    auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    return read_log(dir / logs);
+  };
+  {
+    sim::simulator fast{so};
+    port = fast.start();
+    REQUIRE(port != 0);
+    auto first = run(port, "logs1");
+    CHECK(std::none_of(first.begin(), first.end(), [](auto& l) { return l.event == "mailbox_slow"; }));
+  }
+  slow_so.port = port;
+  sim::simulator slow_sim{slow_so};
+  REQUIRE(slow_sim.start() == port);
+  auto second = run(port, "logs2");
+  std::size_t judged_in_login = 0, ok = 0;
+  for (auto& l : second) {
+    ok += l.event == "scan_ok";
+    if (l.event != "mailbox_slow")
+      continue;
+    auto took = std::stoul(l.detail.substr(l.detail.find("took ") + 5));
+    judged_in_login += took < 500;  // the LOGIN answer (500 ms) had not come yet
+  }
+  CHECK(ok == healthy.size() + slow.size());
+  CHECK(judged_in_login >= 1);
+}
+
 TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane, and a fast pass clears the mark",
           "[integration][scheduler][slow_lane]") {
   sim::sim_options so;
