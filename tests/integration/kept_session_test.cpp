@@ -128,8 +128,11 @@ TEST_CASE("kept sessions: a kept slot goes at once to a mailbox that waits for i
   CHECK(code == 0);
   CHECK(test::tracked_count(e.conf) == 2);
   CHECK(count(logs, "scan_failed") == 0);
-  // Never two sessions at once: every login ended (LOGOUT) before the next one began.
-  CHECK(e.dc.wait_for_log("Disconnected: Logged out", e.logins("alice") + e.logins("bob")));
+  // Every session ended (one mscan_stats line each), all with LOGOUT but possibly the one
+  // that was scanning when SIGTERM came: a stopped pass closes without waiting for the server.
+  const auto logins = e.logins("alice") + e.logins("bob");
+  CHECK(e.dc.wait_for_log("mscan_stats", logins));
+  CHECK(e.dc.count_in_log("Disconnected: Logged out") + 1 >= logins);
 }
 
 TEST_CASE("kept sessions: IDLE tracks new mail long before poll_interval", "[integration][kept]") {
