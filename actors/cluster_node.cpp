@@ -2,6 +2,7 @@
 #include "actors/inflight_budget.hpp"
 
 #include "actors/cluster_common.hpp"
+#include "actors/engine.hpp"
 #include "actors/mailbox_actor.hpp"
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
@@ -311,6 +312,7 @@ expected<void, node_error> run_node(const node_options& opts) {
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::mscan>();
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  tune_scheduler(sys_cfg);
   sys_cfg.load<caf::io::middleman>();
   auto name = opts.name.empty() ? default_name() : opts.name;
   auto stopping = [&] { return opts.stop && opts.stop->load(); };

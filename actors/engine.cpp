@@ -39,6 +39,18 @@ pass_result to_pass(const scan_result& r) {
 
 } // namespace
 
+void tune_scheduler(caf::actor_system_config& sys_cfg) {
+  // CAF starts max(cores, 4) workers, and an idle worker polls with 50 us sleeps 500 times
+  // before it blocks. On a 2-core machine shared with the mail server both only burn CPU
+  // (measured: ~10% of the engine's CPU in nanosleep and context switches): one worker per
+  // core but one, since the network thread and the detached writer are busy as well (2 cores:
+  // one worker took 12-17% less CPU per message than two, which mostly woke each other), and
+  // idle workers block at once (woken by the next message sent to them).
+  const auto cores = std::max(1u, std::thread::hardware_concurrency());
+  sys_cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1u, cores - 1)));
+  sys_cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+}
+
 expected<engine_report, std::string> run_engine(const core::config& cfg, const engine_options& opts) {
   const bool probe = opts.mode == engine_mode::probe;
   // Before anything starts: a missing or wrong secrets key is a start-up error.
@@ -59,15 +71,7 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::mscan>();
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
-  // CAF starts max(cores, 4) workers, and an idle worker polls with 50 us sleeps 500 times
-  // before it blocks. On a 2-core machine shared with the mail server both only burn CPU
-  // (measured: ~10% of the engine's CPU in nanosleep and context switches): one worker per
-  // core but one, since the network thread and the detached writer are busy as well (2 cores:
-  // one worker took 12-17% less CPU per message than two, which mostly woke each other), and
-  // idle workers block at once (woken by the next message sent to them).
-  const auto cores = std::max(1u, std::thread::hardware_concurrency());
-  sys_cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(1u, cores - 1)));
-  sys_cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+  tune_scheduler(sys_cfg);
   if (opts.cluster)
     opts.cluster->configure(sys_cfg);
   engine_report report;

@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+namespace caf {
+class actor_system_config;
+}
+
 namespace mscan::storage {
 class store;
 }
@@ -68,5 +72,8 @@ struct engine_options {
 
 // Errors: the store could not be opened (message names the directory and the cause).
 expected<engine_report, std::string> run_engine(const core::config& cfg, const engine_options& opts);
+
+// CAF's scheduler as the engine runs it (worker count, idle polling); cluster nodes too.
+void tune_scheduler(caf::actor_system_config& cfg);
 
 } // namespace mscan::actors
