@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -143,6 +145,14 @@ struct mailbox_state {
   std::unique_ptr<imap::deflate_stream> deflate;  // COMPRESS=DEFLATE negotiated in this pass
   std::shared_ptr<net::connection> conn;
   std::uint64_t generation = 0;  // one per pass: stale timers of an old pass are ignored
+  // Bytes the connection read that this actor has not taken yet: the io thread appends and
+  // posts one net_data message per burst (not one per socket read) while it waits here.
+  struct net_inbox {
+    std::mutex m;
+    std::string bytes;
+    bool posted = false;
+  };
+  std::shared_ptr<net_inbox> inbox;
   std::uint64_t conn_gen = 0;    // the pass that opened the connection: stale network events
   // Kept sessions (docs/imap.md): `parked` while the scheduler lets this mailbox keep its
   // logged-in connection between passes; `park_pending` while it is asked (the pass's
@@ -928,7 +938,20 @@ void connect(mailbox_actor_t* self) {
   };
   net::connection_callbacks cbs;
   cbs.on_connected = [post] { post(net_up_atom::value); };
-  cbs.on_data = [post](std::string bytes) { post(net_data_atom::value, std::move(bytes)); };
+  auto inbox = std::make_shared<mailbox_state::net_inbox>();
+  st.inbox = inbox;
+  cbs.on_data = [post, inbox](std::string bytes) {
+    {
+      std::lock_guard lock(inbox->m);
+      if (inbox->bytes.empty())
+        inbox->bytes = std::move(bytes);
+      else
+        inbox->bytes += bytes;
+      if (std::exchange(inbox->posted, true))
+        return;  // the message already on its way takes these too
+    }
+    post(net_data_atom::value);
+  };
   cbs.on_tls_ready = [post] { post(net_tls_atom::value); };
   cbs.on_failure = [post](net::failure f) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
@@ -1127,8 +1150,17 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         if (!net_stale(gen))
           self->state.last_activity = std::chrono::steady_clock::now();
       },
-      [=](net_data_atom, std::string& bytes, std::uint64_t gen) {
-        if (net_stale(gen) || self->state.closing)
+      [=](net_data_atom, std::uint64_t gen) {
+        if (net_stale(gen) || !self->state.inbox)
+          return;
+        std::string bytes;
+        {
+          auto& in = *self->state.inbox;
+          std::lock_guard lock(in.m);
+          bytes.swap(in.bytes);
+          in.posted = false;
+        }
+        if (self->state.closing)
           return;
         self->state.last_activity = std::chrono::steady_clock::now();
         reply_clock_check(self, true);
