@@ -59,6 +59,25 @@ std::string mailbox_block(std::string_view name, std::size_t login, std::uint16_
                      name, port, login, extra);
 }
 
+// One `run --once` with slow_response_ms = 250 over `first`, then `then` (simulator logins
+// sim<N>) on `port`, into the store in `dir`, logging into dir/`logs`: that log's lines.
+std::vector<log_line> run_slow_lane(const fs::path& dir, std::uint16_t port, std::size_t connections,
+                                    const std::vector<std::size_t>& first, const std::vector<std::size_t>& then,
+                                    const std::string& logs) {
+  std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"{}\"\ndays_back = 30\n"
+                                "info_logging = true\nmax_connections = {}\nmax_connections_per_host = {}\n"
+                                "slow_response_ms = 250\n\n",
+                                logs, connections, connections);
+  for (auto* group : {&first, &then})
+    for (auto u : *group)
+      cfg += mailbox_block(fmt::format("sim{}", u), u, port);
+  std::ofstream(dir / "mailscan.toml") << cfg;
+  auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
+  return read_log(dir / logs);
+}
+
 } // namespace
 
 TEST_CASE("scheduler: slow mailboxes share one slow-lane slot, and the healthy ones keep theirs",
@@ -180,21 +199,7 @@ TEST_CASE("scheduler: credentials that logged in before let a slow login be give
   slow.resize(2);
   healthy.resize(std::min<std::size_t>(healthy.size(), 10));
   auto dir = test::unique_test_dir("slow-proven");
-  auto run = [&](std::uint16_t p, const std::string& logs) {
-    std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"{}\"\ndays_back = 30\n"
-                                  "info_logging = true\nmax_connections = 2\nmax_connections_per_host = 2\n"
-                                  "slow_response_ms = 250\n\n",
-                                  logs);
-    for (auto u : healthy)
-      cfg += mailbox_block(fmt::format("sim{}", u), u, p);
-    for (auto u : slow)
-      cfg += mailbox_block(fmt::format("sim{}", u), u, p);
-    std::ofstream(dir / "mailscan.toml") << cfg;
-    auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
-    INFO(r.out << r.err);
-    CHECK(r.code == 0);
-    return read_log(dir / logs);
-  };
+  auto run = [&](std::uint16_t p, const std::string& logs) { return run_slow_lane(dir, p, 2, healthy, slow, logs); };
   {
     sim::simulator fast{so};
     port = fast.start();
@@ -237,21 +242,7 @@ TEST_CASE("scheduler: a mailbox stored as slow starts the next run in the lane, 
   healthy.resize(std::min<std::size_t>(healthy.size(), 8));
   auto dir = test::unique_test_dir("slow-stored");
   // One store across the runs; each run logs into its own directory.
-  auto run = [&](std::uint16_t port, const std::string& logs) {
-    std::string cfg = fmt::format("[engine]\ndata_dir = \"data\"\nlog_dir = \"{}\"\ndays_back = 30\n"
-                                  "info_logging = true\nmax_connections = 4\nmax_connections_per_host = 4\n"
-                                  "slow_response_ms = 250\n\n",
-                                  logs);
-    for (auto u : slow)
-      cfg += mailbox_block(fmt::format("sim{}", u), u, port);
-    for (auto u : healthy)
-      cfg += mailbox_block(fmt::format("sim{}", u), u, port);
-    std::ofstream(dir / "mailscan.toml") << cfg;
-    auto r = test::run_mailscan({"run", "--config", (dir / "mailscan.toml").string(), "--once"});
-    INFO(r.out << r.err);
-    CHECK(r.code == 0);
-    return read_log(dir / logs);
-  };
+  auto run = [&](std::uint16_t port, const std::string& logs) { return run_slow_lane(dir, port, 4, slow, healthy, logs); };
   auto count = [](const std::vector<log_line>& lines, std::string_view event, const std::string& user) {
     return std::count_if(lines.begin(), lines.end(), [&](auto& l) { return l.event == event && l.user == user; });
   };
