@@ -1117,9 +1117,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg->user)
           .then([=](storage::mailbox_state& ms) {
             self->state.stored = std::move(ms);
-            self->state.credentials_proven =
-              self->state.stored.state != "credentials_changed" && !self->state.stored.credential_hash.empty() &&
-              core::credential_matches(self->state.stored.credential_hash, *self->state.s.cfg);
+            self->state.credentials_proven = core::credentials_proven(self->state.stored, *self->state.s.cfg);
             if (!core::may_login(self->state.stored, *self->state.s.cfg)) {
               // Servers lock accounts that keep retrying a bad password: no LOGIN until the
               // config has new credentials or an operator runs `mailscan force-sync`.

@@ -84,6 +84,11 @@ bool may_login(const storage::mailbox_state& prev, const mailbox_config& m) {
   return !credential_matches(prev.credential_hash, m);
 }
 
+bool credentials_proven(const storage::mailbox_state& prev, const mailbox_config& m) {
+  return prev.state != "credentials_changed" && !prev.credential_hash.empty() &&
+         credential_matches(prev.credential_hash, m);
+}
+
 storage::mailbox_state force_sync(storage::mailbox_state s) {
   if (s.state == "credentials_changed") {
     s.state = "error";

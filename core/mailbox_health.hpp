@@ -53,6 +53,11 @@ health_decision next_state(const storage::mailbox_state& prev, const pass_outcom
 // Before a pass: false while credentials_changed holds for the configured credentials.
 bool may_login(const storage::mailbox_state& prev, const mailbox_config& mailbox);
 
+// These credentials logged in before: `prev` holds their hash from a successful login (not
+// a refused one, as in credentials_changed). Giving up a login half-way and retrying cannot
+// then be a second wrong-password attempt (the slow lane, actors/mailbox_actor.cpp).
+bool credentials_proven(const storage::mailbox_state& prev, const mailbox_config& mailbox);
+
 // `mailscan force-sync USER`: lifts credentials_changed (the next pass logs in once more;
 // a login_failed then is an ordinary error, not a new lock-out episode).
 storage::mailbox_state force_sync(storage::mailbox_state prev);

@@ -138,9 +138,14 @@ std::optional<std::int64_t> parse_internaldate(std::string_view s) {
   return s[p] == '+' ? t - offset : t + offset;
 }
 
-std::string format_search_date(std::int64_t unix_seconds) {
+std::int64_t utc_day_start(std::int64_t unix_seconds) {
   std::int64_t days = unix_seconds / 86400;
   if (unix_seconds < 0 && unix_seconds % 86400 != 0) --days;
+  return days * 86400;
+}
+
+std::string format_search_date(std::int64_t unix_seconds) {
+  const std::int64_t days = utc_day_start(unix_seconds) / 86400;
   std::int64_t y = 0;
   unsigned m = 0, d = 0;
   civil_from_days(days, y, m, d);

@@ -133,6 +133,9 @@ std::optional<envelope> to_envelope(const sexp& tree);
 std::optional<std::int64_t> parse_internaldate(std::string_view text);
 // Seconds since the epoch -> "1-Feb-1994" (UTC date), the IMAP SEARCH date form.
 std::string format_search_date(std::int64_t unix_seconds);
+// Seconds since the epoch -> the start (00:00 UTC) of that UTC day: the day
+// format_search_date() names.
+std::int64_t utc_day_start(std::int64_t unix_seconds);
 
 bool iequals(std::string_view a, std::string_view b);
 

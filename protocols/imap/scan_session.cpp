@@ -696,14 +696,9 @@ void scan_session::folder_selected() {
   start_search();
 }
 
-// The first day of the window as SEARCH SINCE means it: dates compared without time and
-// zone, so a message is in when its own calendar date is not before that day.
+// The window starts on the day SEARCH SINCE names (utc_day_start), and SINCE compares dates
+// without time and zone: a message is in when its own calendar date is not before that day.
 namespace {
-std::int64_t window_start(std::int64_t since_unix) {
-  auto day = since_unix / 86400;
-  if (since_unix < 0 && since_unix % 86400 != 0) --day;
-  return day * 86400;
-}
 constexpr std::int64_t max_zone_offset_s = 14 * 3600;  // UTC+14:00 (RFC 3501 zone range)
 }  // namespace
 
@@ -712,7 +707,7 @@ void scan_session::date_probe_answered(bool ok) {
   // could not have left message 1 out. Anything else (no answer, unparsable, older, a
   // refusal) searches by date on the server as before.
   window_on_client_ = ok && probe_date_ &&
-                      *probe_date_ >= window_start(opts_.since_unix) + max_zone_offset_s;
+                      *probe_date_ >= utc_day_start(opts_.since_unix) + max_zone_offset_s;
   start_search();
 }
 
@@ -721,7 +716,7 @@ void scan_session::date_probe_answered(bool ok) {
 // without a usable INTERNALDATE is kept.
 bool scan_session::before_window(std::int64_t internaldate) const {
   return window_on_client_ && internaldate != 0 &&
-         internaldate < window_start(opts_.since_unix) - max_zone_offset_s;
+         internaldate < utc_day_start(opts_.since_unix) - max_zone_offset_s;
 }
 
 void scan_session::start_search() {
