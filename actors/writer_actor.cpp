@@ -144,15 +144,15 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         self->send(self, flush_atom::value);
       }
     },
-    [=](checkpoints_atom, const std::string& user) { return db->checkpoints(user); },
     [=](uidls_atom, const std::string& user) { return db->pop3_uidls(user); },
+    // What a lease starts from, in one round trip (each one wakes this thread and the
+    // mailbox's worker): the stored state and the folder checkpoints.
     [=](state_atom, const std::string& user) {
-      auto s = db->mailbox_state_of(user);
-      if (s)
-        return *s;
-      storage::mailbox_state fresh;
-      fresh.user = user;
-      return fresh;
+      storage::mailbox_state st;
+      st.user = user;
+      if (auto s = db->mailbox_state_of(user))
+        st = std::move(*s);
+      return caf::make_message(std::move(st), db->checkpoints(user));
     },
     [=](state_atom, const storage::mailbox_state& s) {
       auto res = db->put_mailbox_state(s);
