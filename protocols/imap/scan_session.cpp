@@ -472,8 +472,10 @@ void scan_session::handle(response& r) {
     if (phase_ == phase::select) exists_ = e->count;
   } else if (auto* s = std::get_if<search_data>(&r)) {
     if (phase_ != phase::search) return;
-    // Answers come in command order: the first pending search owns this result.
+    // Answers come in command order: the first pending search owns this result (a dropped
+    // speculative one's is ignored).
     for (const auto& p : pending_) {
+      if (p.kind == cmd_kind::discarded_search) break;
       if (p.kind == cmd_kind::search_all || p.kind == cmd_kind::search_large) {
         auto& into = p.kind == cmd_kind::search_all ? uids_ : large_uids_;
         into.insert(into.end(), s->ids.begin(), s->ids.end());
@@ -493,8 +495,11 @@ void scan_session::handle(response& r) {
     if (phase_ != phase::search) return;
     // ESEARCH names its command by tag; fall back to command order without one.
     for (const auto& p : pending_) {
-      if (p.kind != cmd_kind::search_all && p.kind != cmd_kind::search_large) continue;
+      if (p.kind != cmd_kind::search_all && p.kind != cmd_kind::search_large &&
+          p.kind != cmd_kind::discarded_search)
+        continue;
       if (!e->tag.empty() && e->tag != p.tag) continue;
+      if (p.kind == cmd_kind::discarded_search) break;
       auto& into = p.kind == cmd_kind::search_all ? uids_ : large_uids_;
       // A hostile "1:4294967295" must not become four billion UIDs: the answer can hold
       // no more messages than the mailbox (plus what arrived meanwhile).
@@ -662,6 +667,8 @@ void scan_session::open_folder() {
   highest_uid_ = 0;
   probe_date_.reset();
   window_on_client_ = false;
+  spec_ = speculation::none;
+  probe_behind_search_ = probe_answered_ = false;
   if (check_unchanged()) return;
   const auto& f = folders_[folder_index_];
   // SELECT (read-write) when scanning unread mail, so that \Seen can be set later on this
@@ -671,6 +678,31 @@ void scan_session::open_folder() {
   else b.astring(f.wire);
   send(b.finish(), cmd_kind::select);
   selected_ = true;
+  speculate_search();
+}
+
+// Sent right behind the EXAMINE: the search folder_selected() would most likely ask for next.
+// A search in a folder that failed to open, turned out empty or changed its UIDVALIDITY is
+// dropped unread (drop_speculation); it never errs on an empty folder, unlike a FETCH (some
+// servers disconnect after a few BAD answers).
+void scan_session::speculate_search() {
+  const auto* cp = checkpoint();
+  if (cp && cp->uidvalidity != 0 && cp->last_uid > 0)
+    spec_ = speculation::resume;
+  else if (opts_.since_unix == 0)
+    spec_ = speculation::all;
+  else if (has_cap("ESEARCH"))
+    spec_ = speculation::all_in_window;
+  else
+    return;  // a plain SEARCH ALL answers with every UID: not worth guessing
+  send_search(search_criteria(spec_ == speculation::resume, false));
+}
+
+void scan_session::drop_speculation() {
+  for (auto& p : pending_)
+    if (p.kind == cmd_kind::search_all || p.kind == cmd_kind::search_large) p.kind = cmd_kind::discarded_search;
+  searches_left_ = 0;
+  spec_ = speculation::none;
 }
 
 void scan_session::folder_selected() {
@@ -681,9 +713,28 @@ void scan_session::folder_selected() {
                               mailbox_id_});
   if (cp && !changed) highest_uid_ = cp->last_uid;
   if (exists_ == 0) {
+    drop_speculation();
     finish_folder();
     return;
   }
+  const auto spec = std::exchange(spec_, speculation::none);
+  if ((spec == speculation::resume && !changed) || spec == speculation::all) {
+    phase_ = phase::search;  // its answer is on the way
+    return;
+  }
+  if (spec == speculation::all_in_window) {
+    phase_ = phase::search;
+    if (exists_ <= fetch_batch_size()) {
+      // One batch fetches the folder anyway, INTERNALDATE included: the window is applied
+      // here (before_window) instead of by a date probe.
+      window_on_client_ = true;
+    } else {
+      send(writer_.begin("FETCH").atom("1").atom("(INTERNALDATE)").finish(), cmd_kind::date_probe);
+      probe_behind_search_ = true;
+    }
+    return;
+  }
+  if (spec != speculation::none) drop_speculation();
   if (opts_.since_unix > 0 && !(cp && !changed && cp->last_uid > 0)) {
     // UID SEARCH SINCE makes the server look up the date of every message in the folder
     // (dovecot: ~6.5 us of its CPU per message, a tenth of what serving the whole header
@@ -708,6 +759,25 @@ void scan_session::date_probe_answered(bool ok) {
   // refusal) searches by date on the server as before.
   window_on_client_ = ok && probe_date_ &&
                       *probe_date_ >= utc_day_start(opts_.since_unix) + max_zone_offset_s;
+  if (!probe_behind_search_) {
+    start_search();
+    return;
+  }
+  probe_answered_ = true;
+  if (searches_left_ == 0) window_decided();
+}
+
+// all_in_window with a date probe behind the SEARCH ALL: both answered. Inside the window,
+// the SEARCH ALL answer stands; otherwise the server searches by date after all.
+void scan_session::window_decided() {
+  probe_behind_search_ = probe_answered_ = false;
+  if (window_on_client_) {
+    phase_ = phase::search;
+    searched();
+    return;
+  }
+  uids_.clear();
+  large_uids_.clear();
   start_search();
 }
 
@@ -723,18 +793,27 @@ void scan_session::start_search() {
   phase_ = phase::search;
   const auto* cp = checkpoint();
   const bool resume_from_checkpoint = cp && cp->uidvalidity == uidvalidity_ && cp->last_uid > 0;
+  send_search(search_criteria(resume_from_checkpoint, opts_.since_unix > 0 && !window_on_client_));
+}
+
+// resume: the UIDs past the folder's checkpoint; by_date: SINCE the days_back window.
+std::string scan_session::search_criteria(bool resume, bool by_date) const {
   std::string criteria;
-  if (resume_from_checkpoint) {
-    criteria = fmt::format("UID {}:*", static_cast<std::uint64_t>(cp->last_uid) + 1);
-  } else if (opts_.since_unix > 0 && !window_on_client_) {
+  if (resume) {
+    criteria = fmt::format("UID {}:*", static_cast<std::uint64_t>(checkpoint()->last_uid) + 1);
+  } else if (by_date) {
     criteria = "SINCE " + format_search_date(opts_.since_unix);
   }
   if (opts_.unread_only) criteria += criteria.empty() ? "UNSEEN" : " UNSEEN";
   if (criteria.empty()) criteria = "ALL";
-  // Two pipelined searches tell which messages are too large for a whole-body fetch.
-  std::string bytes;
   // ESEARCH (RFC 4731) answers with a compact set instead of one number per message.
   if (has_cap("ESEARCH")) criteria = "RETURN (ALL) " + criteria;
+  return criteria;
+}
+
+void scan_session::send_search(const std::string& criteria) {
+  // Two pipelined searches tell which messages are too large for a whole-body fetch.
+  std::string bytes;
   auto c1 = writer_.begin("UID SEARCH").atom(criteria).finish();
   pending_.push_back({c1.tag, cmd_kind::search_all});
   bytes += c1.parts[0];
@@ -747,6 +826,22 @@ void scan_session::start_search() {
     ++searches_left_;
   }
   out_.push_back(write_bytes{std::move(bytes)});
+}
+
+// Every search of the folder answered: fetch what it found.
+void scan_session::searched() {
+  std::sort(uids_.begin(), uids_.end());
+  uids_.erase(std::unique(uids_.begin(), uids_.end()), uids_.end());
+  std::sort(large_uids_.begin(), large_uids_.end());
+  // "UID n:*" always matches the highest UID, even when it is below n.
+  const auto* cp = checkpoint();
+  if (cp && cp->uidvalidity == uidvalidity_) {
+    const auto floor = cp->last_uid;
+    uids_.erase(std::remove_if(uids_.begin(), uids_.end(), [&](std::uint32_t u) { return u <= floor; }),
+                uids_.end());
+  }
+  if (uids_.empty()) finish_folder();
+  else next_batch();
 }
 
 void scan_session::next_batch() {
@@ -992,6 +1087,7 @@ void scan_session::handle_tagged(const status_response& s) {
       return;
     case cmd_kind::select:
       if (!ok) {
+        drop_speculation();
         if (fail_if_throttled(s)) return;
         if (s.status == status_kind::bad)
           return fail_protocol(fmt::format("{} rejected: {}",
@@ -1018,21 +1114,12 @@ void scan_session::handle_tagged(const status_response& s) {
         return fail_protocol(fmt::format("UID SEARCH failed: {}", s.text));
       }
       if (--searches_left_ > 0) return;
-      {
-        std::sort(uids_.begin(), uids_.end());
-        uids_.erase(std::unique(uids_.begin(), uids_.end()), uids_.end());
-        std::sort(large_uids_.begin(), large_uids_.end());
-        // "UID n:*" always matches the highest UID, even when it is below n.
-        const auto* cp = checkpoint();
-        if (cp && cp->uidvalidity == uidvalidity_) {
-          const auto floor = cp->last_uid;
-          uids_.erase(std::remove_if(uids_.begin(), uids_.end(),
-                                     [&](std::uint32_t u) { return u <= floor; }),
-                      uids_.end());
-        }
+      if (probe_behind_search_) {
+        if (probe_answered_) window_decided();
+        else phase_ = phase::date_probe;  // its answer follows
+        return;
       }
-      if (uids_.empty()) finish_folder();
-      else next_batch();
+      searched();
       return;
     case cmd_kind::fetch:
     case cmd_kind::fetch_parts:
@@ -1060,6 +1147,7 @@ void scan_session::handle_tagged(const status_response& s) {
     case cmd_kind::idle:
     case cmd_kind::compress:
     case cmd_kind::unselect:
+    case cmd_kind::discarded_search:
       return;  // handle_ext_tagged
   }
 }

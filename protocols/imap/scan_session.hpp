@@ -234,7 +234,8 @@ class scan_session {
                      status, idle_select, idle_wait, idling, idle_done, compress, parked };
   enum class cmd_kind { capability, starttls, login, authenticate, enable, list, select,
                         date_probe, search_all, search_large, fetch, fetch_parts, action, logout,
-                        id, status, idle_select, idle, compress, unselect };
+                        id, status, idle_select, idle, compress, unselect,
+                        discarded_search };  // a speculative search not needed after all
   enum class action_step { store_seen, store_deleted, move, copy, create, expunge };
   struct running_action {
     action_request req;
@@ -272,6 +273,12 @@ class scan_session {
   void open_folder();
   void folder_selected();
   void start_search();
+  std::string search_criteria(bool resume, bool by_date) const;
+  void send_search(const std::string& criteria);
+  void speculate_search();
+  void drop_speculation();
+  void searched();
+  void window_decided();
   void date_probe_answered(bool ok);
   bool before_window(std::int64_t internaldate) const;
   void next_batch();
@@ -342,6 +349,15 @@ class scan_session {
   // and the odd older message is left out here instead (before_window()).
   std::optional<std::int64_t> probe_date_;
   bool window_on_client_ = false;
+  // The search folder_selected() is about to ask for goes out behind the EXAMINE, saving a
+  // round trip per folder (docs/imap.md, "Pipelining"): resume = UID n:* from the checkpoint
+  // (void if UIDVALIDITY changed); all = the first scan without days_back; all_in_window =
+  // the first scan with days_back (ESEARCH only: the answer is a compact set), whose date
+  // question is then settled by the folder's size or a date probe behind the search.
+  enum class speculation { none, resume, all, all_in_window };
+  speculation spec_ = speculation::none;
+  bool probe_behind_search_ = false;       // all_in_window: the date probe is on its way
+  bool probe_answered_ = false;
   // scan_session_ext.cpp state.
   std::map<std::string, status_data> listed_status_;  // LIST-STATUS answers by wire name
   // STATUS answers by folder index (nullopt: refused, open the folder); the indices of the

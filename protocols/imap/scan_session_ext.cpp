@@ -90,6 +90,9 @@ bool scan_session::handle_ext_tagged(cmd_kind kind, const status_response& s) {
     case cmd_kind::id:
       // Pipelined before a login that may still wait for '+': its literal parts stay queued.
       // A refusal changes nothing.
+    case cmd_kind::discarded_search:
+      // (A dropped speculative search, answered before a later command such as the EXAMINE
+      // of a folder with a literal name got its '+': the literal parts stay queued too.)
       return true;
     case cmd_kind::status:
       status_answered(s);

@@ -92,9 +92,9 @@ std::vector<exchange> prologue(const std::string& caps) {
   return {
       {"", "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN" + caps + "] ready\r\n"},
       {"a1 LOGIN alice s3cret-pw\r\n", "a1 OK Logged in\r\n"},
-      {"a2 SELECT INBOX\r\n",
+      {"a2 SELECT INBOX\r\na3 UID SEARCH ALL\r\n",  // the search goes out behind the SELECT
        "* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 4] x\r\na2 OK [READ-WRITE] done\r\n"},
-      {"a3 UID SEARCH ALL\r\n", "* SEARCH 1 2 3\r\na3 OK done\r\n"},
+      {"", "* SEARCH 1 2 3\r\na3 OK done\r\n"},
       {"a4 UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n",
        "* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n* 2 FETCH (UID 2 BODY[] {5}\r\nhello)\r\n"
        "* 3 FETCH (UID 3 BODY[] {5}\r\nhello)\r\na4 OK done\r\n"},
@@ -221,7 +221,7 @@ TEST_CASE("actions: a move into the folder itself is a no-op, EXAMINE refuses ac
     auto o = options();
     o.read_write = false;
     auto script = prologue(" MOVE UIDPLUS");
-    script[2].client = "a2 EXAMINE INBOX\r\n";
+    script[2].client = "a2 EXAMINE INBOX\r\na3 UID SEARCH ALL\r\n";
     script.push_back({"a5 LOGOUT\r\n", "a5 OK bye\r\n"});
     const auto r = play(o, script, {{7, action_kind::remove, {1}, {}}}, 0);
     for (auto& m : r.mismatches) UNSCOPED_INFO(m);
@@ -240,7 +240,7 @@ TEST_CASE("actions: mark_seen and queue_action share one queue in order", "[unit
   auto o = options();
   o.read_write = false;
   o.unread_only = true;   // SELECT, and its search asks for UNSEEN
-  script[3].client = "a3 UID SEARCH UNSEEN\r\n";
+  script[2].client = "a2 SELECT INBOX\r\na3 UID SEARCH UNSEEN\r\n";
   // mark_seen is queue_action with id 0: two of them in a row become one STORE.
   const auto r = play(o, script, {{0, action_kind::mark_read, {1, 3}, {}}, {0, action_kind::mark_read, {2}, {}},
                                   {5, action_kind::move, {2}, "Done"}}, 0);

@@ -123,10 +123,11 @@ TEST_CASE("scan session ext: flags changed only -> new HIGHESTMODSEQ checkpoint,
   CHECK(u.server("* STATUS inbox (MESSAGES 40 UIDNEXT 43 UIDVALIDITY 7 HIGHESTMODSEQ 9005)\r\na1 OK\r\n").empty());
   // Sent: one new message (UIDNEXT 12 > 10 + 1) -> opened and searched from the checkpoint.
   CHECK(u.server("* STATUS Sent (MESSAGES 3 UIDNEXT 12 UIDVALIDITY 8 HIGHESTMODSEQ 60)\r\na2 OK\r\n") ==
-        lines{"E: unchanged INBOX v=7 n=43 m=40", "E: folder INBOX high=42 modseq=9005", "C: a3 EXAMINE Sent\r\n"});
+        lines{"E: unchanged INBOX v=7 n=43 m=40", "E: folder INBOX high=42 modseq=9005", "C: a3 EXAMINE Sent\r\n",
+              "C: a4 UID SEARCH UID 11:*\r\n"});  // the search goes out behind the EXAMINE
   CHECK(u.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 8] x\r\n* OK [UIDNEXT 12] x\r\n"
                  "* OK [HIGHESTMODSEQ 60] x\r\na3 OK\r\n") ==
-        lines{"E: opened Sent e=3", "C: a4 UID SEARCH UID 11:*\r\n"});
+        lines{"E: opened Sent e=3"});
 }
 
 TEST_CASE("scan session ext: STATUS refused or UIDVALIDITY changed -> the folder is opened as before", "[unit]") {
@@ -136,12 +137,14 @@ TEST_CASE("scan session ext: STATUS refused or UIDVALIDITY changed -> the folder
   transcript t(o, 1);
   CHECK(t.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n") ==
         lines{"C: a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
-  CHECK(t.server("a1 NO [NONEXISTENT] Unknown Mailbox\r\n") == lines{"C: a2 EXAMINE INBOX\r\n"});
+  CHECK(t.server("a1 NO [NONEXISTENT] Unknown Mailbox\r\n") ==
+        lines{"C: a2 EXAMINE INBOX\r\n", "C: a3 UID SEARCH UID 43:*\r\n"});
   CHECK(t.server("a2 NO [NONEXISTENT] Unknown Mailbox\r\n").at(0).rfind("E: failed folder_not_found", 0) == 0);
 
   transcript u(o, 0);
   u.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
-  CHECK(u.server("* STATUS INBOX (UIDNEXT 43 UIDVALIDITY 8)\r\na1 OK\r\n") == lines{"C: a2 EXAMINE INBOX\r\n"});
+  CHECK(u.server("* STATUS INBOX (UIDNEXT 43 UIDVALIDITY 8)\r\na1 OK\r\n") ==
+        lines{"C: a2 EXAMINE INBOX\r\n", "C: a3 UID SEARCH UID 43:*\r\n"});
   // A throttled STATUS is a throttled pass.
   transcript w(o, 0);
   w.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
@@ -177,12 +180,12 @@ TEST_CASE("scan session ext: Dovecot '*' folders with LIST-STATUS — the whole 
   CHECK(v.server("* LIST () \".\" INBOX\r\n* STATUS INBOX (MESSAGES 11 UIDNEXT 12 UIDVALIDITY 5 HIGHESTMODSEQ 101)\r\n"
                  "* LIST () \".\" \"Archiv.&AOQ-\"\r\n* STATUS \"Archiv.&AOQ-\" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 6)\r\n"
                  "* LIST () \".\" Trash\r\n* STATUS Trash (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 9 HIGHESTMODSEQ 20)\r\n"
-                 "a1 OK done\r\n") == lines{"C: a2 EXAMINE INBOX\r\n"});
+                 "a1 OK done\r\n") == lines{"C: a2 EXAMINE INBOX\r\n", "C: a3 UID SEARCH RETURN (ALL) UID 11:*\r\n"});
   CHECK(v.server("* 11 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 12] x\r\na2 OK\r\n") ==
-        lines{"E: opened INBOX e=11", "C: a3 UID SEARCH RETURN (ALL) UID 11:*\r\n"});
+        lines{"E: opened INBOX e=11"});
   CHECK(v.server("* ESEARCH (TAG \"a3\") UID\r\na3 OK\r\n") ==
         lines{"E: folder INBOX high=11 modseq=0", "E: unchanged Archiv.\xc3\xa4 v=6 n=4 m=3",
-              "C: a4 EXAMINE Trash\r\n"});
+              "C: a4 EXAMINE Trash\r\n", "C: a5 UID SEARCH RETURN (ALL) ALL\r\n"});
 }
 
 TEST_CASE("scan session ext: Exchange / Office 365 — ID, no CONDSTORE: STATUS without HIGHESTMODSEQ", "[unit]") {
@@ -223,7 +226,8 @@ TEST_CASE("scan session ext: Gmail — ID answer with NIL, XOAUTH2 after ID, hos
   CHECK(t.server("* ID (\"name\" \"GImap\" \"vendor\" \"Google, Inc.\" \"support-url\" NIL \"x\" \"\x1b[31mred\xff\")\r\n"
                  "a2 OK Success completed (Success)\r\n") ==
         lines{"E: id name=GImap vendor=Google, Inc. support-url= x=?[31mred?"});
-  CHECK(t.server("a3 OK alice@gmail.com authenticated (Success)\r\n") == lines{"C: a4 EXAMINE INBOX\r\n"});
+  CHECK(t.server("a3 OK alice@gmail.com authenticated (Success)\r\n") ==
+        lines{"C: a4 EXAMINE INBOX\r\n", "C: a5 UID SEARCH ALL\r\n"});
 }
 
 TEST_CASE("scan session ext: ID before a LOGIN with a synchronising literal keeps the literal queued", "[unit]") {
@@ -235,14 +239,15 @@ TEST_CASE("scan session ext: ID before a LOGIN with a synchronising literal keep
         lines{"C: a1 ID (\"name\" \"mailscan\" \"version\" \"2.1\")\r\n", "C: a2 LOGIN alice {5}\r\n"});
   CHECK(t.server("* ID NIL\r\na1 OK\r\n") == lines{"E: id"});
   CHECK(t.server("+ go\r\n") == lines{"C: p\xc3\xa4ss\r\n"});
-  CHECK(t.server("a2 OK done\r\n") == lines{"C: a3 EXAMINE INBOX\r\n"});
+  CHECK(t.server("a2 OK done\r\n") == lines{"C: a3 EXAMINE INBOX\r\n", "C: a4 UID SEARCH ALL\r\n"});
   // ID refused or not offered: nothing changes.
   transcript u(o, 0);
   u.s.on_bytes("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n");
   CHECK(u.take() == lines{"C: a1 LOGIN alice {5+}\r\np\xc3\xa4ss\r\n"});
   transcript w(o, 0);
   w.server("* OK [CAPABILITY IMAP4rev1 ID LITERAL+] ready\r\n");
-  CHECK(w.server("a1 BAD unknown command\r\na2 OK in\r\n") == lines{"C: a3 EXAMINE INBOX\r\n"});
+  CHECK(w.server("a1 BAD unknown command\r\na2 OK in\r\n") ==
+        lines{"C: a3 EXAMINE INBOX\r\n", "C: a4 UID SEARCH ALL\r\n"});
   // A malformed ID answer is a protocol error like any other.
   transcript x(o, 0);
   x.server("* OK [CAPABILITY IMAP4rev1 ID LITERAL+] ready\r\n");
@@ -299,7 +304,8 @@ TEST_CASE("scan session ext: IDLE — start, activity, re-IDLE, rescan from the 
   // New mail: rescan. The folder is opened directly (no STATUS on the selected folder) and
   // searched from what this session reached, not from the pass's first checkpoint.
   t.s.stop_idle(idle_stop::rescan);
-  CHECK(t.server("a6 OK Idle completed\r\n") == lines{"C: DONE\r\n", "C: a7 EXAMINE INBOX\r\n"});
+  CHECK(t.server("a6 OK Idle completed\r\n") ==
+        lines{"C: DONE\r\n", "C: a7 EXAMINE INBOX\r\n", "C: a8 UID SEARCH UID 2:*\r\n"});
   t.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 4] x\r\na7 OK\r\n");
   CHECK(t.server("* SEARCH 2 3\r\na8 OK\r\n").back() == "C: a9 UID FETCH 2:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
   t.server("* 2 FETCH (UID 2 BODY[] {1}\r\ny)\r\n* 3 FETCH (UID 3 BODY[] {1}\r\nz)\r\na9 OK\r\n");
@@ -320,18 +326,19 @@ TEST_CASE("scan session ext: IDLE refused, not offered, or ended with BYE", "[un
   const char* open = "* 0 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 1] x\r\na1 OK\r\n";
   transcript none(o, 0);
   none.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
-  CHECK(none.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a2 LOGOUT\r\n", "E: complete"});
+  // (a2: the search behind the EXAMINE, not needed for an empty folder)
+  CHECK(none.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a3 LOGOUT\r\n", "E: complete"});
 
   transcript refused(o, 0);
   refused.server("* PREAUTH [CAPABILITY IMAP4rev1 IDLE] hi\r\n");
   refused.server(open);
-  refused.server("a2 OK\r\n");
-  CHECK(refused.server("a3 BAD IDLE not now\r\n") == lines{"E: warning IDLE refused: IDLE not now", "C: a4 LOGOUT\r\n", "E: complete"});
+  refused.server("a2 OK\r\na3 OK\r\n");
+  CHECK(refused.server("a4 BAD IDLE not now\r\n") == lines{"E: warning IDLE refused: IDLE not now", "C: a5 LOGOUT\r\n", "E: complete"});
 
   transcript bye(o, 0);
   bye.server("* PREAUTH [CAPABILITY IMAP4rev1 IDLE] hi\r\n");
   bye.server(open);
-  bye.server("a2 OK\r\n+ idling\r\n");
+  bye.server("a2 OK\r\na3 OK\r\n+ idling\r\n");
   CHECK(bye.server("* BYE Autologout; idle for too long\r\n").at(0).rfind("E: failed server_bye", 0) == 0);
 }
 
@@ -387,17 +394,18 @@ TEST_CASE("scan session ext: COMPRESS DEFLATE after login when asked for, compre
   }
   REQUIRE(client_z.inflate(rest, [&](std::string_view p) { t.s.on_bytes(p); }));
   REQUIRE(client_z.inflate(server_z.deflate("* OK [UIDNEXT 1] x\r\na3 OK\r\n"), [&](std::string_view p) { t.s.on_bytes(p); }));
-  CHECK(t.take() == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a4 LOGOUT\r\n", "E: complete"});
+  CHECK(t.take() == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a5 LOGOUT\r\n", "E: complete"});
 
   // Refused, not offered, or not asked for: plain text goes on.
   transcript r(o, chunk);
   r.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n");
   CHECK(r.server("a1 NO [COMPRESSIONACTIVE] already\r\n") ==
-        lines{"E: warning COMPRESS refused: already", "C: a2 EXAMINE INBOX\r\n"});
+        lines{"E: warning COMPRESS refused: already", "C: a2 EXAMINE INBOX\r\n", "C: a3 UID SEARCH ALL\r\n"});
   auto off = o;
   off.compress = false;
   transcript n(off, chunk);
-  CHECK(n.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n") == lines{"C: a1 EXAMINE INBOX\r\n"});
+  CHECK(n.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n") ==
+        lines{"C: a1 EXAMINE INBOX\r\n", "C: a2 UID SEARCH ALL\r\n"});
 }
 
 TEST_CASE("scan session ext: IDLE rescan asks STATUS again instead of trusting the first LIST-STATUS", "[unit]") {
@@ -408,18 +416,19 @@ TEST_CASE("scan session ext: IDLE rescan asks STATUS again instead of trusting t
   t.server("* PREAUTH [CAPABILITY IMAP4rev1 IDLE LIST-STATUS] hi\r\n");
   CHECK(t.server("* LIST () \"/\" INBOX\r\n* STATUS INBOX (MESSAGES 10 UIDNEXT 11 UIDVALIDITY 5)\r\n"
                  "* LIST () \"/\" Sent\r\n* STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\na1 OK\r\n") ==
-        lines{"E: unchanged INBOX v=5 n=11 m=10", "C: a2 EXAMINE Sent\r\n"});
+        lines{"E: unchanged INBOX v=5 n=11 m=10", "C: a2 EXAMINE Sent\r\n", "C: a3 UID SEARCH ALL\r\n"});
   CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 8] x\r\n* OK [UIDNEXT 1] x\r\na2 OK\r\n") ==
-        lines{"E: opened Sent e=0", "E: folder Sent high=0 modseq=0", "C: a3 EXAMINE INBOX\r\n"});
-  CHECK(t.server("* 10 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 11] x\r\na3 OK\r\n") == lines{"C: a4 IDLE\r\n"});
+        lines{"E: opened Sent e=0", "E: folder Sent high=0 modseq=0", "C: a4 EXAMINE INBOX\r\n"});
+  CHECK(t.server("* SEARCH\r\na3 OK\r\n* 10 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 11] x\r\na4 OK\r\n") ==
+        lines{"C: a5 IDLE\r\n"});
   CHECK(t.server("+ idling\r\n* 11 EXISTS\r\n") == lines{"E: idle INBOX", "E: activity 0 INBOX 11"});
   t.s.stop_idle(idle_stop::rescan);
-  CHECK(t.server("a4 OK\r\n") == lines{"C: DONE\r\n", "C: a5 EXAMINE INBOX\r\n"});
-  t.server("* 11 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 12] x\r\na5 OK\r\n");
+  CHECK(t.server("a5 OK\r\n") == lines{"C: DONE\r\n", "C: a6 EXAMINE INBOX\r\n", "C: a7 UID SEARCH UID 11:*\r\n"});
+  t.server("* 11 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 12] x\r\na6 OK\r\n");
   // (The new message was expunged meanwhile.) Sent now has a checkpoint: asked about
   // afresh, not skipped on the stale LIST answer.
-  CHECK(t.server("* SEARCH\r\na6 OK\r\n") ==
-        lines{"E: folder INBOX high=11 modseq=0", "C: a7 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  CHECK(t.server("* SEARCH\r\na7 OK\r\n") ==
+        lines{"E: folder INBOX high=11 modseq=0", "C: a8 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
 }
 
 TEST_CASE("scan session ext: pipelined STATUS answers are matched to their folder, never to another", "[unit]") {
@@ -437,10 +446,11 @@ TEST_CASE("scan session ext: pipelined STATUS answers are matched to their folde
   CHECK(t.server("* STATUS INBOX (UIDNEXT 6 UIDVALIDITY 1)\r\na1 OK\r\n"
                  "* STATUS Other (UIDNEXT 6 UIDVALIDITY 2)\r\na2 OK\r\n"
                  "a3 NO [NONEXISTENT] no such folder\r\n") ==
-        lines{"E: unchanged INBOX v=1 n=6 m=0", "C: a4 EXAMINE Sent\r\n"});
+        lines{"E: unchanged INBOX v=1 n=6 m=0", "C: a4 EXAMINE Sent\r\n", "C: a5 UID SEARCH UID 6:*\r\n"});
   CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 2] x\r\n* OK [UIDNEXT 6] x\r\na4 OK\r\n") ==
-        lines{"E: opened Sent e=0", "E: folder Sent high=5 modseq=0", "C: a5 EXAMINE Arch&AOQ-v\r\n"});
-  CHECK(t.server("a5 NO [NONEXISTENT] no such folder\r\n").at(0).rfind("E: failed folder_not_found", 0) == 0);
+        lines{"E: opened Sent e=0", "E: folder Sent high=5 modseq=0", "C: a6 EXAMINE Arch&AOQ-v\r\n",
+              "C: a7 UID SEARCH UID 6:*\r\n"});
+  CHECK(t.server("* SEARCH\r\na5 OK\r\na6 NO [NONEXISTENT] no such folder\r\n").at(0).rfind("E: failed folder_not_found", 0) == 0);
 }
 
 TEST_CASE("scan session ext: LIST-STATUS announced but its syntax rejected -> plain LIST", "[unit]") {
@@ -488,34 +498,36 @@ TEST_CASE("scan session ext: park — UNSELECT instead of LOGOUT, repoll is one 
   // INBOX moved (a message came and went): opened, then left with UNSELECT before parking.
   CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na3 OK\r\n"
                  "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na4 OK\r\n") ==
-        lines{"C: a5 EXAMINE INBOX\r\n"});
+        lines{"C: a5 EXAMINE INBOX\r\n", "C: a6 UID SEARCH UID 43:*\r\n"});
   CHECK(t.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 44] x\r\na5 OK\r\n") ==
         lines{"E: opened INBOX e=0", "E: folder INBOX high=43 modseq=0", "E: unchanged Sent v=8 n=11 m=3",
-              "C: a6 UNSELECT\r\n"});
+              "C: a7 UNSELECT\r\n"});
   CHECK_FALSE(t.s.parked());  // not before the UNSELECT is answered
-  CHECK(t.server("* OK [CLOSED] Previous mailbox closed.\r\na6 OK Unselect completed.\r\n") == lines{"E: parked"});
+  CHECK(t.server("* SEARCH\r\na6 OK\r\n").empty());  // the empty folder's search: ignored
+  CHECK_FALSE(t.s.parked());
+  CHECK(t.server("* OK [CLOSED] Previous mailbox closed.\r\na7 OK Unselect completed.\r\n") == lines{"E: parked"});
   // The session's own checkpoint: INBOX is unchanged now at UIDNEXT 44.
   t.s.repoll();
   t.take();
-  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na7 OK\r\n"
-                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na8 OK\r\n") ==
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na8 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na9 OK\r\n") ==
         lines{"E: unchanged INBOX v=7 n=44 m=40", "E: unchanged Sent v=8 n=11 m=3", "E: parked"});
   // IDLE from parked; a poll ends it and checks with STATUS; then LOGOUT.
   CHECK(t.s.park_idle());
-  CHECK(t.take() == lines{"C: a9 EXAMINE INBOX\r\n"});
-  CHECK(t.server("* 40 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 44] x\r\na9 OK\r\n") ==
-        lines{"C: a10 IDLE\r\n"});
+  CHECK(t.take() == lines{"C: a10 EXAMINE INBOX\r\n"});
+  CHECK(t.server("* 40 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 44] x\r\na10 OK\r\n") ==
+        lines{"C: a11 IDLE\r\n"});
   CHECK(t.server("+ idling\r\n") == lines{"E: idle INBOX"});
   t.s.stop_idle(idle_stop::poll);
-  CHECK(t.server("a10 OK Idle completed\r\n") ==
+  CHECK(t.server("a11 OK Idle completed\r\n") ==
         lines{"C: DONE\r\n",
-              "C: a11 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na12 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
-  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na11 OK\r\n"
-                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na12 OK\r\n") ==
-        lines{"E: unchanged INBOX v=7 n=44 m=40", "E: unchanged Sent v=8 n=11 m=3", "C: a13 UNSELECT\r\n"});
-  CHECK(t.server("a13 OK\r\n") == lines{"E: parked"});
+              "C: a12 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\na13 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)\r\n"});
+  CHECK(t.server("* STATUS INBOX (MESSAGES 40 UIDNEXT 44 UIDVALIDITY 7)\r\na12 OK\r\n"
+                 "* STATUS Sent (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 8)\r\na13 OK\r\n") ==
+        lines{"E: unchanged INBOX v=7 n=44 m=40", "E: unchanged Sent v=8 n=11 m=3", "C: a14 UNSELECT\r\n"});
+  CHECK(t.server("a14 OK\r\n") == lines{"E: parked"});
   t.s.end_parked();
-  CHECK(t.take() == lines{"C: a14 LOGOUT\r\n", "E: complete"});
+  CHECK(t.take() == lines{"C: a15 LOGOUT\r\n", "E: complete"});
   CHECK(t.s.finished());
 }
 
@@ -528,22 +540,22 @@ TEST_CASE("scan session ext: park without UNSELECT — CLOSE only for a read-onl
   const char* open = "* 0 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 1] x\r\na1 OK\r\n";
   transcript ro(o, 0);
   ro.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
-  CHECK(ro.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a2 CLOSE\r\n"});
-  CHECK(ro.server("a2 OK\r\n") == lines{"E: parked"});
+  CHECK(ro.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a3 CLOSE\r\n"});
+  CHECK(ro.server("a2 OK\r\na3 OK\r\n") == lines{"E: parked"});
   // The server ends a parked session: a classified failure, nothing else.
   CHECK(ro.server("* BYE Autologout\r\n").at(0).rfind("E: failed server_bye", 0) == 0);
 
   o.read_write = true;  // SELECT: CLOSE would expunge \Deleted mail
   transcript rw(o, 0);
   rw.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
-  CHECK(rw.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a2 LOGOUT\r\n",
+  CHECK(rw.server(open) == lines{"E: opened INBOX e=0", "E: folder INBOX high=0 modseq=0", "C: a3 LOGOUT\r\n",
                                  "E: complete"});
 
   transcript refused(o, 0);
   refused.server("* PREAUTH [CAPABILITY IMAP4rev1 UNSELECT] hi\r\n");
   refused.server(open);
-  CHECK(refused.server("a2 NO not now\r\n") ==
-        lines{"E: warning cannot leave the folder to keep the session: not now", "C: a3 LOGOUT\r\n", "E: complete"});
+  CHECK(refused.server("a2 OK\r\na3 NO not now\r\n") ==
+        lines{"E: warning cannot leave the folder to keep the session: not now", "C: a4 LOGOUT\r\n", "E: complete"});
   // Calls in the wrong state are ignored.
   refused.s.repoll();
   refused.s.end_parked();

@@ -111,12 +111,13 @@ TEST_CASE("scan session: happy path through LIST, batches, truncation, LOGOUT", 
            "* LIST (\\NonExistent) \".\" Gone\r\n"
            "* LIST (\\HasNoChildren) \".\" \"Archive.&AMk-t&AOk-\"\r\n"
            "a2 OK List completed.\r\n");
-  CHECK(d.client() == "a3 EXAMINE INBOX\r\n");
+  // The search goes out behind the EXAMINE (one round trip per folder fewer).
+  CHECK(d.client() == "a3 EXAMINE INBOX\r\na4 UID SEARCH ALL\r\na5 UID SEARCH ALL LARGER 100\r\n");
   d.server("* FLAGS (\\Answered \\Seen)\r\n* 3 EXISTS\r\n* 0 RECENT\r\n"
            "* OK [UIDVALIDITY 5] UIDs valid\r\n* OK [UIDNEXT 11] Predicted next UID\r\n"
            "* OK [HIGHESTMODSEQ 77] Highest\r\na3 OK [READ-ONLY] Examine completed.\r\n");
   CHECK(d.take_events() == std::vector<std::string>{"opened INBOX v=5 n=11 e=3 changed=0"});
-  CHECK(d.client() == "a4 UID SEARCH ALL\r\na5 UID SEARCH ALL LARGER 100\r\n");
+  CHECK(d.client().empty());
   d.server("* SEARCH 3 7 10\r\na4 OK Search completed.\r\n* SEARCH 10\r\na5 OK Search completed.\r\n");
   CHECK(d.client() == "a6 UID FETCH 3,7 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
   d.server("* 1 FETCH (UID 3 FLAGS (\\Seen) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" "
@@ -148,14 +149,16 @@ TEST_CASE("scan session: happy path through LIST, batches, truncation, LOGOUT", 
             "batch INBOX v=5 high=10"});
   d.s.resume();
   CHECK(d.take_events() == std::vector<std::string>{"folder INBOX v=5 high=10 modseq=77"});
-  CHECK(d.client() == "a8 EXAMINE Archive.&AMk-t&AOk-\r\n");
+  CHECK(d.client() == "a8 EXAMINE Archive.&AMk-t&AOk-\r\na9 UID SEARCH ALL\r\na10 UID SEARCH ALL LARGER 100\r\n");
   d.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 9] x\r\n* OK [UIDNEXT 1] x\r\na8 OK done\r\n");
   CHECK(d.take_events() == std::vector<std::string>{
                                "opened Archive.\xc3\x89t\xc3\xa9 v=9 n=1 e=0 changed=0",
                                "folder Archive.\xc3\x89t\xc3\xa9 v=9 high=0 modseq=0", "complete"});
-  CHECK(d.client() == "a9 LOGOUT\r\n");
+  CHECK(d.client() == "a11 LOGOUT\r\n");
   CHECK(d.s.finished());
-  d.server("* BYE Logging out\r\na9 OK Logout completed.\r\n");
+  // The empty folder's searches were not needed: their answers are ignored.
+  d.server("* SEARCH\r\na9 OK Search completed.\r\n* SEARCH 4\r\na10 OK Search completed.\r\n"
+           "* BYE Logging out\r\na11 OK Logout completed.\r\n");
   d.s.on_eof();
   CHECK(d.take_events().empty());
 }
@@ -172,7 +175,7 @@ TEST_CASE("scan session: CAPABILITY when the greeting has none, PREAUTH skips lo
 
   driver p(o);
   p.server("* PREAUTH [CAPABILITY IMAP4rev1] logged in as alice\r\n");
-  CHECK(p.client() == "a1 EXAMINE INBOX\r\n");
+  CHECK(p.client() == "a1 EXAMINE INBOX\r\na2 UID SEARCH ALL\r\na3 UID SEARCH ALL LARGER 2097152\r\n");
 }
 
 TEST_CASE("scan session: STARTTLS upgrade, missing STARTTLS, injection after OK", "[unit]") {
@@ -306,10 +309,12 @@ TEST_CASE("scan session: configured folder missing -> folder_not_found naming it
   o.folders = {"INBOX", "Projekte/\xc3\x84nderungen"};
   driver d(o);
   d.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
-  CHECK(d.client() == "a1 EXAMINE INBOX\r\n");
+  CHECK(d.client() == "a1 EXAMINE INBOX\r\na2 UID SEARCH ALL\r\na3 UID SEARCH ALL LARGER 2097152\r\n");
   d.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\na1 OK done\r\n");
-  CHECK(d.client() == "a2 EXAMINE Projekte/&AMQ-nderungen\r\n");
-  d.server("a2 NO [NONEXISTENT] Mailbox doesn't exist: Projekte/&AMQ-nderungen\r\n");
+  CHECK(d.client() == "a4 EXAMINE Projekte/&AMQ-nderungen\r\na5 UID SEARCH ALL\r\n"
+                      "a6 UID SEARCH ALL LARGER 2097152\r\n");
+  d.server("* SEARCH\r\na2 OK\r\n* SEARCH\r\na3 OK\r\n"
+           "a4 NO [NONEXISTENT] Mailbox doesn't exist: Projekte/&AMQ-nderungen\r\n");
   const auto ev = d.take_events();
   REQUIRE(ev.size() == 3);
   CHECK(ev[2].rfind("failed folder_not_found retry=0: folder \"Projekte/\xc3\x84nderungen\"", 0) == 0);
@@ -367,10 +372,11 @@ TEST_CASE("scan session: checkpoint resumes at UID last+1:*", "[unit]") {
   // A folder with a checkpoint is asked about first (scan_session_ext_test.cpp: skipping).
   CHECK(d.client() == "a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\n");
   d.server("* STATUS INBOX (MESSAGES 4 UIDNEXT 9 UIDVALIDITY 5)\r\na1 OK\r\n");
-  CHECK(d.client() == "a2 EXAMINE INBOX\r\n");
+  // The search from the checkpoint goes out behind the EXAMINE.
+  CHECK(d.client() == "a2 EXAMINE INBOX\r\na3 UID SEARCH UID 8:*\r\n");
   d.server("* 4 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 9] x\r\na2 OK\r\n");
   CHECK(d.take_events() == std::vector<std::string>{"opened INBOX v=5 n=9 e=4 changed=0"});
-  CHECK(d.client() == "a3 UID SEARCH UID 8:*\r\n");
+  CHECK(d.client().empty());
   d.server("* SEARCH 7\r\na3 OK\r\n");  // n:* always matches the last message: not new
   CHECK(d.take_events() ==
         std::vector<std::string>{"folder INBOX v=5 high=8 modseq=0", "complete"});
@@ -388,17 +394,20 @@ TEST_CASE("scan session: UIDVALIDITY change rescans the window, unread only", "[
   d.server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
   CHECK(d.client() == "a1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)\r\n");
   d.server("* STATUS INBOX (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 5)\r\na1 OK\r\n");
-  CHECK(d.client() == "a2 SELECT INBOX\r\n");
+  CHECK(d.client() == "a2 SELECT INBOX\r\na3 UID SEARCH UID 8:* UNSEEN\r\n"
+                      "a4 UID SEARCH UID 8:* UNSEEN LARGER 1000\r\n");
   d.server("* 2 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na2 OK [READ-WRITE] done\r\n");
   CHECK(d.take_events() == std::vector<std::string>{"opened INBOX v=5 n=0 e=2 changed=1"});
-  // The oldest message is from before the window: the server searches by date.
-  CHECK(d.client() == "a3 FETCH 1 (INTERNALDATE)\r\n");
-  d.server("* 1 FETCH (INTERNALDATE \"29-Nov-2026 23:59:59 +0000\")\r\na3 OK\r\n");
-  CHECK(d.client() == "a4 UID SEARCH SINCE 30-Nov-2026 UNSEEN\r\n"
-                      "a5 UID SEARCH SINCE 30-Nov-2026 UNSEEN LARGER 1000\r\n");
-  d.server("* SEARCH 2\r\na4 OK\r\n* SEARCH\r\na5 OK\r\n");
-  CHECK(d.client() == "a6 UID FETCH 2 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
-  d.server("* 1 FETCH (UID 2 BODY[] NIL)\r\n* 1 FETCH (UID 2 BODY[] {2}\r\nhi)\r\na6 OK\r\n");
+  // The searches from the old checkpoint are void. The oldest message is from before the
+  // window: the server searches by date.
+  CHECK(d.client() == "a5 FETCH 1 (INTERNALDATE)\r\n");
+  d.server("* SEARCH 9\r\na3 OK\r\n* SEARCH 9\r\na4 OK\r\n"
+           "* 1 FETCH (INTERNALDATE \"29-Nov-2026 23:59:59 +0000\")\r\na5 OK\r\n");
+  CHECK(d.client() == "a6 UID SEARCH SINCE 30-Nov-2026 UNSEEN\r\n"
+                      "a7 UID SEARCH SINCE 30-Nov-2026 UNSEEN LARGER 1000\r\n");
+  d.server("* SEARCH 2\r\na6 OK\r\n* SEARCH\r\na7 OK\r\n");
+  CHECK(d.client() == "a8 UID FETCH 2 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+  d.server("* 1 FETCH (UID 2 BODY[] NIL)\r\n* 1 FETCH (UID 2 BODY[] {2}\r\nhi)\r\na8 OK\r\n");
   CHECK(d.take_events() ==
         std::vector<std::string>{"msg INBOX v=5 uid=2 size=2 date=0 flags= trunc=0 raw=hi",
                                  "batch INBOX v=5 high=2"});
@@ -432,6 +441,74 @@ TEST_CASE("scan session: a folder young enough for days_back is searched ALL, ol
   CHECK(ev[0].find("uid=1 ") != std::string::npos);
   CHECK(ev[1].find("uid=3 ") != std::string::npos);
   CHECK(ev[2] == "batch INBOX v=5 high=3");  // the checkpoint passes the message left out
+}
+
+TEST_CASE("scan session: days_back with ESEARCH — the search goes out behind the EXAMINE, the date is settled after", "[unit]") {
+  auto o = basic_options();
+  o.folders = {"INBOX"};
+  o.since_unix = 1795996800 + 3600;  // the window starts on 30-Nov-2026
+  o.max_message_bytes = 0;
+  o.batch_size = 3;
+  const char* greeting = "* PREAUTH [CAPABILITY IMAP4rev1 ESEARCH] hi\r\n";
+  {
+    // No more messages than one batch: no probe, the window is applied to the fetched dates.
+    driver d(o);
+    d.server(greeting);
+    CHECK(d.client() == "a1 EXAMINE INBOX\r\na2 UID SEARCH RETURN (ALL) ALL\r\n");
+    d.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na1 OK\r\n* ESEARCH (TAG \"a2\") UID ALL 1:3\r\na2 OK\r\n");
+    CHECK(d.client() == "a3 UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+    d.take_events();
+    d.server("* 1 FETCH (UID 1 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\na)\r\n"
+             "* 2 FETCH (UID 2 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
+             "* 3 FETCH (UID 3 INTERNALDATE \"02-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nc)\r\na3 OK\r\n");
+    const auto ev = d.take_events();
+    REQUIRE(ev.size() == 3);
+    CHECK(ev[0].find("uid=2 ") != std::string::npos);
+    CHECK(ev[1].find("uid=3 ") != std::string::npos);
+    CHECK(ev[2] == "batch INBOX v=5 high=3");
+  }
+  for (const bool young : {true, false}) {
+    // More than a batch: the date probe follows the search; an old first message makes the
+    // server search by date after all (the ALL answer is dropped).
+    INFO("young " << young);
+    driver d(o);
+    d.server(greeting);
+    d.client();
+    d.server("* 4 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na1 OK\r\n");
+    CHECK(d.client() == "a3 FETCH 1 (INTERNALDATE)\r\n");
+    d.server("* ESEARCH (TAG \"a2\") UID ALL 1:4\r\na2 OK\r\n");
+    CHECK(d.client().empty());
+    d.server(young ? "* 1 FETCH (INTERNALDATE \"01-Dec-2026 10:00:00 +0000\")\r\na3 OK\r\n"
+                   : "* 1 FETCH (INTERNALDATE \"03-Mar-2019 10:00:00 +0000\")\r\na3 OK\r\n");
+    if (young) {
+      CHECK(d.client() == "a4 UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+    } else {
+      CHECK(d.client() == "a4 UID SEARCH RETURN (ALL) SINCE 30-Nov-2026\r\n");
+      d.server("* ESEARCH (TAG \"a4\") UID ALL 4\r\na4 OK\r\n");
+      CHECK(d.client() == "a5 UID FETCH 4 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
+    }
+  }
+  {
+    // Empty, or gone: the search behind the EXAMINE is answered and ignored.
+    driver d(o);
+    d.server(greeting);
+    d.client();
+    d.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na1 OK\r\n");
+    CHECK(d.client() == "a3 LOGOUT\r\n");
+    d.server("* ESEARCH (TAG \"a2\") UID\r\na2 OK\r\n* BYE\r\na3 OK\r\n");
+    const auto ev = d.take_events();
+    REQUIRE(ev.size() == 3);
+    CHECK(ev[2] == "complete");
+    auto two = o;
+    two.folders = {"Gone", "INBOX"};
+    driver g(two);
+    g.server(greeting);
+    g.client();
+    g.server("a1 NO [NONEXISTENT] no\r\na2 BAD No mailbox selected\r\n");
+    const auto gev = g.take_events();
+    REQUIRE(gev.size() == 1);
+    CHECK(gev[0].rfind("failed folder_not_found", 0) == 0);
+  }
 }
 
 TEST_CASE("scan session: days_back probe refused or without a date searches SINCE", "[unit]") {
@@ -618,9 +695,9 @@ TEST_CASE("scan session: UTF8=ACCEPT is enabled when offered, names then travel 
     d.server("* ENABLED UTF8=ACCEPT\r\na2 OK enabled\r\n");
     CHECK(d.client() == "a3 LIST \"\" \"*\"\r\n");
     d.server("* LIST () \"/\" \"Entw\xc3\xbcrfe\"\r\n* LIST () \"/\" A&B\r\na3 OK\r\n");
-    CHECK(d.client() == "a4 EXAMINE \"Entw\xc3\xbcrfe\"\r\n");
+    CHECK(d.client() == "a4 EXAMINE \"Entw\xc3\xbcrfe\"\r\na5 UID SEARCH ALL\r\na6 UID SEARCH ALL LARGER 2097152\r\n");
     d.server("* 0 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\na4 OK\r\n");
-    CHECK(d.client() == "a5 EXAMINE A&B\r\n");
+    CHECK(d.client() == "a7 EXAMINE A&B\r\na8 UID SEARCH ALL\r\na9 UID SEARCH ALL LARGER 2097152\r\n");
     CHECK(d.take_events() == std::vector<std::string>{
                                  "opened Entw\xc3\xbcrfe v=1 n=0 e=0 changed=0",
                                  "folder Entw\xc3\xbcrfe v=1 high=0 modseq=0"});
@@ -632,6 +709,6 @@ TEST_CASE("scan session: UTF8=ACCEPT is enabled when offered, names then travel 
     d.server("* PREAUTH [CAPABILITY IMAP4rev1 UTF8=ACCEPT] hi\r\n");
     CHECK(d.client() == "a1 ENABLE UTF8=ACCEPT\r\n");
     d.server("a1 NO not now\r\n");  // refused: modified UTF-7 as before
-    CHECK(d.client() == "a2 EXAMINE Projekte/&AMQ-nderungen\r\n");
+    CHECK(d.client() == "a2 EXAMINE Projekte/&AMQ-nderungen\r\na3 UID SEARCH ALL\r\na4 UID SEARCH ALL LARGER 2097152\r\n");
   }
 }
