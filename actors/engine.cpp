@@ -91,7 +91,8 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       health = sys.spawn<caf::detached>(health_actor, db, shared_cfg, log);
       writer = sys.spawn<caf::detached>(writer_actor, db,
                                         writer_settings{cfg.engine.data_dir, cfg.engine.min_free_disk_mb << 20,
-                                                        cfg.engine.write_delay_ms, opts.metrics});
+                                                        cfg.engine.write_delay_ms, opts.metrics,
+                                                        std::chrono::milliseconds(cfg.engine.commit_interval_ms)});
       auto ms = matcher_settings_for(cfg);
       if (!ms)
         return unexpected{ms.error()};

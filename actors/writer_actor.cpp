@@ -68,6 +68,12 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
   // Batches waiting for the next group commit; bounded by the mailboxes' credit.
   auto pending = std::make_shared<std::vector<matched_batch>>();
   auto flush_scheduled = std::make_shared<bool>(false);
+  // Each commit fsyncs the WAL, the writer's largest CPU cost. Unpaced, how many batches a
+  // commit gathers depends on how busy the writer happens to be: at 10,000 simulator
+  // mailboxes answering the lease's state read a little sooner made commits 2x as many
+  // (~1 batch each) and the run 20% more CPU. Pacing starts a commit at least
+  // commit_interval after the previous one ended; an idle writer commits at once.
+  auto last_commit = std::make_shared<std::chrono::steady_clock::time_point>();
   return {
     [=](write_atom, matched_batch& b) {
       pending->push_back(std::move(b));
@@ -80,6 +86,11 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
       *flush_scheduled = false;
       if (pending->empty())
         return;
+      if (auto due = *last_commit + settings.commit_interval, now = std::chrono::steady_clock::now(); now < due) {
+        *flush_scheduled = true;
+        self->delayed_send(self, std::chrono::ceil<std::chrono::microseconds>(due - now), flush_atom::value);
+        return;
+      }
       // A slow disk lets every mailbox's credit pile up here (up to mailboxes x
       // max_inflight_batches batches): merging all of it into one commit made the commit's
       // transient copies (decoded stored records, encoded values, the WriteBatch, memtable
@@ -138,6 +149,7 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
           self->send(b.reply_to, write_failed_atom::value, b.seq, std::string{reason_of(res.error())},
                      res.error().message);
       }
+      *last_commit = std::chrono::steady_clock::now();
       pending->erase(pending->begin(), pending->begin() + static_cast<std::ptrdiff_t>(take));
       if (!pending->empty() && !*flush_scheduled) {
         *flush_scheduled = true;

@@ -71,6 +71,10 @@ struct engine_config {
   std::uint64_t min_free_disk_mb = 64;
   // Testing/benchmark knob: every group commit first sleeps this long (a slow disk).
   std::uint32_t write_delay_ms = 0;
+  // Group commits (each one fsyncs the WAL) start at most this often: batches arriving
+  // meanwhile share the next one. 0 = commit whenever the writer is free. An idle writer
+  // commits at once, so this only adds latency when commits follow each other closely.
+  std::uint32_t commit_interval_ms = 2;
   bool strip_subaddress = false;
   std::vector<std::string> internal_domains;  // the tenant's own: never an account link
   // Free-mail domains (never an account link by domain). Empty = the shipped list
