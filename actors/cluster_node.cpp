@@ -128,6 +128,7 @@ void lease(node_t self, const std::string& user, caf::actor proxy) {
     ms.log = st.log;
     ms.server_actions = core::has_server_actions(st.cfg->rules, user);
     ms.report_slow = false;
+    ms.release_on_close = false;
     ms.budget = st.budget;  // the coordinator's scheduler sees only this node's stand-in
     ms.fetch_text = core::text_needed_by(st.cfg->engine, st.cfg->rules, user).has_value();
     slot.actor = spawn_mailbox_actor(self, std::move(ms));

@@ -127,8 +127,11 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
       core::config sched_cfg;  // the mailboxes come from shared_cfg; the directory stays in the matchers
       sched_cfg.engine = cfg.engine;
       sched_cfg.rules = cfg.rules;
-      scheduler_settings ss{std::move(sched_cfg), &io, writer, matchers, opts.once, log, probe, caf::actor{self},
-                            health, probe ? nullptr : opts.metrics};
+      // Progress messages only for a caller that shows them (diagnose): each one wakes this
+      // thread, once per mailbox.
+      scheduler_settings ss{std::move(sched_cfg), &io, writer, matchers, opts.once, log, probe,
+                            opts.on_progress ? caf::actor{self} : caf::actor{}, health,
+                            probe ? nullptr : opts.metrics};
       ss.mailbox_source = shared_cfg;
       ss.token_sources = token_sources;
       if (!probe)

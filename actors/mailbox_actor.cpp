@@ -191,6 +191,7 @@ struct mailbox_state {
   bool asking = false;
   bool yielding = false;
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
+  bool slot_released = false;  // conn_closed_atom sent for this pass
   std::chrono::steady_clock::time_point last_activity;
   // Slow lane: the last bytes written or read on the connection (the server's silence since),
   // and whether this lease already asked the scheduler for a slot.
@@ -680,6 +681,9 @@ void finish_closing(mailbox_actor_t* self) {
 
 void finish_if_drained(mailbox_actor_t* self) {
   auto& st = self->state;
+  if (st.running && st.server_done && st.inflight > 0 && !st.park_pending && !st.conn && !st.closing &&
+      st.s.release_on_close && !std::exchange(st.slot_released, true))
+    self->send(st.scheduler, conn_closed_atom::value);  // only the writer is awaited now
   if (!st.running || !st.server_done || st.inflight > 0 || st.park_pending)
     return;
   st.running = false;
@@ -1094,6 +1098,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.slice_start = st.leased_at = std::chrono::steady_clock::now();
         st.asking = st.yielding = false;
         st.reused = false;
+        st.slot_released = false;
         st.slow_reported = st.soft_asked = st.awaiting_answer = false;
         st.quickest_reply_ms = -1;
         st.auth_wait = std::chrono::milliseconds{0};

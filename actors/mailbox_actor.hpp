@@ -37,6 +37,9 @@ struct mailbox_settings {
   // Ask the scheduler for a slow-lane slot when the server is slow (slow_response_ms); off
   // where the "scheduler" is a cluster node, which has no lanes.
   bool report_slow = true;
+  // Tell the scheduler when the connection is closed while batches still wait for the
+  // writer (conn_closed_atom: the slot is free); off where the "scheduler" is a cluster node.
+  bool release_on_close = true;
   // The engine-wide in-flight byte budget the scheduler's mailboxes share; null = none.
   std::shared_ptr<inflight_budget> budget;
   std::shared_ptr<engine_metrics> metrics;  // optional: counts kept sessions lost

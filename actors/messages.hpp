@@ -246,4 +246,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, slow_atom, "slow")
   // The engine-wide in-flight byte budget has room again (actors/inflight_budget.hpp).
   CAF_ADD_ATOM(mscan, mscan::atoms, budget_atom, "budget")
+  // mailbox -> scheduler: the pass's connection is closed, only acknowledgements are awaited:
+  // its connection slot is free (the pass itself ends with scan_done_atom).
+  CAF_ADD_ATOM(mscan, mscan::atoms, conn_closed_atom, "connclosd")
 CAF_END_TYPE_ID_BLOCK(mscan)

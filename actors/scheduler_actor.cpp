@@ -161,7 +161,7 @@ void schedule_next(self_t self, std::size_t idx, std::chrono::milliseconds delay
 void maybe_finish(self_t self) {
   auto& st = self->state;
   bool all_done = st.s.once ? st.remaining == 0 : false;
-  bool stopped = st.stopping && st.in_use == 0;
+  bool stopped = st.stopping && st.in_use == 0 && st.draining == 0;
   if ((all_done || stopped) && st.done.pending()) {
     st.done.deliver(std::move(st.summary));  // one result per mailbox: not copied
     for (auto& e : st.mailboxes)
@@ -469,7 +469,9 @@ void on_result(self_t self, std::size_t idx, scan_result res) {
     e.scanning = false;
     if (std::exchange(e.in_slow_lane, false))
       --st.hosts[key].slow_in_use;
-    if (!e.kept) {  // a kept session keeps its lease
+    if (std::exchange(e.slot_returned, false)) {
+      --st.draining;  // its connection slot came back at conn_closed_atom
+    } else if (!e.kept) {  // a kept session keeps its lease
       --st.in_use;
       --st.hosts[key].in_use;
       publish_leases(self, key, st.hosts[key]);
@@ -749,6 +751,27 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self, schedu
       if (idx >= self->state.mailboxes.size())
         return;
       on_result(self, idx, std::move(res));
+    },
+    [=](conn_closed_atom) {
+      // Waiting for the writer holds no server connection: the slot goes to the next mailbox
+      // now, not after the group commit (a paced or slow disk would idle it).
+      auto& st = self->state;
+      auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (idx >= st.mailboxes.size())
+        return;
+      auto& e = st.mailboxes[idx];
+      if (!e.scanning || e.kept || e.slot_returned)
+        return;
+      e.slot_returned = true;
+      ++st.draining;
+      auto key = host_key(*e.cfg);
+      auto& h = st.hosts[key];
+      if (std::exchange(e.in_slow_lane, false))
+        --h.slow_in_use;
+      --st.in_use;
+      --h.in_use;
+      publish_leases(self, key, h);
+      grant_leases(self);
     },
     [=](slice_atom) {
       auto idx = index_of(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));

@@ -86,6 +86,9 @@ struct scheduler_state {
     caf::actor actor;
     bool waiting = false;
     bool scanning = false;
+    // The pass's connection is closed and its slot given back (conn_closed_atom); the pass
+    // still waits for its batches' acknowledgements (scanning until scan_done).
+    bool slot_returned = false;
     bool done_once = false;
     bool removed = false;
     // A reload waiting for the pass to end (a pointer: an empty optional would still take the
@@ -138,6 +141,7 @@ struct scheduler_state {
   bool stopping = false;
   bool grant_timer = false;
   std::vector<std::size_t> kept;  // entries with kept sessions (at most keep_sessions)
+  std::size_t draining = 0;  // passes with their slot back early, still waiting for acks
   std::size_t releasing = 0;
   caf::response_promise done;
   run_summary summary;
