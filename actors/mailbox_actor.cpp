@@ -192,6 +192,7 @@ struct mailbox_state {
   bool yielding = false;
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   bool slot_released = false;  // conn_closed_atom sent for this pass
+  bool ticking = false;        // this pass's timeout_atom loop runs (started by a quiet spell)
   std::chrono::steady_clock::time_point last_activity;
   // Slow lane: the last bytes written or read on the connection (the server's silence since),
   // and whether this lease already asked the scheduler for a slot.
@@ -760,6 +761,7 @@ void finish_if_drained(mailbox_actor_t* self) {
 void arm_timeout(mailbox_actor_t* self) {
   self->state.last_activity = std::chrono::steady_clock::now();
   reply_clock_start(self);  // the silence of a kept connection is not the server's slowness
+  self->state.ticking = true;  // (a quiet spell of the kept connection starts no second loop)
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, self->state.generation);
 }
 
@@ -931,6 +933,10 @@ void connect(mailbox_actor_t* self) {
   eo.verify_certificate = cfg.verify_certificate;
   eo.ca_file = cfg.ca_file.string();
   eo.connect_timeout_ms = st.s.engine->connect_timeout_s * 1000;
+  // The watch on the server's silence (timeout_atom) starts only when the connection has
+  // been quiet for a tick: a pass that gets its answers never arms a timer (each one woke the
+  // clock thread and then this actor's worker).
+  eo.quiet_ms = static_cast<std::uint32_t>(tick_interval(st).count());
 
   // The transport calls back on its io thread: turn each event into a message to this actor.
   // A weak reference: a connection outliving the actor must not keep it alive.
@@ -957,6 +963,7 @@ void connect(mailbox_actor_t* self) {
     post(net_data_atom::value);
   };
   cbs.on_tls_ready = [post] { post(net_tls_atom::value); };
+  cbs.on_quiet = [post] { post(net_quiet_atom::value); };
   cbs.on_failure = [post](net::failure f) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
   };
@@ -966,7 +973,6 @@ void connect(mailbox_actor_t* self) {
   reply_clock_start(self);  // the greeting is an answer too
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
   st.conn->start();
-  self->delayed_send(self, tick_interval(st), timeout_atom::value, gen);
 }
 
 // OAuth: asks the credential's token actor for a current token (`rejected` = the token the
@@ -1099,6 +1105,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.asking = st.yielding = false;
         st.reused = false;
         st.slot_released = false;
+        st.ticking = false;
         st.slow_reported = st.soft_asked = st.awaiting_answer = false;
         st.quickest_reply_ms = -1;
         st.auth_wait = std::chrono::milliseconds{0};
@@ -1167,6 +1174,12 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         receive_bytes(self, bytes);
         pump(self);
         auth_accepted_check(self);
+      },
+      [=](net_quiet_atom, std::uint64_t gen) {
+        auto& st = self->state;
+        if (net_stale(gen) || st.server_done || std::exchange(st.ticking, true))
+          return;
+        self->send(self, timeout_atom::value, st.generation);  // the watch runs from now on
       },
       [=](net_tls_atom, std::uint64_t gen) {
         if (net_stale(gen))

@@ -211,6 +211,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(mscan, caf::first_custom_type_id)
   CAF_ADD_ATOM(mscan, mscan::atoms, net_up_atom, "netup")
   CAF_ADD_ATOM(mscan, mscan::atoms, net_tls_atom, "nettls")
   CAF_ADD_ATOM(mscan, mscan::atoms, net_fail_atom, "netfail")
+  // The connection saw no traffic for a tick (net::endpoint_options::quiet_ms).
+  CAF_ADD_ATOM(mscan, mscan::atoms, net_quiet_atom, "netquiet")
   CAF_ADD_ATOM(mscan, mscan::atoms, timeout_atom, "timeout")
   CAF_ADD_ATOM(mscan, mscan::atoms, progress_atom, "progress")
   CAF_ADD_ATOM(mscan, mscan::atoms, grant_atom, "grant")

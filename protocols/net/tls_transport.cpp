@@ -138,6 +138,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
       timer_(strand_),
       idle_timer_(strand_),
       retry_timer_(strand_),
+      quiet_timer_(strand_),
       opts_(std::move(opts)),
       cbs_(std::move(cbs)) {}
 
@@ -179,6 +180,8 @@ class connection_impl final : public connection, public std::enable_shared_from_
 
  private:
   void do_start() {
+    touch();
+    arm_quiet_timer();
     std::string err;
     ctx_ = rt_.get().context_for(opts_.verify_certificate, opts_.ca_file, err);
     if (!ctx_)
@@ -309,7 +312,28 @@ class connection_impl final : public connection, public std::enable_shared_from_
     do_read();
   }
 
-  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+  void touch() {
+    last_activity_ = std::chrono::steady_clock::now();
+    if (std::exchange(quiet_reported_, false))
+      arm_quiet_timer();  // a new quiet spell can be reported
+  }
+
+  // Sleeps until last_activity_ + quiet_ms; traffic meanwhile (touch) only moves the
+  // deadline it checks when it wakes. Reports once per quiet spell.
+  void arm_quiet_timer() {
+    if (closed_ || closing_ || opts_.quiet_ms == 0)
+      return;
+    quiet_timer_.expires_at(last_activity_ + std::chrono::milliseconds(opts_.quiet_ms));
+    quiet_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->closed_ || self->closing_)
+        return;
+      if (std::chrono::steady_clock::now() - self->last_activity_ < std::chrono::milliseconds(self->opts_.quiet_ms))
+        return self->arm_quiet_timer();
+      self->quiet_reported_ = true;
+      if (self->cbs_.on_quiet)
+        self->cbs_.on_quiet();
+    });
+  }
 
   // One timer per connection, re-armed only when it fires (not on every read): it sleeps
   // until last_activity_ + idle and checks whether anything happened meanwhile.
@@ -339,6 +363,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
     closing_ = true;
     cbs_ = {};
     idle_timer_.cancel();
+    quiet_timer_.cancel();
     timer_.expires_after(std::chrono::milliseconds(opts_.close_timeout_ms));
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec)
@@ -465,6 +490,7 @@ class connection_impl final : public connection, public std::enable_shared_from_
     timer_.cancel();
     idle_timer_.cancel();
     retry_timer_.cancel();
+    quiet_timer_.cancel();
     resolver_.cancel();
     if (stream_) {
       boost::system::error_code ec;
@@ -481,6 +507,8 @@ class connection_impl final : public connection, public std::enable_shared_from_
   asio::steady_timer timer_;       // connect / STARTTLS handshake / graceful close bound
   asio::steady_timer idle_timer_;
   asio::steady_timer retry_timer_;  // graceful close: re-cancel a TLS read that slipped past
+  asio::steady_timer quiet_timer_;  // on_quiet (endpoint_options::quiet_ms)
+  bool quiet_reported_ = false;     // this quiet spell was reported: re-armed by traffic
   std::chrono::steady_clock::time_point last_activity_{};
   endpoint_options opts_;
   connection_callbacks cbs_;

@@ -31,6 +31,10 @@
 //                       The mailbox actor keeps its own command_timeout_s (time since the last
 //                       received byte, not counted while it awaits resume()): an owner using
 //                       both sets idle_timeout_ms to the same value, or leaves it 0.
+//   quiet_ms            not a timeout: on_quiet runs once when no byte has gone either way
+//                       for this long (from start(), connecting included), and again only
+//                       after the next byte and another quiet_ms. A fast exchange never
+//                       wakes its owner for a timer; a silent server does, once. 0 = off.
 //
 // Every callback runs on the io thread; after close() no callback fires.
 #include <cstdint>
@@ -71,6 +75,7 @@ struct endpoint_options {
   std::uint32_t connect_timeout_ms = 20000;  // resolve + connect + TLS handshake
   std::uint32_t idle_timeout_ms = 0;         // open and nothing received for this long; 0 = off
   std::uint32_t close_timeout_ms = 2000;     // graceful close: flush + close_notify / FIN bound
+  std::uint32_t quiet_ms = 0;                // on_quiet after this long without traffic; 0 = off
 };
 
 struct connection_callbacks {
@@ -78,6 +83,7 @@ struct connection_callbacks {
   std::function<void(std::string)> on_data;    // bytes from the server, any chunking
   std::function<void()> on_tls_ready;          // after start_tls()
   std::function<void(failure)> on_failure;     // terminal
+  std::function<void()> on_quiet;              // quiet_ms without traffic (see above)
 };
 
 class io_runtime {

@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -297,6 +298,32 @@ TEST_CASE("idle timeout: a silent server fails the connection, set_idle_timeout 
     REQUIRE(failed.wait_for(5s) == std::future_status::ready);
     CHECK(failed.get().kind == net::failure_kind::timeout);
   }
+}
+
+TEST_CASE("quiet: reported once per quiet spell, again only after traffic", "[unit][net]") {
+  test_server server{{.tls = false}};  // reads what the client writes, never answers
+  client_events ev;  // outlives the runtime whose thread calls into it
+  net::io_runtime rt;
+  auto eo = to_server(server, "127.0.0.1", false);
+  eo.quiet_ms = 100;
+  std::atomic<int> quiet{0};
+  auto cbs = ev.callbacks();
+  cbs.on_quiet = [&] { ++quiet; };
+  auto conn = net::connection::create(rt, eo, std::move(cbs));
+  conn->start();
+  REQUIRE(ev.connected.get_future().wait_for(5s) == std::future_status::ready);
+  // Silent for several quiet periods: one report (a bounded wait, generous for a busy host).
+  for (int i = 0; i < 100 && quiet.load() == 0; ++i) std::this_thread::sleep_for(20ms);
+  REQUIRE(quiet.load() == 1);
+  std::this_thread::sleep_for(400ms);
+  CHECK(quiet.load() == 1);
+  // Traffic (a write counts: a new command starts a new wait) re-arms it.
+  conn->write("a1 NOOP\r\n");
+  for (int i = 0; i < 100 && quiet.load() == 1; ++i) std::this_thread::sleep_for(20ms);
+  CHECK(quiet.load() == 2);
+  conn->close(false);
+  std::this_thread::sleep_for(250ms);
+  CHECK(quiet.load() == 2);  // nothing after close
 }
 
 TEST_CASE("failure kinds have stable names", "[unit][net]") {
