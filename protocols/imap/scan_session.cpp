@@ -1086,6 +1086,9 @@ void scan_session::handle_tagged(const status_response& s) {
       open_folder();
       return;
     case cmd_kind::select:
+      // A search sent behind the EXAMINE is answered after it: a server answering in
+      // another order (or twice) is not followed into a state it cannot be in.
+      if (phase_ != phase::select) return fail_protocol("EXAMINE/SELECT answered out of order");
       if (!ok) {
         drop_speculation();
         if (fail_if_throttled(s)) return;
@@ -1104,11 +1107,14 @@ void scan_session::handle_tagged(const status_response& s) {
       folder_selected();
       return;
     case cmd_kind::date_probe:
+      if (phase_ != phase::date_probe && !(probe_behind_search_ && phase_ == phase::search))
+        return fail_protocol("FETCH 1 (INTERNALDATE) answered out of order");
       if (!ok && fail_if_throttled(s)) return;
       date_probe_answered(ok);
       return;
     case cmd_kind::search_all:
     case cmd_kind::search_large:
+      if (phase_ != phase::search) return fail_protocol("UID SEARCH answered out of order");
       if (!ok) {
         if (fail_if_throttled(s)) return;
         return fail_protocol(fmt::format("UID SEARCH failed: {}", s.text));

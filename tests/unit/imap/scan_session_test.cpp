@@ -415,6 +415,17 @@ TEST_CASE("scan session: UIDVALIDITY change rescans the window, unread only", "[
   CHECK(d.take_events() == std::vector<std::string>{"folder INBOX v=5 high=2 modseq=0", "complete"});
 }
 
+// The FETCH answer of a 3-message batch (UIDs 1-3) with the window applied on the client:
+// the two messages kept, and the checkpoint past the one left out.
+static void window_fetch_keeps(driver& d, const std::string& answer, int first_kept, int second_kept) {
+  d.server(answer);
+  const auto ev = d.take_events();
+  REQUIRE(ev.size() == 3);
+  CHECK(ev[0].find("uid=" + std::to_string(first_kept) + " ") != std::string::npos);
+  CHECK(ev[1].find("uid=" + std::to_string(second_kept) + " ") != std::string::npos);
+  CHECK(ev[2] == "batch INBOX v=5 high=3");
+}
+
 TEST_CASE("scan session: a folder young enough for days_back is searched ALL, older mail left out here", "[unit]") {
   auto o = basic_options();
   o.folders = {"INBOX"};
@@ -433,14 +444,11 @@ TEST_CASE("scan session: a folder young enough for days_back is searched ALL, ol
   // UID 2 was appended with an old date: SEARCH SINCE would not have matched it. UID 3 is on
   // the window's first day by its own zone (29-Nov 22:00 -1000 is 30-Nov 08:00 UTC), and
   // kept: the client errs on the side of tracking.
-  d.server("* 1 FETCH (UID 1 INTERNALDATE \"01-Dec-2026 10:00:00 +0100\" BODY[] {1}\r\na)\r\n"
-           "* 2 FETCH (UID 2 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
-           "* 3 FETCH (UID 3 INTERNALDATE \"29-Nov-2026 22:00:00 -1000\" BODY[] {1}\r\nc)\r\na4 OK\r\n");
-  const auto ev = d.take_events();
-  REQUIRE(ev.size() == 3);
-  CHECK(ev[0].find("uid=1 ") != std::string::npos);
-  CHECK(ev[1].find("uid=3 ") != std::string::npos);
-  CHECK(ev[2] == "batch INBOX v=5 high=3");  // the checkpoint passes the message left out
+  window_fetch_keeps(d,
+                     "* 1 FETCH (UID 1 INTERNALDATE \"01-Dec-2026 10:00:00 +0100\" BODY[] {1}\r\na)\r\n"
+                     "* 2 FETCH (UID 2 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
+                     "* 3 FETCH (UID 3 INTERNALDATE \"29-Nov-2026 22:00:00 -1000\" BODY[] {1}\r\nc)\r\na4 OK\r\n",
+                     1, 3);
 }
 
 TEST_CASE("scan session: days_back with ESEARCH — the search goes out behind the EXAMINE, the date is settled after", "[unit]") {
@@ -458,14 +466,11 @@ TEST_CASE("scan session: days_back with ESEARCH — the search goes out behind t
     d.server("* 3 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\na1 OK\r\n* ESEARCH (TAG \"a2\") UID ALL 1:3\r\na2 OK\r\n");
     CHECK(d.client() == "a3 UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])\r\n");
     d.take_events();
-    d.server("* 1 FETCH (UID 1 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\na)\r\n"
-             "* 2 FETCH (UID 2 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
-             "* 3 FETCH (UID 3 INTERNALDATE \"02-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nc)\r\na3 OK\r\n");
-    const auto ev = d.take_events();
-    REQUIRE(ev.size() == 3);
-    CHECK(ev[0].find("uid=2 ") != std::string::npos);
-    CHECK(ev[1].find("uid=3 ") != std::string::npos);
-    CHECK(ev[2] == "batch INBOX v=5 high=3");
+    window_fetch_keeps(d,
+                       "* 1 FETCH (UID 1 INTERNALDATE \"03-Mar-2019 10:00:00 +0000\" BODY[] {1}\r\na)\r\n"
+                       "* 2 FETCH (UID 2 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nb)\r\n"
+                       "* 3 FETCH (UID 3 INTERNALDATE \"02-Dec-2026 10:00:00 +0000\" BODY[] {1}\r\nc)\r\na3 OK\r\n",
+                       2, 3);
   }
   for (const bool young : {true, false}) {
     // More than a batch: the date probe follows the search; an old first message makes the
@@ -508,6 +513,18 @@ TEST_CASE("scan session: days_back with ESEARCH — the search goes out behind t
     const auto gev = g.take_events();
     REQUIRE(gev.size() == 1);
     CHECK(gev[0].rfind("failed folder_not_found", 0) == 0);
+  }
+  {
+    // Answers out of command order (the search's before the EXAMINE's) are not followed:
+    // a protocol error (the fuzzer found the state this used to reach).
+    driver d(o);
+    d.server(greeting);
+    d.client();
+    d.server("* ESEARCH (TAG \"a2\") UID ALL 1:3\r\na2 OK\r\n");
+    const auto ev = d.take_events();
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].rfind("failed protocol_error", 0) == 0);
+    CHECK(ev[0].find("out of order") != std::string::npos);
   }
 }
 
