@@ -235,6 +235,11 @@ caf::behavior coordinator_actor(coord_t self, coordinator_settings s, caf::actor
         return;  // never acknowledged: the mailbox's new owner fetches it again
       self->send(self->state.writer, a, std::move(b));
     },
+    [=](checkpoints_atom a, const std::string& user) -> caf::result<caf::message> {
+      if (!member_of_sender(self) && !is_local(self))
+        return caf::make_error(caf::sec::request_receiver_down);
+      return self->delegate(self->state.writer, a, user);
+    },
     [=](state_atom a, const std::string& user) -> caf::result<caf::message> {
       if (!member_of_sender(self) && !is_local(self))
         return caf::make_error(caf::sec::request_receiver_down);

@@ -213,8 +213,7 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
         // Every batch was acknowledged before the passes finished; one more round trip makes
         // sure the last mailbox-state writes are applied too.
         self->request(writer, caf::infinite, state_atom::value, std::string{}).receive(
-          [](storage::mailbox_state&, std::map<std::string, storage::folder_checkpoint>&) {},
-          [](caf::error&) {});
+          [](storage::mailbox_state&) {}, [](caf::error&) {});
         self->send_exit(writer, caf::exit_reason::user_shutdown);
       }
       if (health) {
