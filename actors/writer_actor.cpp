@@ -87,12 +87,8 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
       if (pending->empty())
         return;
       if (auto due = *last_commit + settings.commit_interval, now = std::chrono::steady_clock::now(); now < due) {
-        // Too soon: wait out the rest here (this thread is the writer's own, and the wait is
-        // short), then let the batches that arrived meanwhile into the queue before the flush.
-        // No timer: a delayed message would hold this actor alive in CAF's clock at shutdown.
-        std::this_thread::sleep_until(due);
         *flush_scheduled = true;
-        self->send(self, flush_atom::value);
+        self->delayed_send(self, std::chrono::ceil<std::chrono::microseconds>(due - now), flush_atom::value);
         return;
       }
       // A slow disk lets every mailbox's credit pile up here (up to mailboxes x
