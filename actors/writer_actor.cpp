@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <optional>
 #include <span>
 #include <thread>
 #include <utility>
@@ -74,6 +75,19 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
   // (~1 batch each) and the run 20% more CPU. Pacing starts a commit at least
   // commit_interval after the previous one ended; an idle writer commits at once.
   auto last_commit = std::make_shared<std::chrono::steady_clock::time_point>();
+  // Told to exit (shutdown) with batches still waiting for a paced commit: commit them first,
+  // then quit, so a batch the writer accepted is always written and acknowledged.
+  auto exiting = std::make_shared<std::optional<caf::error>>();
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    if (pending->empty())
+      self->quit(std::move(m.reason));
+    else
+      *exiting = std::move(m.reason);
+  });
+  auto quit_if_done = [=] {
+    if (*exiting && pending->empty())
+      self->quit(std::move(**exiting));
+  };
   return {
     [=](write_atom, matched_batch& b) {
       pending->push_back(std::move(b));
@@ -85,7 +99,7 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
     [=](flush_atom) {
       *flush_scheduled = false;
       if (pending->empty())
-        return;
+        return quit_if_done();
       if (auto due = *last_commit + settings.commit_interval, now = std::chrono::steady_clock::now(); now < due) {
         *flush_scheduled = true;
         self->delayed_send(self, std::chrono::ceil<std::chrono::microseconds>(due - now), flush_atom::value);
@@ -155,6 +169,7 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
         *flush_scheduled = true;
         self->send(self, flush_atom::value);
       }
+      quit_if_done();
     },
     [=](checkpoints_atom, const std::string& user) { return db->checkpoints(user); },
     [=](uidls_atom, const std::string& user) { return db->pop3_uidls(user); },
