@@ -5,6 +5,7 @@
 #include "actors/matcher_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
+#include "actors/shutdown_watchdog.hpp"
 #include "actors/token_actor.hpp"
 #include "core/oauth_token.hpp"
 #include "core/rules.hpp"
@@ -12,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <thread>
 
 namespace mscan::actors {
@@ -19,6 +21,9 @@ namespace mscan::actors {
 using namespace mscan::atoms;
 
 namespace {
+
+// How long tearing down the actor system may take once the work is done (shutdown_watchdog).
+constexpr std::chrono::milliseconds shutdown_limit{30'000};
 
 pass_result to_pass(const scan_result& r) {
   pass_result p{.user = r.user,
@@ -78,12 +83,25 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   // The io runtime outlives the actor system: actors own connections, and connections only
   // hold weak references to actors, so the system can shut down first.
   net::io_runtime io{1};
+  auto log = std::make_shared<core::event_log>(cfg.engine);
+  shutdown_watchdog watchdog{shutdown_limit, [&] {
+    log->write(core::log_level::error, "shutdown_stuck", "", "", "",
+               fmt::format("the actor system did not stop within {} s; exiting without it (every "
+                           "acknowledged batch is durable)", shutdown_limit.count() / 1000));
+    if (opts.on_shutdown_stuck)
+      opts.on_shutdown_stuck(report);
+    std::_Exit(1);
+  }};
   {
     caf::actor_system sys{sys_cfg};
+    // Destroyed right before the system: from here on only teardown is left.
+    struct arm_on_exit {
+      shutdown_watchdog& w;
+      ~arm_on_exit() { w.arm(); }
+    } arm{watchdog};
     caf::actor writer;
     caf::actor health;
     std::vector<caf::actor> matchers;
-    auto log = std::make_shared<core::event_log>(cfg.engine);
     // One copy of the config for the health actor, the scheduler's entries and the mailbox
     // actors (memory per mailbox: no copy each).
     auto shared_cfg = std::make_shared<const core::config>(cfg);
@@ -231,7 +249,10 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     matchers.clear();
     writer = nullptr;
     health = nullptr;
+    if (db)
+      report.messages_in_store = db->message_count();  // for on_shutdown_stuck
   }
+  watchdog.disarm();
   if (db)
     report.messages_in_store = db->message_count();
   return report;

@@ -68,6 +68,10 @@ struct engine_options {
   // Set by `mailscan coordinator`: mailboxes are scanned by the nodes that join; this
   // process keeps the store, writer, health and scheduler (leases for the whole cluster).
   cluster_hooks* cluster = nullptr;
+  // Called, from a watchdog thread, when tearing the actor system down takes over 30 s after
+  // the work is done (shutdown_watchdog.hpp): the report is final; the process then exits 1
+  // unless this ends it first (`run` prints the report and exits with its usual code).
+  std::function<void(const engine_report&)> on_shutdown_stuck;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

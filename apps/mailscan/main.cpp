@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 namespace {
@@ -86,6 +87,9 @@ std::optional<reading> open_reading(const std::string& config_file, std::string_
   return reading{std::move(*cfg), std::move(db)};
 }
 
+// What `run` prints after its passes; returns the exit code.
+int print_run_report(const actors::engine_report& rep);
+
 // `run`, or with `cluster_listen` the coordinator of a cluster (apps/mailscan/cluster.hpp).
 int cmd_run(const std::string& config_file, bool once, const std::string* cluster_listen = nullptr) {
   int code = 0;
@@ -121,12 +125,21 @@ int cmd_run(const std::string& config_file, bool once, const std::string* cluste
       return error_line("service", srv.error(), exit_usage);
     service = std::move(srv.value());
   }
+  opts.on_shutdown_stuck = [](const actors::engine_report& r) {
+    const int rc = print_run_report(r);
+    std::cout.flush();
+    std::_Exit(rc);
+  };
   auto rep = actors::run_engine(*cfg, opts);
   service.reset();
   if (!rep)
     return error_line(cluster ? "coordinator" : "run", rep.error(), exit_failed);
+  return print_run_report(*rep);
+}
+
+int print_run_report(const actors::engine_report& rep) {
   bool all_ok = true;
-  for (auto& p : rep->passes) {
+  for (auto& p : rep.passes) {
     if (p.reason == "stopped") {  // SIGINT/SIGTERM: an orderly stop is not a failure
       std::cout << fmt::format("{}: stopped ({} fetched, {} new)\n", p.user, p.fetched, p.new_messages);
     } else if (p.ok) {
@@ -137,8 +150,8 @@ int cmd_run(const std::string& config_file, bool once, const std::string* cluste
       std::cout << fmt::format("{}: Error ({}): {}\n", p.user, p.reason, p.detail);
     }
   }
-  std::cout << fmt::format("{} mailbox(es) scanned, {} message(s) in the store\n", rep->passes.size(),
-                           rep->messages_in_store);
+  std::cout << fmt::format("{} mailbox(es) scanned, {} message(s) in the store\n", rep.passes.size(),
+                           rep.messages_in_store);
   return all_ok ? exit_ok : exit_failed;
 }
 
