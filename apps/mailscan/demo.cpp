@@ -15,11 +15,12 @@
 
 namespace mscan::apps {
 
-int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages) {
+int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages, const std::string& eml_dir) {
   namespace fs = std::filesystem;
   sim::sim_options so;
   so.mailboxes = mailboxes;
   so.messages = messages;
+  so.eml_dir = eml_dir;
   sim::simulator simulator{so};
   auto port = simulator.start();
   if (port == 0) {
@@ -54,8 +55,8 @@ int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages
     std::cerr << fmt::format("mailscan: demo: config: {}\n", cfg.error().message);
     return 1;
   }
-  std::cout << fmt::format("demo: simulator serving {} mailboxes x {} messages on 127.0.0.1:{}\n", mailboxes,
-                           messages, port);
+  std::cout << fmt::format("demo: simulator serving {} mailboxes x {} messages{} on 127.0.0.1:{}\n", mailboxes,
+                           messages, eml_dir.empty() ? "" : " from " + eml_dir, port);
   std::cout << fmt::format("demo: config {}\n", cfg_path.string());
   actors::engine_options opts;
   opts.once = true;

@@ -441,6 +441,7 @@ int main(int argc, char** argv) {
   simulate->add_option("--max-connections", so.max_connections);
   simulate->add_option("--message-bytes", so.message_bytes);
   simulate->add_option("--report", so.report_file);
+  simulate->add_option("--eml-dir", so.eml_dir, "serve the .eml files in this directory instead of generated mail");
   simulate->add_option("--fault-wrong-password", so.faults.wrong_password, "fraction of users whose LOGIN fails");
   simulate->add_option("--fault-disconnect", so.faults.disconnect_mid_fetch, "fraction disconnected mid-FETCH");
   simulate->add_option("--fault-slow", so.faults.slow, "fraction answering slowly after login");
@@ -456,6 +457,8 @@ int main(int argc, char** argv) {
   demo->add_option("--dir", demo_dir, "where the demo's config, store and logs go");
   demo->add_option("--mailboxes", demo_mailboxes);
   demo->add_option("--messages", demo_messages);
+  std::string demo_eml;
+  demo->add_option("--eml-dir", demo_eml, "the simulator serves these .eml files instead of generated mail");
 
   try {
     app.parse(argc, argv);
@@ -511,7 +514,7 @@ int main(int argc, char** argv) {
       return sim::run_simulate_command(so);
     }
     if (*demo)
-      return apps::run_demo(demo_dir, demo_mailboxes, demo_messages);
+      return apps::run_demo(demo_dir, demo_mailboxes, demo_messages, demo_eml);
   } catch (const std::exception& e) {
     return error_line("internal error", e.what(), 1);
   }

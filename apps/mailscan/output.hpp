@@ -32,6 +32,6 @@ void print_list(std::ostream& os, const nlohmann::json& list_object);
 nlohmann::json rules_json(const core::config& cfg, const std::vector<storage::rule_stat>& stats);
 
 // `mailscan demo`: the embedded simulator, a generated config, one pass, a summary.
-int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages);
+int run_demo(const std::string& dir, std::size_t mailboxes, std::size_t messages, const std::string& eml_dir = {});
 
 } // namespace mscan::apps

@@ -14,6 +14,8 @@ std::uint64_t mix(std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0, std
 // Uniform in [0, 1) from a hash.
 double unit_interval(std::uint64_t h);
 
+struct mime_entity;
+
 struct generated_message {
   std::string header;         // every header line, ending with the empty line (CRLF CRLF)
   std::string body;           // everything after the empty line
@@ -21,6 +23,8 @@ struct generated_message {
   std::string body_basic;     // the parenthesised IMAP BODY (no extension data)
   std::int64_t date = 0;      // Date: and INTERNALDATE, unix seconds UTC
   bool multipart = false;
+  // Set when the message is a served .eml file: its parsed structure, for BODY[n.m...].
+  const mime_entity* entity = nullptr;
   std::string full() const { return header + body; }
 };
 

@@ -26,6 +26,8 @@ struct mime_entity {
         encoding(o.encoding), children(o.children),
         inner(o.inner ? std::make_unique<mime_entity>(*o.inner) : nullptr) {}
   mime_entity(mime_entity&&) = default;
+  mime_entity& operator=(mime_entity&&) = default;
+  mime_entity& operator=(const mime_entity& o) { return *this = mime_entity(o); }
 };
 
 // Parses a raw message (CRLF or LF line ends). Never fails: a multipart without a usable

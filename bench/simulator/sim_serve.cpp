@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
       else if (k == "--max-connections") o.max_connections = std::stoul(v);
       else if (k == "--message-bytes") o.message_bytes = std::stoul(v);
       else if (k == "--report") o.report_file = v;
+      else if (k == "--eml-dir") o.eml_dir = v;
       else if (k == "--wrong-password") o.faults.wrong_password = std::stod(v);
       else if (k == "--disconnect-mid-fetch") o.faults.disconnect_mid_fetch = std::stod(v);
       else if (k == "--slow") o.faults.slow = std::stod(v);

@@ -28,9 +28,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <cstdio>
+#include <filesystem>
 #include <fmt/format.h>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -42,6 +44,7 @@
 
 #include "bench/simulator/command_framer.hpp"
 #include "bench/simulator/message_generator.hpp"
+#include "bench/simulator/mime_structure.hpp"
 
 namespace mscan::sim {
 
@@ -277,37 +280,19 @@ std::optional<std::string> body_part(const generated_message& m, std::uint32_t n
 }
 
 
-// The unfolded value of the first header field `name`, if present.
-std::optional<std::string> header_value(std::string_view header, std::string_view name) {
-  std::size_t pos = 0;
-  while (pos < header.size()) {
-    auto end = header.find("\r\n", pos);
-    if (end == std::string_view::npos) end = header.size();
-    const auto line = header.substr(pos, end - pos);
-    const auto colon = line.find(':');
-    if (colon != std::string_view::npos && iequals(line.substr(0, colon), name)) {
-      auto v = line.substr(colon + 1);
-      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-      return std::string(v);
-    }
-    pos = end + 2;
-  }
-  return std::nullopt;
-}
-
-std::string nstring(const std::optional<std::string>& s) { return s ? quote(*s) : "NIL"; }
+std::string nstring(const std::string& s) { return s.empty() ? "NIL" : imap_string(s); }
 
 // Our generated address lists: `"Name" <local@host>` or `local@host`, comma separated.
-std::string envelope_addresses(const std::optional<std::string>& value) {
-  if (!value || value->empty()) return "NIL";
+std::string envelope_addresses(const std::string& value) {
+  if (value.empty()) return "NIL";
   std::string out = "(";
-  std::string_view rest(*value);
+  std::string_view rest(value);
   while (!rest.empty()) {
     const auto comma = rest.find(',');
     auto one = rest.substr(0, comma);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
-    std::optional<std::string> display;
+    std::string display;
     std::string_view addr = one;
     const auto lt = one.find('<');
     if (lt != std::string_view::npos) {
@@ -320,7 +305,7 @@ std::string envelope_addresses(const std::optional<std::string>& value) {
     const auto at = addr.find('@');
     const auto local = std::string(addr.substr(0, at));
     const auto host = at == std::string_view::npos ? std::string() : std::string(addr.substr(at + 1));
-    out += fmt::format("({} NIL {} {})", nstring(display), quote(local), quote(host));
+    out += fmt::format("({} NIL {} {})", nstring(display), imap_string(local), imap_string(host));
   }
   return out + ")";
 }
@@ -342,6 +327,13 @@ class connection;
 struct server {
   sim_options opt;
   message_generator gen;
+  // sim_options::eml_dir, loaded by start(): each file's CRLF bytes, structure, BODY answers.
+  struct eml_file {
+    std::string header, body;
+    mime_entity root;
+    std::string structure;
+  };
+  std::vector<eml_file> emls;
 
   std::atomic<std::size_t> current{0}, peak{0}, accepted{0}, logins{0}, failed_logins{0},
       refused{0}, bytes_sent{0}, throttled_logins{0};
@@ -377,6 +369,68 @@ struct server {
     gen.messages = opt.messages;
     gen.message_bytes = opt.message_bytes;
     gen.base_time = opt.base_time;
+  }
+
+  // What (user, uid of the generated sequence) serves: the generated message or a file.
+  generated_message content(std::size_t user, std::uint32_t uid) const {
+    if (emls.empty()) return gen.generate(user, uid);
+    const auto& f = emls[(mix(opt.seed, user, 0xe31) + uid - 1) % emls.size()];
+    generated_message m;
+    m.header = f.header;
+    m.body = f.body;
+    m.bodystructure = f.structure;
+    m.body_basic = f.structure;  // BODY: the extension data is allowed to be there
+    m.date = gen.date_of(uid);
+    m.multipart = f.root.type == "multipart";
+    m.entity = &f.root;
+    return m;
+  }
+
+  // Reads sim_options::eml_dir; false (with error set) when it cannot or finds no file.
+  bool load_emls() {
+    if (opt.eml_dir.empty()) return true;
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(opt.eml_dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".eml" && it->is_regular_file(ec)) files.push_back(it->path());
+    if (ec) {
+      set_error(fmt::format("cannot read {}: {}", opt.eml_dir, ec.message()));
+      return false;
+    }
+    if (files.empty()) {
+      set_error(fmt::format("no .eml file in {}", opt.eml_dir));
+      return false;
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& path : files) {
+      std::ifstream in(path, std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        set_error(fmt::format("cannot read {}", path.string()));
+        return false;
+      }
+      // IMAP sends CRLF: a bare LF (or CR) becomes CRLF, so RFC822.SIZE counts what is sent.
+      std::string crlf;
+      crlf.reserve(bytes.size() + bytes.size() / 16);
+      for (std::size_t i = 0; i < bytes.size(); ++i) {
+        const char c = bytes[i];
+        if (c == '\r') {
+          crlf += "\r\n";
+          if (i + 1 < bytes.size() && bytes[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+          crlf += "\r\n";
+        } else {
+          crlf += c;
+        }
+      }
+      eml_file f;
+      f.root = parse_entity(crlf);
+      f.header = f.root.header;
+      f.body = f.root.body;
+      f.structure = body_structure(f.root);
+      emls.push_back(std::move(f));
+    }
+    return true;
   }
 
   void set_error(std::string e) {
@@ -1071,7 +1125,17 @@ class connection : public std::enable_shared_from_this<connection> {
     // Validate the section now so a bad one is a BAD, not a broken response.
     const auto& s = item.section;
     if (s.empty() || s == "HEADER" || s == "TEXT" || s.starts_with("HEADER.FIELDS")) return item;
-    if (s == "1" || s == "2" || s == "1.MIME" || s == "2.MIME") return item;
+    // Part numbers, then at most one of MIME, HEADER, TEXT (RFC 3501 6.4.5).
+    std::string_view rest_s(s);
+    bool number = false;
+    while (!rest_s.empty() && rest_s.front() >= '1' && rest_s.front() <= '9') {
+      auto dot = rest_s.find('.');
+      auto tok = rest_s.substr(0, dot);
+      if (tok.size() > 4 || tok.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+      number = true;
+      rest_s = dot == std::string_view::npos ? std::string_view() : rest_s.substr(dot + 1);
+    }
+    if (number && (rest_s.empty() || rest_s == "MIME" || rest_s == "HEADER" || rest_s == "TEXT")) return item;
     return std::nullopt;
   }
 
@@ -1090,6 +1154,8 @@ class connection : public std::enable_shared_from_this<connection> {
       tokenizer ft(std::string_view(s).substr(open + 1, close - open - 1));
       for (auto f = ft.next(); f.is_string(); f = ft.next()) fields.push_back(f.text);
       data = filter_header(m.header, fields, exclude);
+    } else if (m.entity) {
+      data = section_of(m.full(), *m.entity, s);
     } else {
       auto part = body_part(m, s.starts_with("1") ? 1 : 2, s.ends_with(".MIME"));
       if (!part) return std::nullopt;
@@ -1179,7 +1245,7 @@ class connection : public std::enable_shared_from_this<connection> {
       const auto uid = job.view[seq - 1];
       std::optional<generated_message> msg;
       auto content = [&]() -> const generated_message& {
-        if (!msg) msg = srv_.gen.generate(user_, srv_.source_of(user_, folder_, uid));
+        if (!msg) msg = srv_.content(user_, srv_.source_of(user_, folder_, uid));
         return *msg;
       };
       out_ += fmt::format("* {} FETCH (", seq);
@@ -1300,7 +1366,7 @@ class connection : public std::enable_shared_from_this<connection> {
         const bool larger = key == "LARGER";
         // Sizes need the content: generated only for messages the earlier keys kept.
         apply([&](std::size_t, std::uint32_t u) {
-          const auto m = srv_.gen.generate(user_, srv_.source_of(user_, folder_, u));
+          const auto m = srv_.content(user_, srv_.source_of(user_, folder_, u));
           const auto size = m.header.size() + m.body.size();
           return larger ? size > limit : size < limit;
         });
@@ -1487,6 +1553,7 @@ std::uint16_t simulator::start() {
     s.set_error("already started");
     return 0;
   }
+  if (!s.load_emls()) return 0;
   boost::system::error_code ec;
   const std::string host = s.opt.host == "localhost" ? "127.0.0.1" : s.opt.host;
   const auto addr = asio::ip::make_address(host, ec);
@@ -1607,7 +1674,7 @@ std::string simulator::last_error() const {
 }
 
 std::string simulator::message(std::size_t user, std::uint32_t uid) const {
-  return impl_->gen.generate(user, uid).full();
+  return impl_->content(user, uid).full();
 }
 
 bool simulator::has_wrong_password(std::size_t u) const { return impl_->wrong_password(u); }

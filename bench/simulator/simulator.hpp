@@ -47,6 +47,11 @@ struct sim_options {
   // before it. 0 = midnight UTC of the day the simulator is constructed, so SINCE windows are
   // stable for a whole day and every message is within the last ~11 days of real time.
   std::int64_t base_time = 0;
+  // Serve these files instead of generated mail: every *.eml in the directory (sorted by
+  // name, line ends made CRLF). Mailbox i's uid u is file (mix(seed, i) + u - 1) mod files, so
+  // a mailbox holds each file once when messages <= files; dates (INTERNALDATE, SEARCH) stay
+  // the generated ones. start() fails when the directory has no .eml file.
+  std::string eml_dir;
 };
 
 struct sim_stats {

@@ -6,13 +6,18 @@
 #include <boost/asio.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <algorithm>
+#include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 #include <variant>
 
 #include "bench/simulator/message_generator.hpp"
 #include "bench/simulator/simulator.hpp"
 #include "protocols/imap/scan_session.hpp"
+#include "protocols/mime/message.hpp"
+#include "tests/support/corpus_structure.hpp"
 
 using namespace mscan;
 namespace asio = boost::asio;
@@ -272,4 +277,62 @@ TEST_CASE("engine: an unchanged second scan costs STATUS (or LIST-STATUS) and LO
     CHECK(opened("SELECT") + opened("EXAMINE") + opened("SEARCH") + opened("FETCH") == 0);
     CHECK(opened(every_folder ? "LIST" : "STATUS") == 1);
   }
+}
+
+TEST_CASE("engine scan of the real corpus served as .eml files: whole, text path and header path agree", "[unit]") {
+  // One mailbox holding every file of ../shared/corpus/real once (messages = files).
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(MAILSCAN_CORPUS_DIR))
+    if (e.path().extension() == ".eml") names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  const auto files = names.size();
+  REQUIRE(files > 100);
+  const auto& structure_differs = test::corpus_structure_differs();  // malformed MIME, split otherwise
+  auto so = options(files);
+  so.mailboxes = 1;
+  so.eml_dir = MAILSCAN_CORPUS_DIR;
+  sim::simulator sim(so);
+  const auto port = sim.start();
+  REQUIRE(port != 0);
+  auto o = login("sim0");
+  o.folders = {"INBOX"};
+  o.fetch = imap::fetch_strategy::whole_message;
+  const auto whole = scan(port, o);
+  o.fetch = imap::fetch_strategy::structure;
+  const auto text = scan(port, o);
+  o.fetch_text = false;
+  const auto headers = scan(port, o);
+  for (const auto* r : {&whole, &text, &headers}) {
+    REQUIRE_FALSE(r->timed_out);
+    REQUIRE_FALSE(r->failed);
+    REQUIRE(r->complete);
+    REQUIRE(r->inbox.size() == files);
+  }
+  std::set<std::string> distinct;
+  auto emails = [](const std::vector<mime::address>& v) {
+    std::string out;
+    for (const auto& a : v) out += a.email + ",";
+    return out;
+  };
+  for (const auto& [uid, w] : whole.inbox) {
+    const auto served = sim.message(0, uid);
+    const auto& name = names[(sim::mix(so.seed, 0, 0xe31) + uid - 1) % files];  // sim_options::eml_dir
+    INFO("uid " << uid << ": " << name);
+    REQUIRE(w.raw == served);
+    distinct.insert(served);
+    const auto full = mime::parse_message(w.raw);
+    for (const auto* r : {&text, &headers}) {
+      const auto& m = r->inbox.at(uid);
+      CHECK(m.size == served.size());
+      const auto p = mime::parse_message(m.raw);
+      CHECK(p.message_id == full.message_id);
+      CHECK(p.subject == full.subject);
+      CHECK(p.date == full.date);
+      CHECK(emails(p.from) == emails(full.from));
+      CHECK(emails(p.to) == emails(full.to));
+      if (!structure_differs.count(name))
+        CHECK(p.attachments.empty() == full.attachments.empty());
+    }
+  }
+  CHECK(distinct.size() == files);  // every file, once
 }

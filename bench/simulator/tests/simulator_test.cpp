@@ -714,3 +714,68 @@ TEST_CASE("folders created by a client take moved mail (rule actions)", "[unit]"
   REQUIRE(other.command("s", "SELECT Processed").back().starts_with("s NO [NONEXISTENT]"));
   REQUIRE(other.command("l", "LIST \"\" *").size() == 3);
 }
+
+TEST_CASE(".eml files are served byte for byte (CRLF), with their structure and nested parts", "[unit]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("mscan-sim-eml-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct cleanup {
+    std::filesystem::path p;
+    ~cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } rm{dir};
+  // LF line ends on disk; a multipart/mixed holding an alternative and an attached message.
+  std::ofstream(dir / "a.eml", std::ios::binary)
+      << "From: Ann <ann@customer1.example>\nTo: sim0@tenant.example\nSubject: Nested\n"
+         "Message-ID: <nested@x.example>\nMIME-Version: 1.0\n"
+         "Content-Type: multipart/mixed; boundary=\"outer\"\n\n"
+         "preamble\n--outer\nContent-Type: multipart/alternative; boundary=inner\n\n"
+         "--inner\nContent-Type: text/plain; charset=utf-8\n\nplain text\n"
+         "--inner\nContent-Type: text/html\n\n<p>html</p>\n--inner--\n"
+         "--outer\nContent-Type: message/rfc822\nContent-Disposition: attachment\n\n"
+         "From: b@y.example\nSubject: inner\n\ninner body\n--outer--\n";
+  std::ofstream(dir / "b.eml", std::ios::binary) << "Subject: plain\r\n\r\nbody\r\n";
+  std::ofstream(dir / "notes.txt") << "not served";
+  auto o = small(2, 4);
+  o.eml_dir = dir.string();
+  simulator sim(o);
+  const auto port = sim.start();
+  REQUIRE(port != 0);
+  // Each mailbox holds both files twice over its four uids; which uid is which depends on the seed.
+  const auto a = std::string("From: Ann <ann@customer1.example>\r\nTo: sim0@tenant.example\r\n");
+  std::uint32_t uid_a = 0;
+  for (std::uint32_t u = 1; u <= 4 && !uid_a; ++u)
+    if (sim.message(0, u).starts_with(a)) uid_a = u;
+  REQUIRE(uid_a != 0);
+  const auto full = sim.message(0, uid_a);
+  CHECK(full.find('\n') == full.find("\r\n") + 1);
+  CHECK(full.find("\n\n") == std::string::npos);
+  auto c = logged_in(port, "sim0");
+  c.command("s", "EXAMINE INBOX");
+  const auto u = std::to_string(uid_a);
+  const auto r = c.command("f", "UID FETCH " + u + " (RFC822.SIZE BODYSTRUCTURE)");
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].find("RFC822.SIZE " + std::to_string(full.size()) + " ") != std::string::npos);
+  CHECK(r[0].find("((\"text\" \"plain\" (\"charset\" \"utf-8\")") != std::string::npos);
+  CHECK(r[0].find("\"alternative\" (\"boundary\" \"inner\")") != std::string::npos);
+  CHECK(r[0].find("(\"message\" \"rfc822\" NIL NIL NIL \"7bit\"") != std::string::npos);
+  CHECK(r[0].find("(\"attachment\" NIL)") != std::string::npos);
+  CHECK(r[0].find("\"mixed\" (\"boundary\" \"outer\")") != std::string::npos);
+  const auto p = c.command("p", "UID FETCH " + u + " (BODY.PEEK[1.2] BODY.PEEK[1.1.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT])");
+  REQUIRE(p.size() == 2);
+  CHECK(p[0].find("BODY[1.2] {11}\r\n<p>html</p>") != std::string::npos);
+  CHECK(p[0].find("BODY[1.1.MIME] {43}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n") != std::string::npos);
+  CHECK(p[0].find("BODY[2.HEADER] {37}\r\nFrom: b@y.example\r\nSubject: inner\r\n\r\n") != std::string::npos);
+  // The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+  CHECK(p[0].find("BODY[2.TEXT] {10}\r\ninner body)") != std::string::npos);
+  CHECK(c.command("x", "UID FETCH " + u + " (BODY.PEEK[1.X])").back().starts_with("x BAD"));
+  CHECK(c.command("y", "UID FETCH " + u + " (BODY.PEEK[9.9])").back().starts_with("y OK"));  // no such part: empty
+
+  // A directory without .eml files is a start-up error that says so.
+  auto none = small(1, 1);
+  none.eml_dir = (dir / "missing").string();
+  simulator bad(none);
+  CHECK(bad.start() == 0);
+  CHECK(bad.last_error().find("missing") != std::string::npos);
+}
