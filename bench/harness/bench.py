@@ -468,6 +468,59 @@ def scenario_dovecot(args, bins, work, env, pw_env):
     return res
 
 
+def scenario_deep(args, bins, work, env, pw_env):
+    """The full scan of a deep corpus: as many mailboxes as connections, each with thousands of
+    messages (section 1 is the wide one). Same baselines: the raw client with the engine's
+    header-path items on a twin set of mailboxes, dovecot warmed up on both by a header run."""
+    n, m, c = args.connections, args.deep_messages, args.connections
+    log(f"deep: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
+    t0 = time.monotonic()
+    dv_dir = tempfile.mkdtemp(prefix="dv-deep.", dir=work)
+    os.chmod(dv_dir, 0o711)
+    dv = Background([bins["dovecot"], "--mailboxes", str(2 * n), "--messages", str(m), "--message-bytes",
+                     str(args.message_bytes), "--prefix", "d", "--dir", dv_dir], "ready", env=env, timeout=1800)
+    seed_s = time.monotonic() - t0
+    port = int(dv.value("imap"))
+    dv_pid = int(dv.value("pid"))
+
+    def server_cpu(fn):
+        before = group_cpu_s(dv_pid)
+        r = fn()
+        r["dovecot_cpu_s"] = round(group_cpu_s(dv_pid) - before, 3)
+        return r
+    res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
+           "seed_s": round(seed_s, 1)}
+    try:
+        total = n * m
+        log("deep: raw client, headers (warm-up of both halves)")
+        raw_run(bins, port, "d", n, c, "headers", env)
+        raw_run(bins, port, "d", n, c, "headers", env, first=n)
+        log("deep: mailscan run --once (first scan)")
+        cfg = os.path.join(work, "deep.toml")
+        write_engine_config(cfg, os.path.join(work, "deep-data"), port, [f"d{i}" for i in range(n)], pw_env, c, c)
+        eng = server_cpu(lambda: engine_run(bins, cfg, env))
+        res["engine_first"] = slim(eng)
+        log("deep: raw client, the engine's header-path items")
+        rs = server_cpu(lambda: raw_run(bins, port, "d", n, c, "structure", env, first=n))
+        res["raw_structure"] = rs
+    finally:
+        dv.stop()
+        shutil.rmtree(dv_dir, ignore_errors=True)
+    eng_mps = eng["fetched"] / eng["wall_s"] if eng["wall_s"] else 0
+    rs_mps = rs["messages"] / rs["seconds"] if rs["seconds"] else 0
+    res["figures"] = {
+        "engine_messages": eng["fetched"], "expected_messages": total,
+        "engine_msgs_per_s": round(eng_mps), "raw_structure_msgs_per_s": round(rs_mps),
+        "engine_vs_raw_structure": ratio(eng_mps, rs_mps),
+        "engine_cpu_us_per_msg": round(eng["cpu_s"] / eng["fetched"] * 1e6, 1) if eng["fetched"] else None,
+        "raw_cpu_us_per_msg": round(rs["process_cpu_s"] / rs["messages"] * 1e6, 1) if rs["messages"] else None,
+        "engine_peak_rss_mib": round(eng["peak_rss_kib"] / 1024, 1),
+        "dovecot_cpu_us_per_msg_engine": round(eng["dovecot_cpu_s"] / total * 1e6, 1),
+        "dovecot_cpu_us_per_msg_raw_structure": round(rs["dovecot_cpu_s"] / total * 1e6, 1),
+    }
+    return res
+
+
 def mbsync_run(args, port, n, c, work, env):
     mbsync = shutil.which("mbsync")
     if not mbsync:
@@ -989,20 +1042,34 @@ def markdown(rep):
               f"{f.get('dovecot_cpu_us_per_msg_raw_headers')} µs (headers), "
               f"{f.get('dovecot_cpu_us_per_msg_raw_structure')} µs (the engine's items); per poll "
               f"{f['dovecot_cpu_ms_per_poll_engine']} ms (engine) vs {f['dovecot_cpu_ms_per_poll_raw_status']} ms "
-              "(raw LOGIN+STATUS).", "",
-              "## 2. Incremental poll of unchanged mailboxes", "",
-              "| | polls/s | vs raw LOGIN+STATUS |", "|---|---:|---:|",
-              f"| dovecot: second `run --once` ({fmt(f['engine_second_fetched'])} fetched, "
+              "(raw LOGIN+STATUS)."]
+        if "mbsync" in d and d["mbsync"].get("errors"):
+            L += ["", f"mbsync errors: `{d['mbsync']['errors'][0].strip()[:200]}`"]
+    if "deep" in s:
+        d = s["deep"]
+        f = d["figures"]
+        L += ["", f"### 1b. Full scan of a deep corpus ({d['mailboxes']} mailboxes x {fmt(d['messages_per_mailbox'])} "
+              f"messages of ~{d['message_bytes']} B, {d['connections']} connections: one mailbox each)", "",
+              "| client | messages | messages/s | engine / it | CPU µs per message | dovecot CPU µs per message |",
+              "|---|---:|---:|---:|---:|---:|",
+              f"| `mailscan run --once` (header path) | {fmt(f['engine_messages'])} of {fmt(f['expected_messages'])} "
+              f"| {fmt(f['engine_msgs_per_s'])} | 1 | {fmt(f['engine_cpu_us_per_msg'])} "
+              f"| {fmt(f['dovecot_cpu_us_per_msg_engine'])} |",
+              f"| raw client, the engine's header-path items (the twin mailboxes) | {fmt(d['raw_structure']['messages'])} "
+              f"| {fmt(f['raw_structure_msgs_per_s'])} | {fmt(f['engine_vs_raw_structure'])} "
+              f"| {fmt(f['raw_cpu_us_per_msg'])} | {fmt(f['dovecot_cpu_us_per_msg_raw_structure'])} |", "",
+              f"Engine peak RSS {f['engine_peak_rss_mib']} MiB. Seeding took {d['seed_s']} s."]
+    if "dovecot" in s or "incremental_sim" in s:
+        L += ["", "## 2. Incremental poll of unchanged mailboxes", "", "| | polls/s | vs raw LOGIN+STATUS |",
+              "|---|---:|---:|"]
+    if "dovecot" in s:
+        f = s["dovecot"]["figures"]
+        L += [f"| dovecot: second `run --once` ({fmt(f['engine_second_fetched'])} fetched, "
               f"{f['engine_second_cpu_ms_per_poll']} ms CPU per poll) | {f['engine_polls_per_s']} "
               f"| {fmt(f['engine_polls_vs_raw_status'])} |",
               f"| dovecot: raw LOGIN+STATUS+LOGOUT | {f['raw_status_polls_per_s']} | 1 |"]
-        if "mbsync" in d and d["mbsync"].get("errors"):
-            L += ["", f"mbsync errors: `{d['mbsync']['errors'][0].strip()[:200]}`"]
     if "incremental_sim" in s:
         g = s["incremental_sim"]["figures"]
-        if "dovecot" not in s:
-            L += ["## 2. Incremental poll of unchanged mailboxes", "", "| | polls/s | vs raw LOGIN+STATUS |",
-                  "|---|---:|---:|"]
         L += [f"| simulator ({s['incremental_sim']['mailboxes']} mailboxes): second `run --once` "
               f"| {g['engine_polls_per_s']} | {fmt(g['engine_polls_vs_raw'])} |",
               f"| simulator: raw LOGIN+STATUS+LOGOUT | {g['raw_status_polls_per_s']} | 1 |", "",
@@ -1115,11 +1182,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--quick", action="store_true", help="~2-minute subset")
-    ap.add_argument("--only", default="", help="comma list: dovecot,incremental,scale,backpressure,faults,governor "
+    ap.add_argument("--only", default="", help="comma list: dovecot,deep,incremental,scale,backpressure,faults,governor "
                     "(kept = only the kept-session part of incremental)")
     ap.add_argument("--connections", type=int, default=8, help="engine max_connections = raw client threads")
     ap.add_argument("--dovecot-mailboxes", type=int)
     ap.add_argument("--dovecot-messages", type=int)
+    ap.add_argument("--deep-messages", type=int, help="deep corpus: messages per mailbox (mailboxes = --connections)")
     ap.add_argument("--message-bytes", type=int, default=13000)
     ap.add_argument("--scale-sizes", default=None, help="comma list, default 10000,50000 (quick: 10000)")
     ap.add_argument("--scale-small", type=int, default=500)
@@ -1169,8 +1237,9 @@ def main():
     args.fault_mailboxes = args.fault_mailboxes or (200 if q else 1000)
     args.scale_sizes = [int(x) for x in (args.scale_sizes or ("10000" if q else "10000,50000")).split(",") if x]
     args.governor_mailboxes = args.governor_mailboxes or (50 if q else 200)
-    only = set(x for x in args.only.split(",") if x) or {"dovecot", "incremental", "scale", "backpressure", "faults",
-                                                          "governor"}
+    args.deep_messages = args.deep_messages or (500 if q else 2500)
+    only = set(x for x in args.only.split(",") if x) or {"dovecot", "deep", "incremental", "scale", "backpressure",
+                                                          "faults", "governor"}
 
     b = args.build_dir
     bins = {"mailscan": os.path.join(b, "apps", "mailscan", "mailscan"),
@@ -1192,6 +1261,7 @@ def main():
            "scenarios": {}, "errors": []}
     started = time.monotonic()
     steps = [("dovecot", lambda: scenario_dovecot(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
+             ("deep", lambda: scenario_deep(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
              ("incremental_sim", lambda: scenario_incremental_sim(args, bins, work, env)),
              ("incremental_kept", lambda: scenario_incremental_kept(args, bins, work, env, "MSCAN_BENCH_PASSWORD")),
              ("scale", lambda: scenario_scale(args, bins, work, env)),
