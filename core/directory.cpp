@@ -1,5 +1,7 @@
 #include "core/directory.hpp"
 
+#include <array>
+
 #include "protocols/mime/message.hpp"
 
 #include <algorithm>
@@ -62,14 +64,14 @@ directory::directory(const config& cfg)
 }
 
 const std::vector<const contact_config*>* directory::contacts_for(std::string_view email) const {
-  auto it = contacts_.find(std::string{email});
+  auto it = contacts_.find(email);
   return it == contacts_.end() ? nullptr : &it->second;
 }
 
 const account_config* directory::account_for_domain(std::string_view domain) const {
   // Exact domain first, then parents (mail.acme.example -> acme.example), but a parent only
   // links when its account says parent_domains = true.
-  std::string d{domain};
+  std::string_view d = domain;
   bool parent = false;
   while (!d.empty()) {
     if (auto it = domains_.find(d); it != domains_.end())
@@ -77,25 +79,35 @@ const account_config* directory::account_for_domain(std::string_view domain) con
         return it->second;
     parent = true;
     auto dot = d.find('.');
-    if (dot == std::string::npos)
+    if (dot == std::string_view::npos)
       break;
-    d.erase(0, dot + 1);
-    if (d.find('.') == std::string::npos)
+    d.remove_prefix(dot + 1);
+    if (d.find('.') == std::string_view::npos)
       break;  // never match a bare TLD
   }
   return nullptr;
 }
 
 const item_config* directory::item_for(std::string_view reference) const {
-  auto it = items_.find(lower_ascii(reference));
+  // References are short tokens: lower-cased on the stack, no allocation.
+  std::array<char, 64> buf;
+  if (reference.size() > buf.size()) {
+    auto it = items_.find(lower_ascii(reference));
+    return it == items_.end() ? nullptr : it->second;
+  }
+  for (std::size_t i = 0; i < reference.size(); ++i) {
+    const char c = reference[i];
+    buf[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  auto it = items_.find(std::string_view(buf.data(), reference.size()));
   return it == items_.end() ? nullptr : it->second;
 }
 
-bool directory::is_internal(std::string_view domain) const { return internal_.count(std::string{domain}) > 0; }
-bool directory::is_freemail(std::string_view domain) const { return freemail_.count(std::string{domain}) > 0; }
+bool directory::is_internal(std::string_view domain) const { return internal_.contains(domain); }
+bool directory::is_freemail(std::string_view domain) const { return freemail_.contains(domain); }
 
 const mailbox_config* directory::user_for(std::string_view email) const {
-  auto it = users_.find(std::string{email});
+  auto it = users_.find(email);
   return it == users_.end() ? nullptr : it->second;
 }
 

@@ -11,6 +11,16 @@
 
 namespace mscan::core {
 
+// Hash and equality that take a string_view: lookups by a view of the mail's bytes need no
+// std::string (one allocation per address, domain and subject token before).
+struct text_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using text_map = std::unordered_map<std::string, V, text_hash, std::equal_to<>>;
+using text_set = std::unordered_set<std::string, text_hash, std::equal_to<>>;
+
 class directory {
  public:
   explicit directory(const config& cfg);
@@ -33,12 +43,12 @@ class directory {
   std::vector<account_config> account_store_;
   std::vector<item_config> item_store_;
   std::vector<mailbox_config> mailbox_store_;
-  std::unordered_map<std::string, std::vector<const contact_config*>> contacts_;
-  std::unordered_map<std::string, const account_config*> domains_;
-  std::unordered_map<std::string, const item_config*> items_;
-  std::unordered_map<std::string, const mailbox_config*> users_;
-  std::unordered_set<std::string> internal_;
-  std::unordered_set<std::string> freemail_;
+  text_map<std::vector<const contact_config*>> contacts_;
+  text_map<const account_config*> domains_;
+  text_map<const item_config*> items_;
+  text_map<const mailbox_config*> users_;
+  text_set internal_;
+  text_set freemail_;
 };
 
 // An address in the form matching compares (mime::normalize_email: case folded, IDNA
