@@ -85,6 +85,53 @@ std::size_t count_lines(std::string_view s) {
   return n;
 }
 
+// One address list of a header value as ENVELOPE address structures, or NIL.
+std::string envelope_addresses(std::string_view value) {
+  std::vector<std::string_view> items;
+  int depth = 0;
+  bool quoted = false, angle = false;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= value.size(); ++i) {
+    const char c = i < value.size() ? value[i] : ',';
+    if (quoted) {
+      if (c == '\\') ++i;
+      else if (c == '"') quoted = false;
+      continue;
+    }
+    if (c == '"') quoted = true;
+    else if (c == '(') ++depth;
+    else if (c == ')' && depth > 0) --depth;
+    else if (c == '<' && depth == 0) angle = true;
+    else if (c == '>' && depth == 0) angle = false;
+    else if ((c == ',' || c == ';' || (c == ':' && !angle)) && depth == 0 && !angle) {
+      // ':' ends a group's display name (dropped), ';' its member list.
+      if (c != ':') items.push_back(value.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  std::string out;
+  for (auto one : items) {
+    one = trim_ws(one);
+    if (one.empty()) continue;
+    std::string display;
+    std::string_view addr = one;
+    if (const auto lt = one.rfind('<'); lt != std::string_view::npos) {
+      auto name = trim_ws(one.substr(0, lt));
+      if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+      display = std::string(name);
+      const auto gt = one.find('>', lt);
+      addr = one.substr(lt + 1, gt == std::string_view::npos ? std::string_view::npos : gt - lt - 1);
+    } else if (const auto comment = one.find('('); comment != std::string_view::npos) {
+      addr = trim_ws(one.substr(0, comment));
+    }
+    const auto at = addr.rfind('@');
+    const auto local = trim_ws(addr.substr(0, at));
+    const auto host = at == std::string_view::npos ? std::string_view() : trim_ws(addr.substr(at + 1));
+    out += "(" + imap_nstring(display) + " NIL " + imap_string(local) + " " + imap_string(host) + ")";
+  }
+  return out.empty() ? "NIL" : "(" + out + ")";
+}
+
 } // namespace
 
 // Header block end: the first empty line (CRLF or LF); the header keeps it.
@@ -215,7 +262,7 @@ std::string body_structure(const mime_entity& e) {
                   imap_string(e.encoding.empty() ? "7bit" : e.encoding) + " " + std::to_string(e.body.size());
   if (e.type == "text") o += " " + std::to_string(count_lines(e.body));
   if (e.inner)
-    o += " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) " + body_structure(*e.inner) + " " +
+    o += " " + envelope_of(e.inner->header) + " " + body_structure(*e.inner) + " " +
          std::to_string(count_lines(e.body));
   return o + " NIL " + dsp + " NIL NIL)";
 }
@@ -256,6 +303,19 @@ std::string section_of(const std::string& raw, const mime_entity& root, std::str
   if (!part) return {};
   // The root's single part is its body; so is a numbered leaf.
   return part->body;
+}
+
+std::string envelope_of(std::string_view header) {
+  auto field = [&](std::string_view name) { return header_value(header, name); };
+  const auto from = envelope_addresses(field("from"));
+  auto or_from = [&](std::string_view name) {
+    auto v = envelope_addresses(field(name));
+    return v == "NIL" ? from : v;
+  };
+  return "(" + imap_nstring(field("date")) + " " + imap_nstring(field("subject")) + " " + from + " " +
+         or_from("sender") + " " + or_from("reply-to") + " " + envelope_addresses(field("to")) + " " +
+         envelope_addresses(field("cc")) + " " + envelope_addresses(field("bcc")) + " " +
+         imap_nstring(field("in-reply-to")) + " " + imap_nstring(field("message-id")) + ")";
 }
 
 } // namespace mscan::sim

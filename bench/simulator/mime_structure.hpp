@@ -41,6 +41,10 @@ std::string body_structure(const mime_entity& e);
 // .MIME / .HEADER / .TEXT. Unknown sections give "".
 std::string section_of(const std::string& raw, const mime_entity& root, std::string_view spec);
 
+// RFC 3501 ENVELOPE of a header block: Sender and Reply-To default to From; addresses split
+// at commas outside quotes, angle brackets and comments, groups flattened to their members.
+std::string envelope_of(std::string_view header);
+
 // The unfolded value of the first field `name` (case-insensitive); "" when absent.
 std::string header_value(std::string_view header, std::string_view name);
 

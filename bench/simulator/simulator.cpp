@@ -280,46 +280,6 @@ std::optional<std::string> body_part(const generated_message& m, std::uint32_t n
 }
 
 
-std::string nstring(const std::string& s) { return s.empty() ? "NIL" : imap_string(s); }
-
-// Our generated address lists: `"Name" <local@host>` or `local@host`, comma separated.
-std::string envelope_addresses(const std::string& value) {
-  if (value.empty()) return "NIL";
-  std::string out = "(";
-  std::string_view rest(value);
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    auto one = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
-    std::string display;
-    std::string_view addr = one;
-    const auto lt = one.find('<');
-    if (lt != std::string_view::npos) {
-      auto name = one.substr(0, lt);
-      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-      if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
-      if (!name.empty()) display = std::string(name);
-      addr = one.substr(lt + 1, one.find('>', lt) - lt - 1);
-    }
-    const auto at = addr.find('@');
-    const auto local = std::string(addr.substr(0, at));
-    const auto host = at == std::string_view::npos ? std::string() : std::string(addr.substr(at + 1));
-    out += fmt::format("({} NIL {} {})", nstring(display), imap_string(local), imap_string(host));
-  }
-  return out + ")";
-}
-
-// RFC 3501 ENVELOPE from the generated header.
-std::string envelope(const generated_message& m) {
-  const auto from = envelope_addresses(header_value(m.header, "From"));
-  return fmt::format("({} {} {} {} {} {} {} NIL NIL {})", nstring(header_value(m.header, "Date")),
-                     nstring(header_value(m.header, "Subject")), from, from, from,
-                     envelope_addresses(header_value(m.header, "To")),
-                     envelope_addresses(header_value(m.header, "Cc")),
-                     nstring(header_value(m.header, "Message-ID")));
-}
-
 }  // namespace
 
 class connection;
@@ -1265,7 +1225,7 @@ class connection : public std::enable_shared_from_this<connection> {
           case k::bodystructure: out_ += "BODYSTRUCTURE " + content().bodystructure; break;
           case k::body: out_ += "BODY " + content().body_basic; break;
           case k::modseq: out_ += fmt::format("MODSEQ ({})", srv_.modseq_of(user_, folder_, uid)); break;
-          case k::envelope: out_ += "ENVELOPE " + envelope(content()); break;
+          case k::envelope: out_ += "ENVELOPE " + envelope_of(content().header); break;
           case k::section: {
             auto data = section_data(item, content());
             if (!data) data = std::string();

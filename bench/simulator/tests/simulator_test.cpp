@@ -761,6 +761,9 @@ TEST_CASE(".eml files are served byte for byte (CRLF), with their structure and 
   CHECK(r[0].find("\"alternative\" (\"boundary\" \"inner\")") != std::string::npos);
   CHECK(r[0].find("(\"message\" \"rfc822\" NIL NIL NIL \"7bit\"") != std::string::npos);
   CHECK(r[0].find("(\"attachment\" NIL)") != std::string::npos);
+  // The attached message's ENVELOPE (Sender and Reply-To default to From).
+  CHECK(r[0].find("(NIL \"inner\" ((NIL NIL \"b\" \"y.example\")) ((NIL NIL \"b\" \"y.example\")) "
+                  "((NIL NIL \"b\" \"y.example\")) NIL NIL NIL NIL NIL)") != std::string::npos);
   CHECK(r[0].find("\"mixed\" (\"boundary\" \"outer\")") != std::string::npos);
   const auto p = c.command("p", "UID FETCH " + u + " (BODY.PEEK[1.2] BODY.PEEK[1.1.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT])");
   REQUIRE(p.size() == 2);
