@@ -347,25 +347,39 @@ def ratio(a, b):
 
 
 # ---------------------------------------------------------------------------- scenarios
+class TwinDovecot:
+    """A private dovecot seeded with 2n mailboxes (`prefix`0..2n-1) of m messages: the second n
+    get the raw client's BODYSTRUCTURE request while dovecot has not computed (and cached) it,
+    as the first n are when the engine scans them. server_cpu(fn) adds dovecot's CPU to fn()'s
+    result."""
+
+    def __init__(self, name, args, bins, work, env, n, m, prefix):
+        log(f"{name}: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
+        t0 = time.monotonic()
+        self.dir = tempfile.mkdtemp(prefix=f"dv-{name}.", dir=work)
+        os.chmod(self.dir, 0o711)
+        self.dv = Background([bins["dovecot"], "--mailboxes", str(2 * n), "--messages", str(m), "--message-bytes",
+                              str(args.message_bytes), "--prefix", prefix, "--dir", self.dir], "ready", env=env,
+                             timeout=1800)
+        self.seed_s = time.monotonic() - t0
+        self.port = int(self.dv.value("imap"))
+        self.pid = int(self.dv.value("pid"))
+
+    def server_cpu(self, fn):
+        before = group_cpu_s(self.pid)
+        r = fn()
+        r["dovecot_cpu_s"] = round(group_cpu_s(self.pid) - before, 3)
+        return r
+
+    def stop(self):
+        self.dv.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def scenario_dovecot(args, bins, work, env, pw_env):
     n, m, c = args.dovecot_mailboxes, args.dovecot_messages, args.connections
-    log(f"dovecot: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
-    t0 = time.monotonic()
-    dv_dir = tempfile.mkdtemp(prefix="dv.", dir=work)
-    os.chmod(dv_dir, 0o711)
-    # Twice the mailboxes: u{n}.. get the raw client's BODYSTRUCTURE request while dovecot has not
-    # computed (and cached) it, as u0.. are when the engine scans them.
-    dv = Background([bins["dovecot"], "--mailboxes", str(2 * n), "--messages", str(m), "--message-bytes",
-                     str(args.message_bytes), "--prefix", "u", "--dir", dv_dir], "ready", env=env, timeout=1800)
-    seed_s = time.monotonic() - t0
-    port = int(dv.value("imap"))
-    dv_pid = int(dv.value("pid"))
-
-    def server_cpu(fn):
-        before = group_cpu_s(dv_pid)
-        r = fn()
-        r["dovecot_cpu_s"] = round(group_cpu_s(dv_pid) - before, 3)
-        return r
+    tw = TwinDovecot("dovecot", args, bins, work, env, n, m, "u")
+    port, server_cpu, seed_s = tw.port, tw.server_cpu, tw.seed_s
     res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
            "seed_s": round(seed_s, 1)}
     try:
@@ -413,8 +427,7 @@ def scenario_dovecot(args, bins, work, env, pw_env):
         eng3 = engine_run(bins, cfg, env)
         res["engine_third"] = slim(eng3)
     finally:
-        dv.stop()
-        shutil.rmtree(dv_dir, ignore_errors=True)
+        tw.stop()
     # figures
     eng_mps = eng["fetched"] / eng["wall_s"] if eng["wall_s"] else 0
     def raw_mps_of(r):
@@ -473,21 +486,8 @@ def scenario_deep(args, bins, work, env, pw_env):
     messages (section 1 is the wide one). Same baselines: the raw client with the engine's
     header-path items on a twin set of mailboxes, dovecot warmed up on both by a header run."""
     n, m, c = args.connections, args.deep_messages, args.connections
-    log(f"deep: seeding {n} mailboxes x {m} messages of ~{args.message_bytes} B")
-    t0 = time.monotonic()
-    dv_dir = tempfile.mkdtemp(prefix="dv-deep.", dir=work)
-    os.chmod(dv_dir, 0o711)
-    dv = Background([bins["dovecot"], "--mailboxes", str(2 * n), "--messages", str(m), "--message-bytes",
-                     str(args.message_bytes), "--prefix", "d", "--dir", dv_dir], "ready", env=env, timeout=1800)
-    seed_s = time.monotonic() - t0
-    port = int(dv.value("imap"))
-    dv_pid = int(dv.value("pid"))
-
-    def server_cpu(fn):
-        before = group_cpu_s(dv_pid)
-        r = fn()
-        r["dovecot_cpu_s"] = round(group_cpu_s(dv_pid) - before, 3)
-        return r
+    tw = TwinDovecot("deep", args, bins, work, env, n, m, "d")
+    port, server_cpu, seed_s = tw.port, tw.server_cpu, tw.seed_s
     res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
            "seed_s": round(seed_s, 1)}
     try:
@@ -504,8 +504,7 @@ def scenario_deep(args, bins, work, env, pw_env):
         rs = server_cpu(lambda: raw_run(bins, port, "d", n, c, "structure", env, first=n))
         res["raw_structure"] = rs
     finally:
-        dv.stop()
-        shutil.rmtree(dv_dir, ignore_errors=True)
+        tw.stop()
     eng_mps = eng["fetched"] / eng["wall_s"] if eng["wall_s"] else 0
     rs_mps = rs["messages"] / rs["seconds"] if rs["seconds"] else 0
     res["figures"] = {
