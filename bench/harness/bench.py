@@ -362,8 +362,19 @@ class TwinDovecot:
                               str(args.message_bytes), "--prefix", prefix, "--dir", self.dir], "ready", env=env,
                              timeout=1800)
         self.seed_s = time.monotonic() - t0
+        self.res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes,
+                    "connections": args.connections, "seed_s": round(self.seed_s, 1)}
+        self.prefix = prefix
         self.port = int(self.dv.value("imap"))
         self.pid = int(self.dv.value("pid"))
+
+    def warm_up(self, bins, env):
+        """Raw BODY.PEEK[HEADER] over both halves (dovecot builds its indexes): the first half's
+        run, with dovecot's CPU, is the header baseline."""
+        n, c = self.res["mailboxes"], self.res["connections"]
+        first = self.server_cpu(lambda: raw_run(bins, self.port, self.prefix, n, c, "headers", env))
+        raw_run(bins, self.port, self.prefix, n, c, "headers", env, first=n)
+        return first
 
     def server_cpu(self, fn):
         before = group_cpu_s(self.pid)
@@ -379,14 +390,11 @@ class TwinDovecot:
 def scenario_dovecot(args, bins, work, env, pw_env):
     n, m, c = args.dovecot_mailboxes, args.dovecot_messages, args.connections
     tw = TwinDovecot("dovecot", args, bins, work, env, n, m, "u")
-    port, server_cpu, seed_s = tw.port, tw.server_cpu, tw.seed_s
-    res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
-           "seed_s": round(seed_s, 1)}
+    port, server_cpu, res = tw.port, tw.server_cpu, tw.res
     try:
         total = n * m
         log("dovecot: raw client, headers (also builds dovecot's indexes: the warm-up)")
-        res["raw_headers"] = server_cpu(lambda: raw_run(bins, port, "u", n, c, "headers", env))
-        raw_run(bins, port, "u", n, c, "headers", env, first=n)  # the same warm-up for u{n}..
+        res["raw_headers"] = tw.warm_up(bins, env)
         log("dovecot: raw client, full bodies")
         raw = server_cpu(lambda: raw_run(bins, port, "u", n, c, "fetch", env))
         res["raw_fetch"] = raw
@@ -487,14 +495,11 @@ def scenario_deep(args, bins, work, env, pw_env):
     header-path items on a twin set of mailboxes, dovecot warmed up on both by a header run."""
     n, m, c = args.connections, args.deep_messages, args.connections
     tw = TwinDovecot("deep", args, bins, work, env, n, m, "d")
-    port, server_cpu, seed_s = tw.port, tw.server_cpu, tw.seed_s
-    res = {"mailboxes": n, "messages_per_mailbox": m, "message_bytes": args.message_bytes, "connections": c,
-           "seed_s": round(seed_s, 1)}
+    port, server_cpu, res = tw.port, tw.server_cpu, tw.res
     try:
         total = n * m
         log("deep: raw client, headers (warm-up of both halves)")
-        raw_run(bins, port, "d", n, c, "headers", env)
-        raw_run(bins, port, "d", n, c, "headers", env, first=n)
+        tw.warm_up(bins, env)
         log("deep: mailscan run --once (first scan)")
         cfg = os.path.join(work, "deep.toml")
         write_engine_config(cfg, os.path.join(work, "deep-data"), port, [f"d{i}" for i in range(n)], pw_env, c, c)
