@@ -1,4 +1,5 @@
 #include "actors/cluster_node.hpp"
+#include "actors/shutdown_watchdog.hpp"
 #include "actors/inflight_budget.hpp"
 
 #include "actors/cluster_common.hpp"
@@ -12,6 +13,9 @@
 #include <fmt/format.h>
 
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include <mutex>
 #include <thread>
@@ -309,16 +313,12 @@ std::string default_name() {
 
 } // namespace
 
-expected<void, node_error> run_node(const node_options& opts) {
-  caf::actor_system_config sys_cfg;
-  sys_cfg.add_message_types<caf::id_block::mscan>();
-  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
-  tune_scheduler(sys_cfg);
-  sys_cfg.load<caf::io::middleman>();
+namespace {
+
+// run_node's work on a running actor system; run_node bounds the system's teardown after it.
+expected<void, node_error> run_node_in(caf::actor_system& sys, net::io_runtime& io, const node_options& opts) {
   auto name = opts.name.empty() ? default_name() : opts.name;
   auto stopping = [&] { return opts.stop && opts.stop->load(); };
-  net::io_runtime io{1};
-  caf::actor_system sys{sys_cfg};
   bool ever_joined = false;
   auto deadline = std::chrono::steady_clock::now();
   for (;;) {
@@ -363,6 +363,36 @@ expected<void, node_error> run_node(const node_options& opts) {
       return unexpected{node_error{1, "the coordinator went away before this node joined"}};
     deadline = std::chrono::steady_clock::now() + std::chrono::seconds(opts.rejoin_s);
   }
+}
+
+} // namespace
+
+expected<void, node_error> run_node(const node_options& opts) {
+  caf::actor_system_config sys_cfg;
+  sys_cfg.add_message_types<caf::id_block::mscan>();
+  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  tune_scheduler(sys_cfg);
+  sys_cfg.load<caf::io::middleman>();
+  net::io_runtime io{1};
+  std::optional<node_error> failed;
+  shutdown_watchdog watchdog{shutdown_limit, [&] {
+    std::fprintf(stderr, "mailscan: node: shutdown_stuck: the actor system did not stop within %lld s; exiting "
+                         "without it\n", static_cast<long long>(shutdown_limit.count() / 1000));
+    if (opts.on_shutdown_stuck)
+      opts.on_shutdown_stuck(failed);
+    std::_Exit(1);
+  }};
+  {
+    caf::actor_system sys{sys_cfg};
+    auto res = run_node_in(sys, io, opts);
+    if (!res)
+      failed = res.error();
+    watchdog.arm();  // only the system's teardown is left
+  }
+  watchdog.disarm();
+  if (failed)
+    return unexpected{*failed};
+  return {};
 }
 
 } // namespace mscan::actors

@@ -11,9 +11,15 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace mscan::actors {
+
+struct node_error {
+  int code = 1;  // 2: refused (version, secret) or unusable config; 1: coordinator unreachable/lost
+  std::string message;
+};
 
 struct node_options {
   std::string host = "127.0.0.1";
@@ -23,12 +29,12 @@ struct node_options {
   std::uint32_t rejoin_s = 30;
   const std::atomic<bool>* stop = nullptr;  // SIGTERM/SIGINT: orderly shutdown
   std::function<void(const std::string& name, const std::string& config_file)> on_joined;
+  // Called, from a watchdog thread, when tearing the actor system down takes longer than
+  // shutdown_limit after the node is done (shutdown_watchdog.hpp) with run_node's final
+  // outcome; the process then exits 1 unless this ends it first.
+  std::function<void(const std::optional<node_error>& failed)> on_shutdown_stuck;
 };
 
-struct node_error {
-  int code = 1;  // 2: refused (version, secret) or unusable config; 1: coordinator unreachable/lost
-  std::string message;
-};
 
 // Returns once the coordinator said goodbye or `stop` was set (success), or with the error.
 expected<void, node_error> run_node(const node_options& opts);

@@ -22,9 +22,6 @@ using namespace mscan::atoms;
 
 namespace {
 
-// How long tearing down the actor system may take once the work is done (shutdown_watchdog).
-constexpr std::chrono::milliseconds shutdown_limit{30'000};
-
 pass_result to_pass(const scan_result& r) {
   pass_result p{.user = r.user,
                 .ok = r.ok,

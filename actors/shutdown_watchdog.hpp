@@ -17,6 +17,9 @@
 
 namespace mscan::actors {
 
+// How long tearing the actor system down may take once the work is done (engine and node).
+inline constexpr std::chrono::milliseconds shutdown_limit{30'000};
+
 class shutdown_watchdog {
 public:
   shutdown_watchdog(std::chrono::milliseconds limit, std::function<void()> on_expire)

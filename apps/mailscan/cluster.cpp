@@ -63,13 +63,21 @@ int run_node_command(const node_command& c, const std::atomic<bool>* stop) {
   o.on_joined = [](const std::string& name, const std::string& file) {
     std::cout << fmt::format("joined as {} (config {})", name, file) << std::endl;
   };
+  auto finish = [](const std::optional<actors::node_error>& failed) {
+    if (failed) {
+      std::cerr << fmt::format("mailscan: node: {}\n", failed->message);
+      return failed->code;
+    }
+    std::cout << "node stopped\n";
+    return 0;
+  };
+  o.on_shutdown_stuck = [finish](const std::optional<actors::node_error>& failed) {
+    const int rc = finish(failed);
+    std::cout.flush();
+    std::_Exit(rc);
+  };
   auto res = actors::run_node(o);
-  if (!res) {
-    std::cerr << fmt::format("mailscan: node: {}\n", res.error().message);
-    return res.error().code;
-  }
-  std::cout << "node stopped\n";
-  return 0;
+  return finish(res ? std::nullopt : std::optional<actors::node_error>(res.error()));
 }
 
 void add_cluster_status(const core::config& cfg, nlohmann::json& status) {
