@@ -378,9 +378,7 @@ expected<void, node_error> run_node(const node_options& opts) {
   shutdown_watchdog watchdog{shutdown_limit, [&] {
     std::fprintf(stderr, "mailscan: node: shutdown_stuck: the actor system did not stop within %lld s; exiting "
                          "without it\n", static_cast<long long>(shutdown_limit.count() / 1000));
-    if (opts.on_shutdown_stuck)
-      opts.on_shutdown_stuck(failed);
-    std::_Exit(1);
+    exit_now(opts.on_shutdown_stuck ? opts.on_shutdown_stuck(failed) : 1);
   }};
   {
     caf::actor_system sys{sys_cfg};

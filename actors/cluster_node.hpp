@@ -30,9 +30,9 @@ struct node_options {
   const std::atomic<bool>* stop = nullptr;  // SIGTERM/SIGINT: orderly shutdown
   std::function<void(const std::string& name, const std::string& config_file)> on_joined;
   // Called, from a watchdog thread, when tearing the actor system down takes longer than
-  // shutdown_limit after the node is done (shutdown_watchdog.hpp) with run_node's final
-  // outcome; the process then exits 1 unless this ends it first.
-  std::function<void(const std::optional<node_error>& failed)> on_shutdown_stuck;
+  // shutdown_limit after the node is done (shutdown_watchdog.hpp), with run_node's final
+  // outcome; returns the exit code the process then ends with. Unset: 1.
+  std::function<int(const std::optional<node_error>& failed)> on_shutdown_stuck;
 };
 
 

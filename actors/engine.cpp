@@ -13,7 +13,6 @@
 
 #include <fmt/format.h>
 
-#include <cstdlib>
 #include <thread>
 
 namespace mscan::actors {
@@ -85,9 +84,9 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     log->write(core::log_level::error, "shutdown_stuck", "", "", "",
                fmt::format("the actor system did not stop within {} s; exiting without it (every "
                            "acknowledged batch is durable)", shutdown_limit.count() / 1000));
-    if (opts.on_shutdown_stuck)
-      opts.on_shutdown_stuck(report);
-    std::_Exit(1);
+    if (db)
+      report.messages_in_store = db->message_count();
+    exit_now(opts.on_shutdown_stuck ? opts.on_shutdown_stuck(report) : 1);
   }};
   {
     caf::actor_system sys{sys_cfg};
@@ -246,8 +245,6 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
     matchers.clear();
     writer = nullptr;
     health = nullptr;
-    if (db)
-      report.messages_in_store = db->message_count();  // for on_shutdown_stuck
   }
   watchdog.disarm();
   if (db)

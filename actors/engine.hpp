@@ -69,9 +69,9 @@ struct engine_options {
   // process keeps the store, writer, health and scheduler (leases for the whole cluster).
   cluster_hooks* cluster = nullptr;
   // Called, from a watchdog thread, when tearing the actor system down takes over 30 s after
-  // the work is done (shutdown_watchdog.hpp): the report is final; the process then exits 1
-  // unless this ends it first (`run` prints the report and exits with its usual code).
-  std::function<void(const engine_report&)> on_shutdown_stuck;
+  // the work is done (shutdown_watchdog.hpp), with the final report; returns the exit code
+  // the process then ends with (`run` prints the report and returns its usual code). Unset: 1.
+  std::function<int(const engine_report&)> on_shutdown_stuck;
 };
 
 // Errors: the store could not be opened (message names the directory and the cause).

@@ -7,10 +7,14 @@
 // unknown). By then everything is done — passes reported, every batch acknowledged, so
 // durable — and only teardown is left, so a process that hangs there is worse than one that
 // says so and exits: arm() before the destruction, disarm() after it; if it has not returned
-// within `limit`, `on_expire` runs on the watchdog's thread (it logs and ends the process).
+// within `limit`, `on_expire` runs on the watchdog's thread (it logs and ends the process,
+// exit_now).
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -19,6 +23,15 @@ namespace mscan::actors {
 
 // How long tearing the actor system down may take once the work is done (engine and node).
 inline constexpr std::chrono::milliseconds shutdown_limit{30'000};
+
+// Ends the process with `rc` at once, what was printed flushed, nothing else run (no
+// destructors: the one stuck is why we are here).
+[[noreturn]] inline void exit_now(int rc) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::_Exit(rc);
+}
 
 class shutdown_watchdog {
 public:

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 namespace mscan::apps {
 
@@ -71,11 +72,7 @@ int run_node_command(const node_command& c, const std::atomic<bool>* stop) {
     std::cout << "node stopped\n";
     return 0;
   };
-  o.on_shutdown_stuck = [finish](const std::optional<actors::node_error>& failed) {
-    const int rc = finish(failed);
-    std::cout.flush();
-    std::_Exit(rc);
-  };
+  o.on_shutdown_stuck = finish;
   auto res = actors::run_node(o);
   return finish(res ? std::nullopt : std::optional<actors::node_error>(res.error()));
 }

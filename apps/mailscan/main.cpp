@@ -21,7 +21,6 @@
 
 #include <atomic>
 #include <csignal>
-#include <cstdlib>
 #include <iostream>
 
 namespace {
@@ -125,11 +124,7 @@ int cmd_run(const std::string& config_file, bool once, const std::string* cluste
       return error_line("service", srv.error(), exit_usage);
     service = std::move(srv.value());
   }
-  opts.on_shutdown_stuck = [](const actors::engine_report& r) {
-    const int rc = print_run_report(r);
-    std::cout.flush();
-    std::_Exit(rc);
-  };
+  opts.on_shutdown_stuck = print_run_report;
   auto rep = actors::run_engine(*cfg, opts);
   service.reset();
   if (!rep)
