@@ -269,8 +269,8 @@ std::string body_structure(const mime_entity& e) {
 
 // BODY[section] of a message (RFC 3501 6.4.5). Unknown sections give "".
 
-std::string section_of(const std::string& raw, const mime_entity& root, std::string_view spec) {
-  if (spec.empty()) return raw;
+std::string section_of(const mime_entity& root, std::string_view spec) {
+  if (spec.empty()) return root.header + root.body;  // the message it was parsed from
   if (spec == "HEADER") return root.header;
   if (spec == "TEXT") return root.body;
   // A numbered part: the root is a message; part k of a message is child k of its

@@ -39,7 +39,7 @@ std::string body_structure(const mime_entity& e);
 
 // BODY[section] of a message (RFC 3501 6.4.5): "", HEADER, TEXT, and numbered parts with
 // .MIME / .HEADER / .TEXT. Unknown sections give "".
-std::string section_of(const std::string& raw, const mime_entity& root, std::string_view spec);
+std::string section_of(const mime_entity& root, std::string_view spec);
 
 // RFC 3501 ENVELOPE of a header block: Sender and Reply-To default to From; addresses split
 // at commas outside quotes, angle brackets and comments, groups flattened to their members.

@@ -205,15 +205,6 @@ bool wildcard_match(std::string_view pat, std::string_view name) {
   return same && wildcard_match(pat.substr(1), name.substr(1));
 }
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // "sim42" → 42 if below `mailboxes`.
 std::optional<std::size_t> parse_user(std::string_view name, std::size_t mailboxes) {
   if (name.size() < 4 || name.size() > 23 || !iequals(name.substr(0, 3), "sim")) return std::nullopt;
@@ -287,9 +278,9 @@ class connection;
 struct server {
   sim_options opt;
   message_generator gen;
-  // sim_options::eml_dir, loaded by start(): each file's CRLF bytes, structure, BODY answers.
+  // sim_options::eml_dir, loaded by start(): each file parsed (its header and body are the
+  // CRLF bytes) and its BODYSTRUCTURE answer.
   struct eml_file {
-    std::string header, body;
     mime_entity root;
     std::string structure;
   };
@@ -336,8 +327,8 @@ struct server {
     if (emls.empty()) return gen.generate(user, uid);
     const auto& f = emls[(mix(opt.seed, user, 0xe31) + uid - 1) % emls.size()];
     generated_message m;
-    m.header = f.header;
-    m.body = f.body;
+    m.header = f.root.header;
+    m.body = f.root.body;
     m.bodystructure = f.structure;
     m.body_basic = f.structure;  // BODY: the extension data is allowed to be there
     m.date = gen.date_of(uid);
@@ -385,8 +376,6 @@ struct server {
       }
       eml_file f;
       f.root = parse_entity(crlf);
-      f.header = f.root.header;
-      f.body = f.root.body;
       f.structure = body_structure(f.root);
       emls.push_back(std::move(f));
     }
@@ -926,7 +915,7 @@ class connection : public std::enable_shared_from_this<connection> {
       }
       if (!match) continue;
       out_ += fmt::format("* {} ({}) \"/\" {}\r\n", name,
-                          f == sent ? "\\HasNoChildren \\Sent" : "\\HasNoChildren", quote(folder));
+                          f == sent ? "\\HasNoChildren \\Sent" : "\\HasNoChildren", imap_string(folder));
       if (status_items) {
         const auto line = status_line(f, *status_items);
         if (!line) return tagged(tag, "BAD Unknown STATUS item");
@@ -985,7 +974,7 @@ class connection : public std::enable_shared_from_this<connection> {
       if (!out.empty()) out += ' ';
       out += k + " " + value;
     }
-    return fmt::format("* STATUS {} ({})\r\n", quote(srv_.folder_name(user_, f)), out);
+    return fmt::format("* STATUS {} ({})\r\n", imap_string(srv_.folder_name(user_, f)), out);
   }
 
   void select(const std::string& tag, const std::string& name, tokenizer& t) {
@@ -1115,7 +1104,7 @@ class connection : public std::enable_shared_from_this<connection> {
       for (auto f = ft.next(); f.is_string(); f = ft.next()) fields.push_back(f.text);
       data = filter_header(m.header, fields, exclude);
     } else if (m.entity) {
-      data = section_of(m.full(), *m.entity, s);
+      data = section_of(*m.entity, s);
     } else {
       auto part = body_part(m, s.starts_with("1") ? 1 : 2, s.ends_with(".MIME"));
       if (!part) return std::nullopt;

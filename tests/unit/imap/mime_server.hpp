@@ -74,7 +74,7 @@ struct mime_server {
       else if (item.rfind("BODY.PEEK[", 0) == 0) {
         const std::size_t close = item.find(']');
         const std::string spec(item.substr(10, close - 10));
-        std::string data = section_of(raw, root, spec);
+        std::string data = section_of(root, spec);
         std::string_view partial = item.substr(close + 1);
         std::string name = "BODY[" + spec + "]";
         if (!partial.empty()) {
