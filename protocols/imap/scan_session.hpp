@@ -153,8 +153,8 @@ struct batch_complete { std::string folder; std::uint32_t uidvalidity; std::uint
 struct folder_complete { std::string folder; std::uint32_t uidvalidity; std::uint32_t highest_uid;
                          std::uint64_t highest_modseq; };
 // The folder was not opened: STATUS (or LIST-STATUS) shows the checkpoint's UIDVALIDITY, no UID
-// at or above UIDNEXT and (with CONDSTORE) the same HIGHESTMODSEQ. A folder_complete follows
-// only when HIGHESTMODSEQ moved (flag changes only: the checkpoint takes the new value).
+// at or above UIDNEXT. A moved HIGHESTMODSEQ (flag changes, expunges) changes nothing: no
+// folder_complete, the checkpoint keeps the value of the last time the folder was opened.
 struct folder_unchanged { std::string folder; std::uint32_t uidvalidity; std::uint32_t uidnext;
                           std::uint32_t messages; };
 // The server's answer to ID: field/value pairs as sent (e.g. name=Dovecot).

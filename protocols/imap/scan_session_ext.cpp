@@ -231,15 +231,11 @@ bool scan_session::emit_if_unchanged(const status_data& st) {
   // UIDs only grow and UIDNEXT moves with every arrival: nothing above the checkpoint exists.
   if (std::uint64_t{*st.uidnext} > std::uint64_t{cp->last_uid} + 1) return false;
   const auto& f = folders_[folder_index_];
+  // Only flags changed (or messages went away) if HIGHESTMODSEQ moved: nothing to fetch and
+  // nothing to write. The checkpoint keeps the HIGHESTMODSEQ of the last time the folder was
+  // opened: nothing decides by it, and a new one here cost every poll after a flag change a
+  // synced commit and a round trip to the writer.
   out_.push_back(folder_unchanged{f.name, cp->uidvalidity, *st.uidnext, st.messages.value_or(0)});
-  // Only flags changed (or messages went away): nothing to fetch, but the checkpoint takes
-  // the new HIGHESTMODSEQ so that the next poll compares with it.
-  const std::uint64_t modseq = st.highestmodseq.value_or(0);
-  if (modseq != 0 && modseq != cp->highest_modseq) {
-    const auto last_uid = cp->last_uid;
-    out_.push_back(folder_complete{f.name, cp->uidvalidity, last_uid, modseq});
-    opts_.checkpoints[f.name].highest_modseq = modseq;
-  }
   return true;
 }
 
