@@ -1126,8 +1126,8 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           return;
         }
         // Checkpoints and the stored state come from the writer, which owns the database.
-        self->request(st.s.writer, caf::infinite, state_atom::value, st.s.cfg->user)
-          .then([=](storage::mailbox_state& ms) {
+        self->request(st.s.writer, caf::infinite, checkpoints_atom::value, st.s.cfg->user)
+          .then([=](storage::mailbox_state& ms, std::map<std::string, storage::folder_checkpoint>& cps) {
             self->state.stored = std::move(ms);
             self->state.credentials_proven = core::credentials_proven(self->state.stored, *self->state.s.cfg);
             if (!core::may_login(self->state.stored, *self->state.s.cfg)) {
@@ -1142,17 +1142,14 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
               finish_if_drained(self);
               return;
             }
-            self->request(self->state.s.writer, caf::infinite, checkpoints_atom::value, self->state.s.cfg->user)
-              .then([=](std::map<std::string, storage::folder_checkpoint>& cps) {
-                if (self->state.s.cfg->type != core::mail_protocol::pop3) {
-                  begin_pass(self, std::move(cps));
-                  return;
-                }
-                // POP3's checkpoint is the set of UIDLs already tracked.
-                self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg->user)
-                  .then([=, cps = std::move(cps)](std::map<std::string, std::uint32_t>& uidls) mutable {
-                    begin_pass(self, std::move(cps), std::move(uidls));
-                  });
+            if (self->state.s.cfg->type != core::mail_protocol::pop3) {
+              begin_pass(self, std::move(cps));
+              return;
+            }
+            // POP3's checkpoint is the set of UIDLs already tracked.
+            self->request(self->state.s.writer, caf::infinite, uidls_atom::value, self->state.s.cfg->user)
+              .then([=, cps = std::move(cps)](std::map<std::string, std::uint32_t>& uidls) mutable {
+                begin_pass(self, std::move(cps), std::move(uidls));
               });
           });
       },

@@ -88,6 +88,14 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
     if (*exiting && pending->empty())
       self->quit(std::move(**exiting));
   };
+  auto state_of = [db](const std::string& user) {
+    auto s = db->mailbox_state_of(user);
+    if (s)
+      return std::move(*s);
+    storage::mailbox_state fresh;
+    fresh.user = user;
+    return fresh;
+  };
   return {
     [=](write_atom, matched_batch& b) {
       pending->push_back(std::move(b));
@@ -171,16 +179,10 @@ caf::behavior writer_actor(caf::event_based_actor* self, std::shared_ptr<storage
       }
       quit_if_done();
     },
-    [=](checkpoints_atom, const std::string& user) { return db->checkpoints(user); },
+    // What a pass starts from, in one round trip (each one woke this thread and the mailbox's).
+    [=](checkpoints_atom, const std::string& user) { return std::make_tuple(state_of(user), db->checkpoints(user)); },
     [=](uidls_atom, const std::string& user) { return db->pop3_uidls(user); },
-    [=](state_atom, const std::string& user) {
-      auto s = db->mailbox_state_of(user);
-      if (s)
-        return *s;
-      storage::mailbox_state fresh;
-      fresh.user = user;
-      return fresh;
-    },
+    [=](state_atom, const std::string& user) { return state_of(user); },
     [=](state_atom, const storage::mailbox_state& s) {
       auto res = db->put_mailbox_state(s);
       (void)res;  // best effort: a failed state write shows up in the next scan's write error

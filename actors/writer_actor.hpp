@@ -16,7 +16,8 @@ namespace mscan::actors {
 //                                                    server actions) to reply_to (none if null)
 //                                                    or (write_failed_atom, seq, reason, detail)
 //                                                    to batch.reply_to
-//          (checkpoints_atom, user)               -> std::map<folder, folder_checkpoint>
+//          (checkpoints_atom, user)               -> (storage::mailbox_state,
+//                                                     std::map<folder, folder_checkpoint>)
 //          (state_atom, user)                     -> storage::mailbox_state
 //          (state_atom, storage::mailbox_state)   -> stores it
 struct writer_settings {
