@@ -1,6 +1,8 @@
 #pragma once
 // Internal building blocks of the MIME parser (not part of the public API).
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,5 +73,8 @@ structured_value parse_structured(std::string_view unfolded, std::string_view fa
 void decode_base64(std::string_view in, std::string& out);
 std::size_t base64_decoded_size(std::string_view in);
 void decode_quoted_printable(std::string_view in, std::string& out);
+
+// parse_date without its fast path for the canonical form (tests compare the two).
+std::optional<std::int64_t> parse_date_general(std::string_view value);
 
 } // namespace mscan::mime::detail
