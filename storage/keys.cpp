@@ -176,7 +176,10 @@ std::string normalise_message_id(std::string_view message_id) {
   out.reserve(message_id.size());
   for (char c : trim(message_id))
     if (!is_space(c)) out.push_back(c);
-  if (out.size() >= 2 && out.front() == '<' && out.back() == '>') out = out.substr(1, out.size() - 2);
+  if (out.size() >= 2 && out.front() == '<' && out.back() == '>') {
+    out.pop_back();
+    out.erase(0, 1);
+  }
   if (auto at = out.rfind('@'); at != std::string::npos)
     for (std::size_t i = at + 1; i < out.size(); ++i) out[i] = ascii_lower(out[i]);
   return out;

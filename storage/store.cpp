@@ -644,7 +644,8 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     // message_ids only holds ids whose key is not simply "<id>" (keys computed otherwise):
     // for message_key()'s own keys the lookup goes straight to messages, one insert fewer.
     if (auto id = normalise_message_id(cur.message_id);
-        !id.empty() && key != "<" + id + ">" &&
+        !id.empty() && !(key.size() == id.size() + 2 && key.front() == '<' && key.back() == '>' &&
+                         key.compare(1, id.size(), id) == 0) &&
         (!sl.stored || sl.stored->message_id != cur.message_id))
       batch.Put(d.h(cf::message_ids), keys::message_id(id), key);
     // merge_into() only appends to the link lists and only ever sets a date that was 0, so
