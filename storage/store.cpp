@@ -73,6 +73,24 @@ bool add_all(std::vector<T>& v, const std::vector<T>& xs) {
   return changed;
 }
 
+template <class T>
+bool distinct(const std::vector<T>& v) {
+  for (std::size_t i = 1; i < v.size(); ++i)
+    if (std::find(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v[i]) != v.begin() + static_cast<std::ptrdiff_t>(i))
+      return false;
+  return true;
+}
+
+// Whether merging `in` into an empty record gives `in` itself (see merge_into): one sighting,
+// its user the only user, no list with a repeated entry. What the matcher makes of one
+// fetched message is; store::write then writes it as it is instead of building a copy.
+bool merges_to_itself(const message_record& in) {
+  return in.sightings.size() == 1 && in.users.size() == 1 && in.users.front() == in.sightings.front().user &&
+         distinct(in.to) && distinct(in.cc) && distinct(in.contacts) && distinct(in.accounts) &&
+         distinct(in.items) && distinct(in.tickets) && distinct(in.attachments) && distinct(in.reasons) &&
+         distinct(in.warnings);
+}
+
 bool fill(std::string& dst, const std::string& src) {
   if (!dst.empty() || src.empty()) return false;
   dst = src;
@@ -463,9 +481,15 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
   if (auto r = d.recover(); !r) return unexpected{r.error()};
 
   // Current stored state of every distinct key, fetched in one MultiGet.
+  // `cur` is the record as this batch leaves it; a key first seen in this batch whose
+  // incoming record merges to itself is not copied: `view` points at it (into `messages`)
+  // until another record of the batch merges into it.
   struct slot {
     std::optional<message_record> stored;
     std::optional<message_record> cur;
+    const message_record* view = nullptr;
+    const message_record* current() const { return view ? view : cur ? &*cur : nullptr; }
+    const message_record* latest() const { return current() ? current() : stored ? &*stored : nullptr; }
   };
   std::unordered_map<std::string, slot> slots;
   std::vector<std::string> order;
@@ -507,8 +531,8 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
       auto id = normalise_message_id(r.target);
       if (id.empty()) continue;
       std::optional<message_record> parent;
-      if (auto it = slots.find("<" + id + ">"); it != slots.end() && (it->second.cur || it->second.stored))
-        parent = it->second.cur ? *it->second.cur : *it->second.stored;
+      if (auto it = slots.find("<" + id + ">"); it != slots.end() && it->second.latest())
+        parent = *it->second.latest();
       else
         parent = find_by_message_id(r.target);
       if (!parent || parent->key == m.key) continue;
@@ -569,8 +593,8 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
         if (number.empty() && slash != std::string_view::npos) {
           const std::string root(rest.substr(slash + 1));
           std::optional<message_record> parent;
-          if (auto it = slots.find(root); it != slots.end() && (it->second.cur || it->second.stored))
-            parent = it->second.cur ? *it->second.cur : *it->second.stored;
+          if (auto it = slots.find(root); it != slots.end() && it->second.latest())
+            parent = *it->second.latest();
           else
             parent = d.find_record(root);
           if (parent && !parent->tickets.empty()) number = parent->tickets.front();
@@ -597,7 +621,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
 
   for (const auto& m_in : messages) {
     auto& sl0 = slots[m_in.key];
-    const message_record* before = sl0.cur ? &*sl0.cur : sl0.stored ? &*sl0.stored : nullptr;
+    const message_record* before = sl0.latest();
     std::optional<message_record> resolved;
     if (std::any_of(m_in.tickets.begin(), m_in.tickets.end(),
                     [](const std::string& t) { return !t.empty() && t[0] == '@'; })) {
@@ -616,12 +640,20 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
     auto with_parents = inherit(m_r);
     const auto& m = with_parents ? *with_parents : m_r;
     auto& sl = slots[m.key];
-    const bool brand_new = !sl.cur && !sl.stored;
-    if (!sl.cur) {
-      sl.cur = sl.stored ? *sl.stored : message_record{};
-      sl.cur->key = m.key;
+    const bool brand_new = !sl.latest();
+    merge_delta delta;
+    if (brand_new && &m == &m_in && merges_to_itself(m)) {
+      sl.view = &m_in;
+      delta.sightings_added = m.sightings.size();
+      delta.changed = true;
+    } else {
+      if (!sl.cur) {
+        sl.cur = sl.view ? *sl.view : sl.stored ? *sl.stored : message_record{};
+        sl.view = nullptr;
+        sl.cur->key = m.key;
+      }
+      delta = merge_into(*sl.cur, m);
     }
-    auto delta = merge_into(*sl.cur, m);
     stats.new_sightings += delta.sightings_added;
     stats.per_record.push_back({brand_new, static_cast<std::uint32_t>(delta.sightings_added)});
     if (brand_new)
@@ -638,7 +670,7 @@ expected<write_stats, error> store::write(std::span<const message_record> messag
   for (const auto& key : order) {
     const auto& sl = slots[key];
     if (sl.stored && *sl.stored == *sl.cur) continue;  // replay: nothing to write
-    const auto& cur = *sl.cur;
+    const auto& cur = *sl.current();
     batch.Put(d.h(cf::messages), keys::message(key), codec::encode(cur));
     if (!sl.stored) ++created;
     // message_ids only holds ids whose key is not simply "<id>" (keys computed otherwise):
