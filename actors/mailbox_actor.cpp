@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -138,21 +139,266 @@ struct session_adapter final : protocol_session {
   }
 };
 
+// The session of one connection, shared by its mailbox actor and the io thread. Server bytes
+// go into it on the io thread, which also carries out at once what the session answers on the
+// wire (the next command, STARTTLS, COMPRESS): a login, a folder open or a search step costs no
+// hop to the actor and back. Only what the actor decides on (messages, batch and folder ends,
+// the end of the pass, failures, idle activity) is queued for it, and the actor is woken once
+// per burst (net_data_atom). The actor's own calls (resume, actions, IDLE, ...) go through the
+// same object. Every access holds `m_`; nothing called under it calls back.
+//
+// The reply clock lives here too (the slow lane, see reply_clock_check): the io thread sees
+// the commands go out and the answers come in. Answers are judged by the actor: the io thread
+// keeps what it needs (the quickest answer, the login's wait, a silence long enough to judge)
+// and wakes it when a judgement is due.
+class session_driver {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit session_driver(std::unique_ptr<protocol_session> s) : s_(std::move(s)) {}
+
+  // The connection this session talks on (weak: the connection's callbacks hold this object).
+  // `judge_after`: a silence at least this long is judged by the actor (0 = never);
+  // `credentials_proven`: see reply_clock_check.
+  void attach(std::weak_ptr<net::connection> conn, std::chrono::milliseconds judge_after,
+              bool credentials_proven) {
+    std::lock_guard lock(m_);
+    conn_ = std::move(conn);
+    deflate_.reset();  // a new connection starts uncompressed
+    judge_after_ = judge_after;
+    credentials_proven_ = credentials_proven;
+    last_activity_ = clock::now();
+    reply_start();  // the greeting is an answer too
+  }
+  // The session is over for this object's owner: later bytes and calls change nothing.
+  void detach() {
+    std::lock_guard lock(m_);
+    s_.reset();
+    events_.clear();
+  }
+  // LOGOUT sent: bytes from now on are not fed to the session (the close is awaited).
+  void set_closing() {
+    std::lock_guard lock(m_);
+    closing_ = true;
+  }
+
+  // io thread: server bytes. True when the actor must be woken (it is not already).
+  bool feed(std::string_view bytes) {
+    std::lock_guard lock(m_);
+    if (!s_ || closing_ || !error_.empty())
+      return false;
+    const auto now = clock::now();
+    last_activity_ = now;
+    answered(now);
+    receive(bytes);
+    drain();
+    if (auth_wait_.count() > 0 && s_ && !s_->authenticating()) {
+      // The login is over: its wait is judged now if it was accepted. A refusal (the pass
+      // fails in this very burst) is delayed on purpose by servers: not slowness.
+      const auto wait = std::exchange(auth_wait_, std::chrono::milliseconds{0});
+      const bool refused = std::any_of(events_.begin(), events_.end(), [](const imap::session_output& e) {
+        return std::holds_alternative<imap::scan_failed>(e);
+      });
+      if (!refused)
+        pending_judge_ = std::max(pending_judge_, wait);
+    }
+    const bool due = !events_.empty() || !error_.empty() || pending_judge_.count() > 0;
+    return due && !std::exchange(posted_, true);
+  }
+  // Actor, on net_data_atom: from now on new bytes wake it again.
+  void woken() {
+    std::lock_guard lock(m_);
+    posted_ = false;
+  }
+  // Actor: the next output for it (the io thread's queue first, in order), or nothing.
+  std::optional<imap::session_output> poll() {
+    std::lock_guard lock(m_);
+    if (!events_.empty()) {
+      auto out = std::move(events_.front());
+      events_.pop_front();
+      return out;
+    }
+    while (s_) {
+      auto out = s_->poll();
+      if (!out || !transport(*out))
+        return out;
+    }
+    return std::nullopt;
+  }
+
+  // Actor: what the io thread gathered for the reply clock since the last call.
+  struct clock_report {
+    std::int64_t quickest_ms = -1;                 // quickest answer to a command (-1: none)
+    std::chrono::milliseconds judge{0};            // the longest silence to judge (0: none)
+    bool answered = false;                         // an answer came (a new silence since)
+  };
+  clock_report take_clock() {
+    std::lock_guard lock(m_);
+    clock_report r{std::exchange(quickest_ms_, -1), std::exchange(pending_judge_, std::chrono::milliseconds{0}),
+                   std::exchange(answered_, false)};
+    return r;
+  }
+  // Actor: the silence so far (for the periodic check), and the last byte's time.
+  std::chrono::milliseconds waited(clock::time_point now) {
+    std::lock_guard lock(m_);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now - reply_wait_since_);
+  }
+  clock::time_point last_activity() {
+    std::lock_guard lock(m_);
+    return last_activity_;
+  }
+  // Actor: a command of its own is out, or a kept connection is used again.
+  void touch() {
+    std::lock_guard lock(m_);
+    last_activity_ = clock::now();
+    reply_start();
+  }
+  void active() {
+    std::lock_guard lock(m_);
+    last_activity_ = clock::now();
+  }
+  // Actor: a corrupt COMPRESS stream (the pass fails with it), once.
+  std::string take_error() {
+    std::lock_guard lock(m_);
+    return std::exchange(error_, {});
+  }
+
+  // The session's face, for the actor (a dropped session answers as an empty one).
+ private:
+  template <class F>
+  auto locked(F&& f) {
+    std::lock_guard lock(m_);
+    using R = decltype(f(*s_));
+    if constexpr (std::is_void_v<R>) {
+      if (s_)
+        f(*s_);
+    } else {
+      return s_ ? f(*s_) : R{};
+    }
+  }
+
+ public:
+  void on_tls_established() { locked([](auto& s) { s.on_tls_established(); }); }
+  void on_eof() { locked([](auto& s) { s.on_eof(); }); }
+  void resume() { locked([](auto& s) { s.resume(); }); }
+  bool awaiting_resume() { return locked([](auto& s) { return s.awaiting_resume(); }); }
+  bool authenticating() { return locked([](auto& s) { return s.authenticating(); }); }
+  std::vector<std::string> capabilities() {
+    return locked([](auto& s) { return s.capabilities(); });
+  }
+  void mark_seen(std::vector<std::uint32_t> uids) { locked([&](auto& s) { s.mark_seen(std::move(uids)); }); }
+  void queue_action(imap::action_request req) { locked([&](auto& s) { s.queue_action(std::move(req)); }); }
+  void finish_early() { locked([](auto& s) { s.finish_early(); }); }
+  bool ended_early() { return locked([](auto& s) { return s.ended_early(); }); }
+  std::vector<storage::uidl_update> take_uidl_updates(const std::string& user) {
+    return locked([&](auto& s) { return s.take_uidl_updates(user); });
+  }
+  void dele(const std::vector<std::uint32_t>& uids) { locked([&](auto& s) { s.dele(uids); }); }
+  void all_acked() { locked([](auto& s) { s.all_acked(); }); }
+  void repoll() { locked([](auto& s) { s.repoll(); }); }
+  bool park_idle() { return locked([](auto& s) { return s.park_idle(); }); }
+  void end_parked() { locked([](auto& s) { s.end_parked(); }); }
+  bool idling() { return locked([](auto& s) { return s.idling(); }); }
+  bool parked() { return locked([](auto& s) { return s.parked(); }); }
+  void stop_idle(imap::idle_stop how) { locked([&](auto& s) { s.stop_idle(how); }); }
+
+ private:
+
+  void reply_start() {
+    reply_wait_since_ = clock::now();
+    awaiting_answer_ = true;
+  }
+  // Bytes arrived: the silence since the last command or answer ends (reply_clock_check).
+  void answered(clock::time_point now) {
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - reply_wait_since_);
+    reply_wait_since_ = now;
+    answered_ = true;
+    if (std::exchange(awaiting_answer_, false) && (quickest_ms_ < 0 || waited.count() < quickest_ms_))
+      quickest_ms_ = waited.count();
+    if (s_ && s_->authenticating() && !credentials_proven_) {
+      auth_wait_ = std::max(auth_wait_, waited);
+      return;
+    }
+    if (judge_after_.count() > 0 && waited >= judge_after_)
+      pending_judge_ = std::max(pending_judge_, waited);
+  }
+  // Server bytes into the session, inflated first once COMPRESS is on.
+  void receive(std::string_view bytes) {
+    if (!deflate_) {
+      s_->on_bytes(bytes);
+      return;
+    }
+    if (!deflate_->inflate(bytes, [&](std::string_view plain) {
+          if (s_)
+            s_->on_bytes(plain);
+        }) &&
+        error_.empty())
+      error_ = deflate_->error().empty() ? std::string{"corrupt COMPRESS stream"} : deflate_->error();
+  }
+  // Carries out a wire-level output; false for one the actor decides on.
+  bool transport(imap::session_output& out) {
+    if (auto* w = std::get_if<imap::write_bytes>(&out)) {
+      if (auto c = conn_.lock())
+        c->write(deflate_ ? deflate_->deflate(w->data) : std::move(w->data));
+      reply_start();
+      return true;
+    }
+    if (std::holds_alternative<imap::start_compress>(out)) {
+      deflate_ = std::make_unique<imap::deflate_stream>();
+      if (auto rest = s_->take_compressed_rest(); !rest.empty())
+        receive(rest);
+      return true;
+    }
+    if (std::holds_alternative<imap::start_tls>(out)) {
+      if (auto c = conn_.lock())
+        c->start_tls();
+      return true;
+    }
+    return false;
+  }
+  // io thread: everything the session has to say. The end of the pass (or a failure, or a
+  // parked session) stops it: what follows waits for the actor's decision.
+  void drain() {
+    while (s_) {
+      auto out = s_->poll();
+      if (!out)
+        return;
+      if (transport(*out))
+        continue;
+      const bool stop = std::holds_alternative<imap::scan_complete>(*out) ||
+                        std::holds_alternative<imap::scan_failed>(*out) ||
+                        std::holds_alternative<imap::session_parked>(*out);
+      events_.push_back(std::move(*out));
+      if (stop)
+        return;
+    }
+  }
+
+  std::mutex m_;
+  std::unique_ptr<protocol_session> s_;
+  std::unique_ptr<imap::deflate_stream> deflate_;  // COMPRESS=DEFLATE negotiated on this connection
+  std::weak_ptr<net::connection> conn_;
+  std::deque<imap::session_output> events_;        // for the actor, in the session's order
+  bool posted_ = false;                             // a net_data_atom is on its way
+  bool closing_ = false;
+  std::string error_;
+  // Reply clock.
+  clock::time_point last_activity_{};
+  clock::time_point reply_wait_since_{};
+  bool awaiting_answer_ = false;
+  bool answered_ = false;
+  bool credentials_proven_ = false;
+  std::chrono::milliseconds judge_after_{0};
+  std::int64_t quickest_ms_ = -1;
+  std::chrono::milliseconds auth_wait_{0};
+  std::chrono::milliseconds pending_judge_{0};
+};
+
 struct mailbox_state {
   mailbox_settings s;
   caf::actor scheduler;
-  std::unique_ptr<protocol_session> session;
-  std::unique_ptr<imap::deflate_stream> deflate;  // COMPRESS=DEFLATE negotiated in this pass
+  std::shared_ptr<session_driver> session;  // dropped with drop_session()
   std::shared_ptr<net::connection> conn;
   std::uint64_t generation = 0;  // one per pass: stale timers of an old pass are ignored
-  // Bytes the connection read that this actor has not taken yet: the io thread appends and
-  // posts one net_data message per burst (not one per socket read) while it waits here.
-  struct net_inbox {
-    std::mutex m;
-    std::string bytes;
-    bool posted = false;
-  };
-  std::shared_ptr<net_inbox> inbox;
   std::uint64_t conn_gen = 0;    // the pass that opened the connection: stale network events
   // Kept sessions (docs/imap.md): `parked` while the scheduler lets this mailbox keep its
   // logged-in connection between passes; `park_pending` while it is asked (the pass's
@@ -193,15 +439,11 @@ struct mailbox_state {
   bool continuing = false;  // the last lease was yielded: this one goes on with the same pass
   bool slot_released = false;  // conn_closed_atom sent for this pass
   bool ticking = false;        // this pass's timeout_atom loop runs (started by a quiet spell)
-  std::chrono::steady_clock::time_point last_activity;
-  // Slow lane: the last bytes written or read on the connection (the server's silence since),
-  // and whether this lease already asked the scheduler for a slot.
-  std::chrono::steady_clock::time_point reply_wait_since{};
+  // Slow lane (the reply clock itself is in the session_driver): whether this lease already
+  // asked the scheduler for a slot.
   std::chrono::steady_clock::time_point leased_at{};  // (scan_ok's lease_ms: the scan's latency)
   bool slow_reported = false;
   bool soft_asked = false;  // this silence passed the early threshold and the scheduler was asked
-  bool awaiting_answer = false;  // a command (or the greeting) is out and nothing came back yet
-  std::chrono::milliseconds auth_wait{0};  // the login's answer took this long (judged once accepted)
   // The configured credentials are the ones that last logged in (stored state): a login
   // given up mid-way and retried cannot be a second wrong-password attempt.
   bool credentials_proven = false;
@@ -222,6 +464,8 @@ struct mailbox_state {
 };
 
 using mailbox_actor_t = caf::stateful_actor<mailbox_state>;
+
+void drop_session(mailbox_actor_t* self);
 
 std::string_view reason_of(net::failure_kind k) {
   switch (k) {
@@ -339,7 +583,7 @@ void fail_pass(mailbox_actor_t* self, std::string reason, std::string detail) {
     st.conn->close(false);
     st.conn.reset();
   }
-  st.session.reset();
+  drop_session(self);
   finish_if_drained(self);
 }
 
@@ -378,20 +622,6 @@ bool may_fetch(mailbox_actor_t* self) {
   if (!st.waiting_budget)
     st.waiting_budget = st.budget.wait(caf::actor_cast<caf::actor>(self));
   return !st.waiting_budget;  // room appeared meanwhile
-}
-
-// Server bytes into the session, inflated first once COMPRESS is on.
-void receive_bytes(mailbox_actor_t* self, std::string_view bytes) {
-  auto& st = self->state;
-  if (!st.deflate) {
-    st.session->on_bytes(bytes);
-    return;
-  }
-  if (!st.deflate->inflate(bytes, [&](std::string_view plain) {
-        if (st.session)
-          st.session->on_bytes(plain);
-      }))
-    fail_pass(self, "protocol_error", st.deflate->error());
 }
 
 // A slice is used up: ask the scheduler whether anyone waits for this connection slot. The
@@ -439,8 +669,8 @@ std::chrono::milliseconds tick_interval(const mailbox_state& st) {
 // does not mean nothing is outstanding: the clock measures the silence since the last bytes
 // either way, and is not consulted while the session waits for this side: awaiting_resume.)
 void reply_clock_start(mailbox_actor_t* self) {
-  self->state.reply_wait_since = std::chrono::steady_clock::now();
-  self->state.awaiting_answer = true;
+  if (self->state.session)
+    self->state.session->touch();  // (and the command timeout's clock restarts)
 }
 
 void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
@@ -479,38 +709,53 @@ void judge_silence(mailbox_actor_t* self, std::chrono::milliseconds waited) {
       [](caf::error&) {});  // no lane to ask for: go on
 }
 
-// `answered`: bytes arrived (the silence ends); otherwise the periodic check of a server that
-// has not answered yet (a stalled server is slow before its first byte). While LOGIN /
-// AUTHENTICATE is out nothing is judged unless these credentials have logged in before:
-// servers delay a refusal on purpose (dovecot's auth_failure_delay), and giving the
-// connection back then would retry a wrong password (a second failed attempt: what locks
-// accounts out). The wait is judged once the login is accepted (auth_accepted_check), so a
-// server slow for this user still goes to the lane.
-void reply_clock_check(mailbox_actor_t* self, bool answered) {
+// What the io thread's reply clock gathered: answers end a silence (a new one may be asked
+// about again), the quickest answer is the lease's reply_ms, and a silence long enough to count
+// is judged. While LOGIN / AUTHENTICATE is out nothing is judged unless these credentials have
+// logged in before: servers delay a refusal on purpose (dovecot's auth_failure_delay), and
+// giving the connection back then would retry a wrong password (a second failed attempt: what
+// locks accounts out). The login's wait is judged once it is accepted, so a server slow for
+// this user still goes to the lane (session_driver::feed).
+void sync_reply_clock(mailbox_actor_t* self, bool judge = true) {
   auto& st = self->state;
-  auto now = std::chrono::steady_clock::now();
-  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.reply_wait_since);
-  if (answered) {
-    st.reply_wait_since = now;
-    st.soft_asked = false;
-    if (std::exchange(st.awaiting_answer, false) &&
-        (st.quickest_reply_ms < 0 || waited.count() < st.quickest_reply_ms))
-      st.quickest_reply_ms = waited.count();
-  }
-  if (st.session && st.session->authenticating() && !st.credentials_proven) {
-    if (answered)
-      st.auth_wait = std::max(st.auth_wait, waited);
+  if (!st.session)
     return;
-  }
-  judge_silence(self, waited);
+  auto r = st.session->take_clock();
+  if (r.answered)
+    st.soft_asked = false;
+  if (r.quickest_ms >= 0 && (st.quickest_reply_ms < 0 || r.quickest_ms < st.quickest_reply_ms))
+    st.quickest_reply_ms = r.quickest_ms;
+  if (judge && r.judge.count() > 0 && !st.server_done)
+    judge_silence(self, r.judge);
 }
 
-// After bytes were handled: the login just went through, so its wait is judged now.
-void auth_accepted_check(mailbox_actor_t* self) {
+// The periodic check of a server that has not answered yet (a stalled server is slow before
+// its first byte).
+void reply_clock_tick(mailbox_actor_t* self) {
   auto& st = self->state;
-  if (st.auth_wait.count() == 0 || !st.session || st.session->authenticating() || st.server_done)
+  sync_reply_clock(self);
+  if (!st.session || (st.session->authenticating() && !st.credentials_proven))
     return;
-  judge_silence(self, std::exchange(st.auth_wait, std::chrono::milliseconds{0}));
+  judge_silence(self, st.session->waited(std::chrono::steady_clock::now()));
+}
+
+// The smallest silence judge_silence can act on (0: it never does), for the io thread.
+std::chrono::milliseconds judge_after(const mailbox_state& st) {
+  const auto limit = std::int64_t{st.s.engine->slow_response_ms};
+  if (limit == 0 || !st.s.report_slow)
+    return std::chrono::milliseconds{0};
+  return std::chrono::milliseconds(std::min(limit, std::max<std::int64_t>(limit / 4, 100)));
+}
+
+// The pass is done with its session: the io thread stops feeding it (the connection's
+// callbacks still hold the driver), and the lease keeps its quickest answer.
+void drop_session(mailbox_actor_t* self) {
+  auto& st = self->state;
+  if (!st.session)
+    return;
+  sync_reply_clock(self, false);
+  st.session->detach();
+  st.session.reset();
 }
 
 // The host's slow lane is full: give the connection back now and queue in the slow lane. A
@@ -532,7 +777,7 @@ void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen) {
     st.conn->close(false);
     st.conn.reset();
   }
-  st.session.reset();
+  drop_session(self);
   st.batch.clear();  // not sent: its messages come again with the next lease
   st.server_done = true;
   finish_if_drained(self);
@@ -543,22 +788,18 @@ void pump(mailbox_actor_t* self) {
   auto& st = self->state;
   while (st.session) {
     auto out = st.session->poll();
-    if (!out)
+    if (!out) {
+      // A corrupt COMPRESS stream (found by whichever thread inflated it) ends the pass.
+      if (auto err = st.session->take_error(); !err.empty())
+        fail_pass(self, "protocol_error", std::move(err));
       return;
+    }
     bool stop = false;
     std::visit(
       [&](auto& ev) {
         using T = std::decay_t<decltype(ev)>;
-        if constexpr (std::is_same_v<T, imap::write_bytes>) {
-          st.conn->write(st.deflate ? st.deflate->deflate(ev.data) : std::move(ev.data));
-          reply_clock_start(self);
-        } else if constexpr (std::is_same_v<T, imap::start_compress>) {
-          st.deflate = std::make_unique<imap::deflate_stream>();
-          if (auto rest = st.session->take_compressed_rest(); !rest.empty())
-            receive_bytes(self, rest);
-        } else if constexpr (std::is_same_v<T, imap::start_tls>) {
-          st.conn->start_tls();
-        } else if constexpr (std::is_same_v<T, imap::folder_opened>) {
+        // (Commands, STARTTLS and COMPRESS are carried out by the session_driver.)
+        if constexpr (std::is_same_v<T, imap::folder_opened>) {
           // The checkpoint moves with the batches; the counts are for diagnostics.
           st.result.folder_names.push_back(ev.folder);
           st.result.folder_counts.push_back(ev.exists);
@@ -606,6 +847,7 @@ void pump(mailbox_actor_t* self) {
           st.result.capabilities = st.session->capabilities();
           st.yielding = st.yielding && st.session->ended_early();  // else the pass is whole
           st.closing = true;
+          st.session->set_closing();
           st.closing_since = std::chrono::steady_clock::now();
           stop = true;
         } else if constexpr (std::is_same_v<T, imap::session_parked>) {
@@ -661,7 +903,7 @@ void pump(mailbox_actor_t* self) {
       break;
   }
   if (st.server_done && !st.park_pending && !st.parked) {
-    st.session.reset();
+    drop_session(self);
     finish_if_drained(self);
   }
 }
@@ -674,7 +916,7 @@ void finish_closing(mailbox_actor_t* self) {
   st.conn.reset();
   st.closing = false;
   st.server_done = true;
-  st.session.reset();
+  drop_session(self);
   if (std::exchange(st.parked, false) && !st.running)  // a kept session logged out
     self->send(st.scheduler, unpark_atom::value);
   finish_if_drained(self);
@@ -759,7 +1001,6 @@ void finish_if_drained(mailbox_actor_t* self) {
 // allows; every way it ends reports the lease back (unpark_atom) exactly once. ----
 
 void arm_timeout(mailbox_actor_t* self) {
-  self->state.last_activity = std::chrono::steady_clock::now();
   reply_clock_start(self);  // the silence of a kept connection is not the server's slowness
   self->state.ticking = true;  // (a quiet spell of the kept connection starts no second loop)
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, self->state.generation);
@@ -783,7 +1024,7 @@ void lose_kept(mailbox_actor_t* self, const std::string& reason, const std::stri
     st.conn->close(false);
     st.conn.reset();
   }
-  st.session.reset();
+  drop_session(self);
   st.closing = false;
   // While the scheduler is still being asked, its answer returns the lease (ask_to_keep).
   if (std::exchange(st.parked, false) && !st.running)
@@ -849,7 +1090,7 @@ bool resume_kept(mailbox_actor_t* self) {
     if (st.conn)
       st.conn->close(false);
     st.conn.reset();
-    st.session.reset();
+    drop_session(self);
     st.closing = false;
     return false;
   }
@@ -917,9 +1158,9 @@ void start_pass(mailbox_actor_t* self, std::map<std::string, storage::folder_che
   auto& st = self->state;
   auto& cfg = *st.s.cfg;
   if (cfg.type == core::mail_protocol::pop3)
-    st.session = make_pop3_session(st, std::move(cps), std::move(uidls));
+    st.session = std::make_shared<session_driver>(make_pop3_session(st, std::move(cps), std::move(uidls)));
   else
-    st.session = make_imap_session(st, std::move(cps));
+    st.session = std::make_shared<session_driver>(make_imap_session(st, std::move(cps)));
   connect(self);
 }
 
@@ -948,30 +1189,20 @@ void connect(mailbox_actor_t* self) {
   };
   net::connection_callbacks cbs;
   cbs.on_connected = [post] { post(net_up_atom::value); };
-  auto inbox = std::make_shared<mailbox_state::net_inbox>();
-  st.inbox = inbox;
-  cbs.on_data = [post, inbox](std::string bytes) {
-    {
-      std::lock_guard lock(inbox->m);
-      if (inbox->bytes.empty())
-        inbox->bytes = std::move(bytes);
-      else
-        inbox->bytes += bytes;
-      if (std::exchange(inbox->posted, true))
-        return;  // the message already on its way takes these too
-    }
-    post(net_data_atom::value);
+  // Server bytes go into the session on the io thread (session_driver); the actor is woken
+  // only when there is something for it.
+  cbs.on_data = [post, driver = st.session](std::string bytes) {
+    if (driver->feed(bytes))
+      post(net_data_atom::value);
   };
   cbs.on_tls_ready = [post] { post(net_tls_atom::value); };
   cbs.on_quiet = [post] { post(net_quiet_atom::value); };
   cbs.on_failure = [post](net::failure f) {
     post(net_fail_atom::value, static_cast<std::int32_t>(f.kind), std::move(f.detail));
   };
-  st.last_activity = std::chrono::steady_clock::now();
   st.conn_gen = gen;
-  st.deflate.reset();  // a new connection starts uncompressed
-  reply_clock_start(self);  // the greeting is an answer too
   st.conn = net::connection::create(*st.s.io, std::move(eo), std::move(cbs));
+  st.session->attach(st.conn, judge_after(st), st.credentials_proven);
   st.conn->start();
 }
 
@@ -1033,7 +1264,7 @@ bool retry_with_new_token(mailbox_actor_t* self) {
     st.conn->close(false);
     st.conn.reset();
   }
-  st.session.reset();
+  drop_session(self);
   ++st.generation;
   if (st.s.log)
     st.s.log->write(core::log_level::info, "oauth_login_retry", st.s.cfg->user,
@@ -1106,9 +1337,10 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         st.reused = false;
         st.slot_released = false;
         st.ticking = false;
-        st.slow_reported = st.soft_asked = st.awaiting_answer = false;
+        st.slow_reported = st.soft_asked = false;
         st.quickest_reply_ms = -1;
-        st.auth_wait = std::chrono::milliseconds{0};
+        if (st.session)
+          (void)st.session->take_clock();  // a kept connection's answers belong to earlier leases
         ++st.generation;
         if (resume_kept(self))
           return;
@@ -1154,26 +1386,18 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           });
       },
       [=](net_up_atom, std::uint64_t gen) {
-        if (!net_stale(gen))
-          self->state.last_activity = std::chrono::steady_clock::now();
+        if (!net_stale(gen) && self->state.session)
+          self->state.session->active();
       },
       [=](net_data_atom, std::uint64_t gen) {
-        if (net_stale(gen) || !self->state.inbox)
+        // The io thread fed the session: take what it queued for this actor.
+        if (net_stale(gen) || !self->state.session)
           return;
-        std::string bytes;
-        {
-          auto& in = *self->state.inbox;
-          std::lock_guard lock(in.m);
-          bytes.swap(in.bytes);
-          in.posted = false;
-        }
+        self->state.session->woken();
         if (self->state.closing)
           return;
-        self->state.last_activity = std::chrono::steady_clock::now();
-        reply_clock_check(self, true);
-        receive_bytes(self, bytes);
+        sync_reply_clock(self);
         pump(self);
-        auth_accepted_check(self);
       },
       [=](net_quiet_atom, std::uint64_t gen) {
         auto& st = self->state;
@@ -1182,7 +1406,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
         self->send(self, timeout_atom::value, st.generation);  // the watch runs from now on
       },
       [=](net_tls_atom, std::uint64_t gen) {
-        if (net_stale(gen))
+        if (net_stale(gen) || !self->state.session)
           return;
         self->state.session->on_tls_established();
         pump(self);
@@ -1196,7 +1420,7 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
           return;
         }
         self->state.conn.reset();
-        if (k == net::failure_kind::closed_by_peer) {
+        if (k == net::failure_kind::closed_by_peer && self->state.session) {
           // Let the protocol say what an early close means (BYE seen, mid-literal, ...).
           self->state.session->on_eof();
           pump(self);
@@ -1217,9 +1441,13 @@ caf::actor spawn_mailbox_actor(caf::event_based_actor* scheduler, mailbox_settin
             self->delayed_send(self, std::chrono::milliseconds(200), timeout_atom::value, gen);
           return;
         }
+        if (!st.session)
+          return;
         if (!st.session->awaiting_resume())
-          reply_clock_check(self, false);
-        auto idle = std::chrono::steady_clock::now() - st.last_activity;
+          reply_clock_tick(self);
+        if (!st.session)
+          return;
+        auto idle = std::chrono::steady_clock::now() - st.session->last_activity();
         if (!st.session->awaiting_resume() && idle > std::chrono::seconds(st.s.engine->command_timeout_s)) {
           fail_pass(self, "timeout",
                     fmt::format("no answer from {}:{} for {} s", st.s.cfg->host, st.s.cfg->port,
