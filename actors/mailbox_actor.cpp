@@ -201,13 +201,13 @@ class session_driver {
       if (!refused)
         pending_judge_ = std::max(pending_judge_, wait);
     }
-    const bool due = !events_.empty() || !error_.empty() || pending_judge_.count() > 0;
+    const bool due = urgent_ || !error_.empty() || pending_judge_.count() > 0;
     return due && !std::exchange(posted_, true);
   }
-  // Actor, on net_data_atom: from now on new bytes wake it again.
+  // Actor, on net_data_atom (it takes the whole queue next): from now on new bytes wake it again.
   void woken() {
     std::lock_guard lock(m_);
-    posted_ = false;
+    posted_ = urgent_ = false;
   }
   // Actor: the next output for it (the io thread's queue first, in order), or nothing.
   std::optional<imap::session_output> poll() {
@@ -367,6 +367,14 @@ class session_driver {
       const bool stop = std::holds_alternative<imap::scan_complete>(*out) ||
                         std::holds_alternative<imap::scan_failed>(*out) ||
                         std::holds_alternative<imap::session_parked>(*out);
+      // What only adds to the pass's record (a message of the batch, the server's ID, a
+      // folder's counts, a warning) waits for the next event the actor has to act on (a batch
+      // or folder end, the end of the pass, an action's result, IDLE news): one wake-up per
+      // batch, none for the ID's answer. Every pass ends with one of those, or with a
+      // connection failure, whose handling takes the queue first.
+      urgent_ = urgent_ || stop || std::holds_alternative<imap::batch_complete>(*out) ||
+                std::holds_alternative<imap::folder_complete>(*out) ||
+                std::holds_alternative<imap::action_done>(*out) || std::holds_alternative<imap::idle_activity>(*out);
       events_.push_back(std::move(*out));
       if (stop)
         return;
@@ -379,6 +387,7 @@ class session_driver {
   std::weak_ptr<net::connection> conn_;
   std::deque<imap::session_output> events_;        // for the actor, in the session's order
   bool posted_ = false;                             // a net_data_atom is on its way
+  bool urgent_ = false;                             // events_ holds one the actor acts on
   bool closing_ = false;
   std::string error_;
   // Reply clock.
