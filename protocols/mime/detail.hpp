@@ -74,7 +74,9 @@ void decode_base64(std::string_view in, std::string& out);
 std::size_t base64_decoded_size(std::string_view in);
 void decode_quoted_printable(std::string_view in, std::string& out);
 
-// parse_date without its fast path for the canonical form (tests compare the two).
+// parse_date's two halves: the fast path for the canonical form "[Dow, ]D Mon YYYY
+// HH:MM[:SS] +ZZZZ" (nullopt for anything else) and the general parser (tests compare them).
+std::optional<std::int64_t> parse_canonical_date(std::string_view value);
 std::optional<std::int64_t> parse_date_general(std::string_view value);
 
 } // namespace mscan::mime::detail

@@ -266,7 +266,7 @@ TEST_CASE("dates: the canonical form's fast path answers as the general parser d
   const char* years[] = {"1969", "2024", "1899", "98"};
   const char* times[] = {"00:00", "9:05:07", "23:59:60", "24:00:00", "12:5:00", "08:00:00.5"};
   const char* zones[] = {"+0000", "-0330", "+1400", "GMT", "+02:00", "-0000 (UTC)", "+0100\r\n", "+01000"};
-  std::size_t checked = 0, answered = 0;
+  std::size_t checked = 0, answered = 0, fast_answered = 0;
   for (auto dow : dows)
     for (auto mon : months)
       for (auto day : days)
@@ -275,13 +275,20 @@ TEST_CASE("dates: the canonical form's fast path answers as the general parser d
             for (auto zone : zones) {
               const std::string v = std::string(" ") + dow + day + " " + mon + " " + year + " " + time + " " + zone;
               const auto general = mscan::mime::detail::parse_date_general(v);
+              const auto fast = mscan::mime::detail::parse_canonical_date(v);
               INFO(v);
               CHECK(parse_date(v) == general);
+              if (fast)
+                CHECK(fast == general);
               ++checked;
               answered += general.has_value();
+              fast_answered += fast.has_value();
             }
   CHECK(checked > 10000);
   CHECK(answered > 1000);
+  CHECK(fast_answered > 500);  // the fast path does answer the canonical forms
+  CHECK(mscan::mime::detail::parse_canonical_date("Thu, 01 Jan 2026 10:00:00 +0000") == 1767261600);
+  CHECK(mscan::mime::detail::parse_canonical_date("1 Jan 2026 10:00 -0130") == 1767261600 + 5400);
   CHECK(parse_date("Fri, 21 Nov 1997 09:55:06 -0600\r\n") == 880127706);
 }
 
