@@ -131,6 +131,7 @@ std::vector<address> parse_addresses(std::string_view value, const parse_options
                                      bool* lossy) {
   std::vector<address> result;
   std::vector<token> toks;
+  toks.reserve(16);  // "Name" <a@b>, <c@d>: one allocation, not one per doubling
   tokenize(value, toks);
 
   auto phrase_of = [&](std::size_t b, std::size_t e) {
