@@ -147,7 +147,7 @@ struct session_adapter final : protocol_session {
 // per burst (net_data_atom). The actor's own calls (resume, actions, IDLE, ...) go through the
 // same object. Every access holds `m_`; nothing called under it calls back.
 //
-// The reply clock lives here too (the slow lane, see reply_clock_check): the io thread sees
+// The reply clock lives here too (the slow lane, see sync_reply_clock): the io thread sees
 // the commands go out and the answers come in. Answers are judged by the actor: the io thread
 // keeps what it needs (the quickest answer, the login's wait, a silence long enough to judge)
 // and wakes it when a judgement is due.
@@ -158,7 +158,7 @@ class session_driver {
 
   // The connection this session talks on (weak: the connection's callbacks hold this object).
   // `judge_after`: a silence at least this long is judged by the actor (0 = never);
-  // `credentials_proven`: see reply_clock_check.
+  // `credentials_proven`: see sync_reply_clock.
   void attach(std::weak_ptr<net::connection> conn, std::chrono::milliseconds judge_after,
               bool credentials_proven) {
     std::lock_guard lock(m_);
@@ -307,7 +307,7 @@ class session_driver {
     reply_wait_since_ = clock::now();
     awaiting_answer_ = true;
   }
-  // Bytes arrived: the silence since the last command or answer ends (reply_clock_check).
+  // Bytes arrived: the silence since the last command or answer ends (sync_reply_clock).
   void answered(clock::time_point now) {
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - reply_wait_since_);
     reply_wait_since_ = now;
