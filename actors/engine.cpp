@@ -78,7 +78,7 @@ expected<engine_report, std::string> run_engine(const core::config& cfg, const e
   engine_report report;
   // The io runtime outlives the actor system: actors own connections, and connections only
   // hold weak references to actors, so the system can shut down first.
-  net::io_runtime io{1};
+  net::io_runtime io{cfg.engine.io_threads};
   auto log = std::make_shared<core::event_log>(cfg.engine);
   shutdown_watchdog watchdog{shutdown_limit, [&] {
     log->write(core::log_level::error, "shutdown_stuck", "", "", "",

@@ -846,6 +846,7 @@ config parse_impl(std::string_view text, const std::filesystem::path& origin) {
     e.min_free_disk_mb = r.integer<std::uint64_t>("min_free_disk_mb", 0, 1 << 20).value_or(e.min_free_disk_mb);
     e.write_delay_ms = r.integer<std::uint32_t>("write_delay_ms", 0, 60000).value_or(0);
     e.commit_interval_ms = r.integer<std::uint32_t>("commit_interval_ms", 0, 1000).value_or(e.commit_interval_ms);
+    e.io_threads = r.integer<std::uint32_t>("io_threads", 1, 64).value_or(e.io_threads);
     e.strip_subaddress = r.boolean("strip_subaddress").value_or(false);
     for (auto& d : r.str_list("internal_domains"))
       e.internal_domains.push_back(lower(d));

@@ -75,6 +75,10 @@ struct engine_config {
   // meanwhile share the next one. 0 = commit whenever the writer is free. An idle writer
   // commits at once, so this only adds latency when commits follow each other closely.
   std::uint32_t commit_interval_ms = 2;
+  // Network threads. They also run the protocol sessions (server answers are parsed there,
+  // the next command sent from there), so a machine with many cores that scans many busy
+  // mailboxes at once may want more than one. Read at start-up (a reload does not change it).
+  std::uint32_t io_threads = 1;
   bool strip_subaddress = false;
   std::vector<std::string> internal_domains;  // the tenant's own: never an account link
   // Free-mail domains (never an account link by domain). Empty = the shipped list

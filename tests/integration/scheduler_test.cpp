@@ -51,6 +51,8 @@ std::size_t count_messages(const fs::path& conf, std::size_t* sightings = nullpt
 } // namespace
 
 TEST_CASE("scheduler: 60 mailboxes never exceed the per-host connection bound", "[integration][scheduler]") {
+  // Also with several network threads, which then run the sessions side by side.
+  const std::string io = GENERATE(std::string{}, std::string{"\nio_threads = 3"});
   sim::sim_options so;
   so.mailboxes = 60;
   so.messages = 30;
@@ -59,7 +61,7 @@ TEST_CASE("scheduler: 60 mailboxes never exceed the per-host connection bound", 
   auto port = simulator.start();
   REQUIRE(port != 0);
   auto dir = test::unique_test_dir("sched-bound");
-  auto conf = write_config(dir, port, 60, "max_connections = 8\nmax_connections_per_host = 5\nbatch_size = 10");
+  auto conf = write_config(dir, port, 60, "max_connections = 8\nmax_connections_per_host = 5\nbatch_size = 10" + io);
   auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
   INFO(r.out);
   CHECK(r.code == 0);
@@ -80,7 +82,8 @@ TEST_CASE("scheduler: failing mailboxes are reported and do not stop the others"
   auto port = simulator.start();
   REQUIRE(port != 0);
   auto dir = test::unique_test_dir("sched-faults");
-  auto conf = write_config(dir, port, 30, "max_connections = 6\nmax_connections_per_host = 6");
+  const std::string io = GENERATE(std::string{}, std::string{"\nio_threads = 3"});
+  auto conf = write_config(dir, port, 30, "max_connections = 6\nmax_connections_per_host = 6" + io);
   auto r = test::run_mailscan({"run", "--config", conf.string(), "--once"});
   INFO(r.out);
   CHECK(r.code == 3);

@@ -108,6 +108,9 @@ TEST_CASE("config errors name the file, line and key", "[unit][config]") {
         std::string::npos);
   CHECK(error_of("[[mailbox]]\nuser = \"a\"\n[[mailbox]]\nuser = \"a\"\n").find("appears twice") != std::string::npos);
   CHECK(error_of("[[mailbox]]\nuser = \"a\"\nport = 70000\n").find("out of range") != std::string::npos);
+  CHECK(error_of("[engine]\nio_threads = 0\n").find(":2: [engine]: key 'io_threads'") != std::string::npos);
+  CHECK(parse("[engine]\nio_threads = 4\n").value().engine.io_threads == 4);
+  CHECK(parse("").value().engine.io_threads == 1);
   CHECK(error_of("[engine\n").find("/etc/mailscan/test.toml:1:") == 0);
   CHECK(error_of("[[rule]]\nname = \"r\"\nconditions = [ { field = \"size\", op = \"equals\", value = \"1\" } ]\n")
           .find("unknown field 'size'") != std::string::npos);
