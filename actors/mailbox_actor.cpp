@@ -189,8 +189,14 @@ class session_driver {
     const auto now = clock::now();
     last_activity_ = now;
     answered(now);
-    receive(bytes);
-    drain();
+    try {
+      receive(bytes);
+      drain();
+    } catch (const std::exception& e) {
+      // Not on this thread: an exception would end the io thread for every connection.
+      // The pass fails with it instead (the actor's pump reads error_).
+      error_ = std::string("session failed: ") + e.what();
+    }
     if (auth_wait_.count() > 0 && s_ && !s_->authenticating()) {
       // The login is over: its wait is judged now if it was accepted. A refusal (the pass
       // fails in this very burst) is delayed on purpose by servers: not slowness.
@@ -256,7 +262,8 @@ class session_driver {
     std::lock_guard lock(m_);
     last_activity_ = clock::now();
   }
-  // Actor: a corrupt COMPRESS stream (the pass fails with it), once.
+  // Actor: a corrupt COMPRESS stream or a session that threw on the io thread (the pass
+  // fails with it), once.
   std::string take_error() {
     std::lock_guard lock(m_);
     return std::exchange(error_, {});
