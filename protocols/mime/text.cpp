@@ -20,6 +20,17 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+// Unix seconds of a civil date and time at `zone` minutes east of UTC, or nothing when a
+// field is out of range (both date parsers end here).
+std::optional<std::int64_t> epoch_of(int year, int month, int day, int h, int mi, int se, int zone) {
+  static constexpr int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (year < 1900 || year > 9999 || month < 1 || month > 12 || day < 1 || day > mdays[month - 1] ||
+      h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60)
+    return std::nullopt;
+  return days_from_civil(year, unsigned(month), unsigned(day)) * 86400 + h * 3600 + mi * 60 + se -
+         std::int64_t(zone) * 60;
+}
+
 int month_of(std::string_view w) {
   static constexpr std::array<std::string_view, 12> names = {
       "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
@@ -124,11 +135,7 @@ std::optional<std::int64_t> parse_canonical_date(std::string_view v) {
   const int zh = zone / 100, zm = zone % 100;
   spaces();
   if (i != v.size()) return std::nullopt;
-  if (year < 1900 || day < 1 || h > 23 || mi > 59 || se > 60) return std::nullopt;
-  static constexpr int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (day > mdays[month - 1]) return std::nullopt;
-  const std::int64_t days = days_from_civil(year, unsigned(month), unsigned(day));
-  return days * 86400 + h * 3600 + mi * 60 + se - std::int64_t(sign * (zh * 60 + zm)) * 60;
+  return epoch_of(year, month, day, h, mi, se, sign * (zh * 60 + zm));
 }
 
 } // namespace detail
@@ -224,14 +231,9 @@ std::optional<std::int64_t> parse_date_general(std::string_view value) {
       have_zone = true;
     }
   }
-  if (year < 1900 || year > 9999 || month < 1 || month > 12 || day < 1 || day > 31) return std::nullopt;
   if (h < 0) h = 0;
   if (pm >= 0 && h >= 1 && h <= 12) h = (h % 12) + (pm ? 12 : 0);
-  if (h > 23 || mi > 59 || se > 60) return std::nullopt;
-  static constexpr int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (day > mdays[month - 1]) return std::nullopt;
-  std::int64_t days = days_from_civil(year, unsigned(month), unsigned(day));
-  return days * 86400 + h * 3600 + mi * 60 + se - std::int64_t(zone) * 60;
+  return epoch_of(year, month, day, h, mi, se, zone);
 }
 
 } // namespace detail
