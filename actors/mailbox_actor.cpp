@@ -252,7 +252,10 @@ class session_driver {
     std::lock_guard lock(m_);
     return last_activity_;
   }
-  // Actor: a command of its own is out, or a kept connection is used again.
+  // Actor: a kept connection is used again: the server's turn (and the command timeout's
+  // clock) starts now. (Commands are pipelined, so an answer does not mean nothing is
+  // outstanding: the clock measures the silence since the last bytes either way, and is not
+  // consulted while the session waits for this side: awaiting_resume.)
   void touch() {
     std::lock_guard lock(m_);
     last_activity_ = clock::now();
@@ -681,13 +684,9 @@ std::chrono::milliseconds tick_interval(const mailbox_state& st) {
                            : std::clamp(slow, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
 }
 
-// A command goes out: the server's turn starts now. (Commands are pipelined, so an answer
-// does not mean nothing is outstanding: the clock measures the silence since the last bytes
-// either way, and is not consulted while the session waits for this side: awaiting_resume.)
-void reply_clock_start(mailbox_actor_t* self) {
-  if (self->state.session)
-    self->state.session->touch();  // (and the command timeout's clock restarts)
-}
+// The silence past which an answer may count as slow early (judge_silence): a quarter of
+// slow_response_ms, at least 100 ms.
+std::int64_t early_silence_ms(std::int64_t limit) { return std::max<std::int64_t>(limit / 4, 100); }
 
 void yield_slow_lane(mailbox_actor_t* self, std::uint64_t gen);
 void pump(mailbox_actor_t* self);
@@ -703,7 +702,7 @@ void judge_silence(mailbox_actor_t* self, std::chrono::milliseconds waited) {
   if (limit == 0 || !st.s.report_slow || st.slow_reported)
     return;
   const bool hard = waited.count() >= std::int64_t{limit};
-  const auto early = std::max<std::int64_t>(limit / 4, 100);
+  const auto early = early_silence_ms(limit);
   if (!hard && (st.soft_asked || early >= std::int64_t{limit} || waited.count() < early))
     return;
   if (hard)
@@ -760,7 +759,7 @@ std::chrono::milliseconds judge_after(const mailbox_state& st) {
   const auto limit = std::int64_t{st.s.engine->slow_response_ms};
   if (limit == 0 || !st.s.report_slow)
     return std::chrono::milliseconds{0};
-  return std::chrono::milliseconds(std::min(limit, std::max<std::int64_t>(limit / 4, 100)));
+  return std::chrono::milliseconds(std::min(limit, early_silence_ms(limit)));
 }
 
 // The pass is done with its session: the io thread stops feeding it (the connection's
@@ -1017,7 +1016,8 @@ void finish_if_drained(mailbox_actor_t* self) {
 // allows; every way it ends reports the lease back (unpark_atom) exactly once. ----
 
 void arm_timeout(mailbox_actor_t* self) {
-  reply_clock_start(self);  // the silence of a kept connection is not the server's slowness
+  if (self->state.session)
+    self->state.session->touch();  // the silence of a kept connection is not the server's slowness
   self->state.ticking = true;  // (a quiet spell of the kept connection starts no second loop)
   self->delayed_send(self, std::chrono::seconds(1), timeout_atom::value, self->state.generation);
 }
